@@ -1,0 +1,289 @@
+"""AutoencoderTransformer: the code of an encoder-decoder network as features."""
+
+import math
+from copy import deepcopy
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils._param_validation import Interval, StrOptions
+from torch import nn
+
+from ._neural import BaseNeuralTransformer
+from .nn import ACTIVATIONS, Autoencoder, make_conv_decoder, make_conv_encoder, make_mlp
+
+__all__ = ["AutoencoderTransformer"]
+
+
+class AutoencoderTransformer(BaseNeuralTransformer):
+    """Autoencoder whose bottleneck code is the learned representation.
+
+    An encoder maps each sample to ``n_components`` numbers (the code) and a
+    decoder maps the code back; both are trained together to minimise the
+    reconstruction error. ``transform`` returns the code, ``inverse_transform``
+    the decoder's output. With ``activation="identity"`` the model spans the
+    same subspace as PCA; nonlinear activations let it reconstruct better than
+    PCA at the same width. The bottleneck is linear (no activation on the
+    code).
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Width of the code (the output of ``transform``).
+    hidden_layer_sizes : array-like of int, default=(128,)
+        Widths of the encoder's hidden layers (the decoder mirrors them). For
+        ``architecture="conv"``, the channels of each stride-2 convolution.
+    activation : {"relu", "tanh", "logistic", "identity", "leaky_relu", "elu", \
+"gelu", "silu"}, default="relu"
+        Activation between layers (never on the code).
+    architecture : {"mlp", "conv"}, default="mlp"
+        Fully connected layers, or convolutions over images given as flat rows
+        of length ``C * H * W`` (``image_shape`` required).
+    image_shape : tuple of int, default=None
+        ``(C, H, W)`` of one image, for ``architecture="conv"``.
+    encoder, decoder : torch.nn.Module, default=None
+        Your own networks, ``(batch, n_features) -> (batch, k)`` and back; they
+        replace the built-in ones (both must be given). They are copied at fit,
+        so the objects you pass are never trained in place.
+    loss : {"mse", "bce"}, default="mse"
+        Mean squared error, or binary cross-entropy on the decoder's logits
+        (for data in [0, 1]; ``inverse_transform`` then applies a sigmoid).
+    denoising : float in [0, 1), default=0.0
+        Fraction of input values zeroed at random during training (masking
+        noise): a denoising autoencoder. 0 trains a plain autoencoder.
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the data).
+    batch_size : int, default=128
+        Samples per minibatch, for training and for batched inference.
+    learning_rate : float, default=1e-3
+        Optimizer step size.
+    optimizer : {"adam", "adamw", "sgd", "rmsprop"} or torch optimizer class, \
+default="adam"
+        The optimizer.
+    weight_decay : float, default=0.0
+        L2 penalty passed to the optimizer.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data, stop when its loss has not
+        improved for ``n_iter_no_change`` epochs and restore the best weights.
+        Without it, all data is used for training.
+    validation_fraction : float in (0, 1), default=0.1
+        Share held out when ``early_stopping=True``.
+    n_iter_no_change : int, default=10
+        Epochs without a relative improvement of ``tol`` before stopping.
+    tol : float or None, default=1e-4
+        Relative improvement of the monitored loss (validation loss with early
+        stopping, else training loss) that counts as progress. None trains
+        exactly ``max_iter`` epochs.
+    callbacks : list of skorch callbacks, default=None
+        Passed to the skorch net (e.g. ``LRScheduler``, ``Checkpoint``); they are
+        copied at fit.
+    device : str or torch.device, default="auto"
+        "auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:N" or "mps".
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling and noise. torch's global RNG is
+        left untouched.
+    verbose : int, default=0
+        0 silent, 1 a progress bar over epochs, 2 a line per epoch.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+    n_iter_ : int
+        Epochs trained (all ``fit``/``partial_fit`` calls since the last fit).
+    loss_curve_ : list of float
+        Training loss of each epoch.
+    validation_scores_ : list of float
+        Minus the validation loss of each epoch (only with early stopping).
+    best_validation_score_ : float
+        Best of ``validation_scores_`` (only with early stopping); its weights
+        are the ones kept.
+    net_ : skorch.NeuralNet
+        The trained skorch net.
+    module_ : torch.nn.Module
+        The trained autoencoder (``net_.module_``).
+    components_ : ndarray of shape (n_units, n_features_in_)
+        Weights of the encoder's first linear layer, one row per unit (for
+        plotting learned filters). Only for encoders whose first layer is
+        ``nn.Linear``.
+
+    See Also
+    --------
+    sklearn.decomposition.PCA : The optimal linear autoencoder.
+    VAETransformer : A probabilistic autoencoder that can also generate data.
+
+    References
+    ----------
+    Hinton, G. E., & Salakhutdinov, R. R. (2006). Reducing the dimensionality of
+    data with neural networks. Science, 313(5786), 504-507.
+
+    Vincent, P., Larochelle, H., Bengio, Y., & Manzagol, P.-A. (2008). Extracting
+    and composing robust features with denoising autoencoders. ICML.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_replearn import AutoencoderTransformer
+    >>> X = np.random.RandomState(0).rand(50, 8)
+    >>> ae = AutoencoderTransformer(n_components=3, max_iter=5, random_state=0)
+    >>> ae.fit_transform(X).shape
+    (50, 3)
+    >>> ae.inverse_transform(ae.transform(X)).shape
+    (50, 8)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseNeuralTransformer._parameter_constraints,
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "architecture": [StrOptions({"mlp", "conv"})],
+        "image_shape": ["array-like", None],
+        "encoder": [nn.Module, None],
+        "decoder": [nn.Module, None],
+        "loss": [StrOptions({"mse", "bce"})],
+        "denoising": [Interval(Real, 0, 1, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(128,),
+        activation="relu",
+        architecture="mlp",
+        image_shape=None,
+        encoder=None,
+        decoder=None,
+        loss="mse",
+        denoising=0.0,
+        max_iter=200,
+        batch_size=128,
+        learning_rate=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        callbacks=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.architecture = architecture
+        self.image_shape = image_shape
+        self.encoder = encoder
+        self.decoder = decoder
+        self.loss = loss
+        self.denoising = denoising
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.callbacks = callbacks
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---------------------------------------------------------------- hooks
+    def _check_training_values(self, X):
+        if self.loss == "bce":
+            values = X.data if sp.issparse(X) else X
+            if values.size and (values.min() < 0 or values.max() > 1):
+                raise ValueError(
+                    f"loss='bce' needs data in [0, 1]; X ranges over "
+                    f"[{values.min():.4g}, {values.max():.4g}]. Scale it with "
+                    "MinMaxScaler or use loss='mse'."
+                )
+
+    def _make_criterion(self):
+        return nn.BCEWithLogitsLoss if self.loss == "bce" else nn.MSELoss
+
+    def _build_module(self, n_features):
+        encoder, decoder = self._encoder_decoder(n_features)
+        return Autoencoder(
+            encoder,
+            decoder,
+            output="sigmoid" if self.loss == "bce" else "identity",
+            masking_noise=self.denoising,
+        )
+
+    def _encoder_decoder(self, n_features):
+        if (self.encoder is None) != (self.decoder is None):
+            raise ValueError(
+                "Pass both encoder and decoder modules, or neither (to use the "
+                f"built-in {self.architecture!r} architecture)."
+            )
+        if self.encoder is not None:
+            return deepcopy(self.encoder), deepcopy(self.decoder)
+        hidden = _checked_layer_sizes(self.hidden_layer_sizes)
+        if self.architecture == "mlp":
+            encoder = make_mlp((n_features, *hidden, self.n_components), self.activation)
+            decoder = make_mlp((self.n_components, *hidden[::-1], n_features),
+                               self.activation)
+            return encoder, decoder
+        image_shape = _checked_image_shape(self.image_shape, n_features)
+        return (
+            make_conv_encoder(image_shape, hidden, self.n_components, self.activation),
+            make_conv_decoder(image_shape, hidden, self.n_components, self.activation),
+        )
+
+    # ------------------------------------------------------------ attributes
+    @property
+    def components_(self):
+        """Weights of the encoder's first linear layer, shape (n_units, n_features)."""
+        module = self.module_
+        first_linear = next(
+            (layer for layer in module.encoder.modules() if isinstance(layer, nn.Linear)),
+            None,
+        )
+        if first_linear is None or first_linear.in_features != self.n_features_in_:
+            raise AttributeError(
+                "components_ needs an encoder whose first layer is nn.Linear over "
+                "the input features; this encoder has none."
+            )
+        return first_linear.weight.detach().cpu().numpy().copy()
+
+
+def _checked_layer_sizes(hidden_layer_sizes):
+    """hidden_layer_sizes as a tuple of positive ints, or a clear ValueError."""
+    sizes = np.atleast_1d(np.asarray(hidden_layer_sizes, dtype=object)).tolist()
+    if not all(isinstance(size, Integral) and size > 0 for size in sizes):
+        raise ValueError(
+            "hidden_layer_sizes must be positive integers, e.g. (128,) or (256, 64); "
+            f"got {hidden_layer_sizes!r}."
+        )
+    return tuple(int(size) for size in sizes)
+
+
+def _checked_image_shape(image_shape, n_features):
+    """``(C, H, W)`` matching ``n_features``, or a clear ValueError."""
+    if image_shape is None:
+        raise ValueError(
+            "architecture='conv' needs image_shape=(channels, height, width), e.g. "
+            "(1, 8, 8) for sklearn's digits."
+        )
+    shape = tuple(int(size) for size in image_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(
+            f"image_shape must be (channels, height, width) of positive ints; got "
+            f"{image_shape!r}."
+        )
+    if math.prod(shape) != n_features:
+        raise ValueError(
+            f"image_shape={shape} has {math.prod(shape)} values per image, but X has "
+            f"{n_features} features; rows of X must be images flattened in C-order "
+            "(images.reshape(n_samples, -1))."
+        )
+    return shape

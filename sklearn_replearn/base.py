@@ -1,0 +1,72 @@
+"""Skeleton shared by every estimator: validation, tags, batched transforms."""
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
+from sklearn.utils import check_array
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .utils import batched_apply, resolve_device
+
+__all__ = ["BaseRepresentation"]
+
+
+class BaseRepresentation(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Base class of the representation-learning transformers.
+
+    Subclasses set ``_accepts_sparse`` and implement ``_n_features_out``
+    (usually ``n_components``); they get input validation that preserves
+    float32/float64, scikit-learn tags, feature names (``get_feature_names_out``
+    and ``set_output``) and a batched transform helper.
+    """
+
+    # Whether X may be a scipy sparse matrix (then it is densified batch by batch).
+    _accepts_sparse = False
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = self._accepts_sparse
+        return tags
+
+    def _validate_X(self, X, *, reset):
+        """Validate X; ``reset=True`` in ``fit`` records ``n_features_in_``."""
+        return validate_data(
+            self,
+            X,
+            reset=reset,
+            accept_sparse="csr" if self._accepts_sparse else False,
+            dtype=[np.float64, np.float32],
+        )
+
+    def _validate_codes(self, codes):
+        """Validate the input of ``inverse_transform`` (one row of codes per sample)."""
+        check_is_fitted(self)
+        codes = check_array(codes, dtype=[np.float64, np.float32])
+        if codes.shape[1] != self._n_features_out:
+            raise ValueError(
+                f"inverse_transform expects codes with {self._n_features_out} columns "
+                f"(n_components), got an array with {codes.shape[1]} columns; pass the "
+                "output of transform."
+            )
+        return codes
+
+    def _resolve_device(self):
+        return resolve_device(self.device)
+
+    def _batched(self, function, X, n_outputs, device):
+        """Apply ``function`` to X in batches of ``batch_size`` rows on ``device``.
+
+        The result has X's float dtype (float32 or float64).
+        """
+        return batched_apply(
+            function,
+            X,
+            n_outputs=n_outputs,
+            batch_size=self.batch_size,
+            device=device,
+            out_dtype=X.dtype,
+        )

@@ -1,0 +1,15 @@
+"""Plain torch modules and losses (no scikit-learn, no skorch)."""
+
+from ._autoencoder import Autoencoder
+from ._conv import make_conv_decoder, make_conv_encoder
+from ._layers import ACTIVATIONS, MaskingNoise, make_activation, make_mlp
+
+__all__ = [
+    "ACTIVATIONS",
+    "Autoencoder",
+    "MaskingNoise",
+    "make_activation",
+    "make_conv_decoder",
+    "make_conv_encoder",
+    "make_mlp",
+]

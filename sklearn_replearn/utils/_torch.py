@@ -1,0 +1,234 @@
+"""The one place that knows about devices, dtypes, seeding and array <-> tensor.
+
+Every estimator goes through these helpers so that device resolution, float32
+compute and repeatable seeding behave the same way everywhere.
+"""
+
+from contextlib import contextmanager
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "as_tensor",
+    "batched_apply",
+    "iter_row_batches",
+    "resolve_device",
+    "seed_from_random_state",
+    "seeded",
+    "to_numpy",
+]
+
+COMPUTE_DTYPE = torch.float32
+
+
+def resolve_device(device):
+    """Turn a ``device`` parameter into a :class:`torch.device` that exists here.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` (CUDA if present, else CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:N"`` or ``"mps"``.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        If the device is unknown or not available on this machine.
+
+    Examples
+    --------
+    >>> from sklearn_replearn.utils import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a device name; use 'auto', 'cpu', 'cuda', "
+            "'cuda:N' or 'mps'."
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} asks for CUDA, but torch.cuda.is_available() is "
+                "False on this machine; use device='cpu' or device='auto'."
+            )
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(
+                f"device={device!r} asks for CUDA device {resolved.index}, but only "
+                f"{count} CUDA device(s) are visible; use 'cuda:0'..'cuda:{count - 1}'."
+            )
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(
+                f"device={device!r} asks for Apple's MPS, which is not available on "
+                "this machine; use device='cpu' or device='auto'."
+            )
+    elif resolved.type != "cpu":
+        raise ValueError(
+            f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda', "
+            "'cuda:N' or 'mps'."
+        )
+    return resolved
+
+
+def as_tensor(X, device="cpu", dtype=COMPUTE_DTYPE):
+    """Convert a dense array (or a scipy sparse block) to a tensor on ``device``.
+
+    The array is shared with the tensor when it already has the right dtype and
+    layout, except for read-only arrays (memory maps), which are copied because
+    torch cannot wrap them safely.
+
+    Parameters
+    ----------
+    X : ndarray, scipy sparse matrix or torch.Tensor
+        Data to convert. Sparse input is densified: pass it one batch at a time.
+    device : str or torch.device, default="cpu"
+        Where the tensor should live.
+    dtype : torch.dtype, default=torch.float32
+        The compute dtype.
+
+    Returns
+    -------
+    torch.Tensor
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_replearn.utils import as_tensor
+    >>> as_tensor(np.ones((2, 3))).dtype
+    torch.float32
+    """
+    if isinstance(X, torch.Tensor):
+        return X.to(device=device, dtype=dtype)
+    if sp.issparse(X):
+        X = X.toarray()
+    numpy_dtype = torch.empty((), dtype=dtype).numpy().dtype
+    array = np.ascontiguousarray(X, dtype=numpy_dtype)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array).to(device)
+
+
+def to_numpy(tensor, dtype=None):
+    """Copy a tensor to a numpy array on the CPU, optionally casting it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_replearn.utils import to_numpy
+    >>> to_numpy(torch.zeros(2), dtype="float64").dtype
+    dtype('float64')
+    """
+    array = tensor.detach().to("cpu").numpy()
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    return array
+
+
+def seed_from_random_state(random_state):
+    """Draw a torch seed from an sklearn-style ``random_state``.
+
+    An int always gives the same seed; a ``RandomState`` is advanced, as in
+    scikit-learn; ``None`` gives a fresh seed from numpy's global generator.
+    """
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+@contextmanager
+def seeded(random_state, device=None, offset=0):
+    """Run a block with torch's RNG seeded from ``random_state``.
+
+    torch's global RNG state (CPU, and the CUDA device in use) is saved before
+    the block and restored after it, so fitting a model never changes the random
+    numbers a user's own code draws afterwards, and the same ``random_state``
+    always gives the same result.
+
+    Parameters
+    ----------
+    random_state : int, RandomState instance or None
+        Seed source, as in scikit-learn.
+    device : torch.device, default=None
+        Device whose RNG is also forked (CUDA); CPU is always forked.
+    offset : int, default=0
+        Added to the seed, so that successive calls (``partial_fit``) with the
+        same ``random_state`` draw different numbers, repeatably.
+
+    Yields
+    ------
+    seed : int
+        The torch seed used inside the block.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_replearn.utils import seeded
+    >>> with seeded(0):
+    ...     a = torch.rand(2)
+    >>> with seeded(0):
+    ...     b = torch.rand(2)
+    >>> bool(torch.equal(a, b))
+    True
+    """
+    seed = (seed_from_random_state(random_state) + offset) % np.iinfo(np.int32).max
+    cuda_devices = []
+    if device is not None and torch.device(device).type == "cuda":
+        index = torch.device(device).index
+        cuda_devices = [index if index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        yield seed
+
+
+def iter_row_batches(n_samples, batch_size):
+    """Yield ``slice`` objects covering ``range(n_samples)`` in order."""
+    for start in range(0, n_samples, batch_size):
+        yield slice(start, min(start + batch_size, n_samples))
+
+
+def batched_apply(function, X, *, n_outputs, batch_size, device, out_dtype):
+    """Apply a tensor function to the rows of ``X`` one batch at a time.
+
+    Only one batch of the input is on the device at a time and the result is
+    written into a preallocated array, so memory grows with the output, not
+    with a float copy of the input. Sparse input is densified batch by batch.
+
+    Parameters
+    ----------
+    function : callable
+        Maps a float32 tensor of shape ``(batch, n_features)`` to a tensor of
+        shape ``(batch, n_outputs)``.
+    X : ndarray or scipy sparse matrix of shape (n_samples, n_features)
+        Input rows.
+    n_outputs : int
+        Width of the output.
+    batch_size : int
+        Rows per batch.
+    device : torch.device
+        Where ``function`` runs.
+    out_dtype : numpy dtype
+        dtype of the returned array (the input's float dtype).
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_outputs)
+    """
+    if sp.issparse(X):
+        X = X.tocsr()
+    output = np.empty((X.shape[0], n_outputs), dtype=out_dtype)
+    with torch.inference_mode():
+        for rows in iter_row_batches(X.shape[0], batch_size):
+            batch = as_tensor(X[rows], device=device)
+            output[rows] = to_numpy(function(batch))
+    return output
