@@ -1,0 +1,386 @@
+"""AutoencoderTransformer on real data (sklearn's digits, scaled to [0, 1])."""
+
+import io
+import pickle
+import re
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from skorch.callbacks import Callback
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.pipeline import Pipeline
+
+from sklearn_replearn import AutoencoderTransformer
+from sklearn_replearn.exceptions import TrainingDivergedError
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    X = data.data / 16.0
+    return train_test_split(X, data.target, test_size=0.25, random_state=0)
+
+
+def heldout_mse(model, X):
+    return float(np.mean((model.inverse_transform(model.transform(X)) - X) ** 2))
+
+
+def fast_ae(**params):
+    """A small, quick configuration for behaviour tests."""
+    defaults = dict(n_components=4, hidden_layer_sizes=(32,), max_iter=15,
+                    random_state=0, device="cpu")
+    defaults.update(params)
+    return AutoencoderTransformer(**defaults)
+
+
+# --------------------------------------------------------------- quality
+@pytest.mark.parametrize("n_components", [4, 8])
+def test_linear_autoencoder_matches_pca(digits, n_components):
+    """PCA is the optimal linear autoencoder: a linear AE must reach it."""
+    X_train, X_test, _, _ = digits
+    pca = PCA(n_components).fit(X_train)
+    ae = AutoencoderTransformer(
+        n_components, activation="identity", max_iter=300, random_state=0
+    ).fit(X_train)
+    ratio = heldout_mse(ae, X_test) / heldout_mse(pca, X_test)
+    assert ratio < 1.02, ratio
+
+
+@pytest.mark.parametrize("n_components", [2, 4, 8, 16])
+def test_default_autoencoder_beats_pca(digits, n_components):
+    X_train, X_test, _, _ = digits
+    pca = PCA(n_components).fit(X_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae = AutoencoderTransformer(n_components, random_state=0).fit(X_train)
+    ratio = heldout_mse(ae, X_test) / heldout_mse(pca, X_test)
+    assert ratio <= 0.7, ratio
+    # score is minus the mean squared reconstruction error.
+    assert ae.score(X_test) == pytest.approx(-heldout_mse(ae, X_test), rel=1e-5)
+
+
+def test_partial_fit_over_chunks_reaches_fit(digits):
+    X_train, X_test, _, _ = digits
+    epochs = 40
+    full = fast_ae(n_components=8, hidden_layer_sizes=(128,), max_iter=epochs,
+                   tol=None).fit(X_train)
+    online = fast_ae(n_components=8, hidden_layer_sizes=(128,))
+    for _ in range(epochs):
+        for chunk in np.array_split(X_train, 4):
+            online.partial_fit(chunk)
+    assert online.n_iter_ == 4 * epochs
+    assert heldout_mse(online, X_test) <= 1.10 * heldout_mse(full, X_test)
+
+
+def test_denoising_autoencoder_fills_in_masked_pixels(digits):
+    """Trained with masking noise, the AE restores masked test digits better."""
+    X_train, X_test, _, _ = digits
+    mask = np.random.RandomState(0).rand(*X_test.shape) >= 0.3
+    errors = {}
+    for denoising in (0.0, 0.3):
+        ae = fast_ae(n_components=16, hidden_layer_sizes=(128,), max_iter=60,
+                     denoising=denoising).fit(X_train)
+        restored = ae.inverse_transform(ae.transform(X_test * mask))
+        errors[denoising] = np.mean((restored - X_test) ** 2)
+    assert errors[0.3] < 0.6 * errors[0.0], errors
+
+
+def test_conv_architecture_on_digit_images(digits):
+    X_train, X_test, _, _ = digits
+    ae = fast_ae(n_components=8, architecture="conv", image_shape=(1, 8, 8),
+                 hidden_layer_sizes=(16, 32), max_iter=30, batch_size=64,
+                 learning_rate=3e-3).fit(X_train)
+    assert ae.transform(X_test).shape == (len(X_test), 8)
+    assert ae.inverse_transform(ae.transform(X_test)).shape == X_test.shape
+    assert ae.loss_curve_[-1] < 0.5 * ae.loss_curve_[0]
+    pca = PCA(8).fit(X_train)
+    assert heldout_mse(ae, X_test) < heldout_mse(pca, X_test)
+
+
+def test_bce_loss_reconstructs_in_unit_interval(digits):
+    X_train, X_test, _, _ = digits
+    ae = fast_ae(loss="bce", max_iter=30).fit(X_train)
+    reconstruction = ae.inverse_transform(ae.transform(X_test))
+    assert reconstruction.min() >= 0 and reconstruction.max() <= 1
+    pca = PCA(2).fit(X_train)
+    assert heldout_mse(ae, X_test) < heldout_mse(pca, X_test)
+
+
+# -------------------------------------------------------- sklearn workflow
+def test_pipeline_grid_search_and_cross_val_score(digits):
+    X_train, X_test, y_train, y_test = digits
+    pipe = Pipeline([
+        ("ae", fast_ae(max_iter=30)),
+        ("clf", LogisticRegression(max_iter=500)),
+    ])
+    search = GridSearchCV(pipe, {"ae__n_components": [2, 16]}, cv=3)
+    search.fit(X_train, y_train)
+    assert search.best_params_ == {"ae__n_components": 16}
+    assert search.score(X_test, y_test) > 0.8
+    scores = cross_val_score(pipe.set_params(ae__n_components=16), X_train, y_train,
+                             cv=3)
+    assert scores.mean() > 0.8
+
+
+def test_grid_search_without_labels_uses_reconstruction_score(digits):
+    X_train, _, _, _ = digits
+    search = GridSearchCV(fast_ae(), {"n_components": [1, 8]}, cv=3).fit(X_train)
+    assert search.best_params_ == {"n_components": 8}
+    assert np.all(search.cv_results_["mean_test_score"] < 0)
+
+
+def test_pickle_joblib_clone_give_identical_transform(digits, tmp_path):
+    X_train, X_test, _, _ = digits
+    ae = fast_ae().fit(X_train)
+    expected = ae.transform(X_test)
+    restored = pickle.loads(pickle.dumps(ae))
+    np.testing.assert_array_equal(restored.transform(X_test), expected)
+    joblib.dump(ae, tmp_path / "ae.joblib")
+    np.testing.assert_array_equal(
+        joblib.load(tmp_path / "ae.joblib").transform(X_test), expected
+    )
+    refit = clone(ae).fit(X_train)
+    np.testing.assert_array_equal(refit.transform(X_test), expected)
+
+
+def test_same_random_state_same_codes_and_global_rng_untouched(digits):
+    X_train, X_test, _, _ = digits
+    torch.manual_seed(123)
+    state_before = torch.get_rng_state()
+    codes_a = fast_ae(random_state=7).fit(X_train).transform(X_test)
+    assert torch.equal(torch.get_rng_state(), state_before)
+    codes_b = fast_ae(random_state=7).fit(X_train).transform(X_test)
+    codes_c = fast_ae(random_state=8).fit(X_train).transform(X_test)
+    np.testing.assert_array_equal(codes_a, codes_b)
+    assert not np.allclose(codes_a, codes_c)
+
+
+def test_sparse_input_streams_batches_and_matches_dense(digits):
+    X_train, X_test, _, _ = digits
+    dense = fast_ae().fit(X_train)
+    sparse = fast_ae().fit(sp.csr_matrix(X_train))
+    np.testing.assert_allclose(sparse.transform(sp.csr_matrix(X_test)),
+                               dense.transform(X_test), rtol=1e-5, atol=1e-6)
+
+
+def test_transform_runs_in_batches(digits):
+    X_train, X_test, _, _ = digits
+    ae = fast_ae(batch_size=64).fit(X_train)
+    seen = []
+    encode = ae.module_.encode
+    ae.module_.encode = lambda batch: seen.append(len(batch)) or encode(batch)
+    ae.transform(X_test)
+    assert max(seen) == 64 and sum(seen) == len(X_test)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_output_dtype_follows_input(digits, dtype):
+    X_train, X_test, _, _ = digits
+    ae = fast_ae().fit(X_train.astype(dtype))
+    assert ae.transform(X_test.astype(dtype)).dtype == dtype
+    assert ae.inverse_transform(ae.transform(X_test.astype(dtype))).dtype == dtype
+
+
+def test_integer_and_list_input(digits):
+    X_int = (load_digits().data[:200]).astype(np.int64)
+    ae = fast_ae().fit(X_int)
+    assert ae.transform(X_int.tolist()).dtype == np.float64
+
+
+def test_pandas_output_and_feature_names(digits):
+    pd = pytest.importorskip("pandas")
+    X_train, X_test, _, _ = digits
+    frame = pd.DataFrame(X_train, columns=[f"pixel{i}" for i in range(64)])
+    ae = fast_ae(n_components=3).set_output(transform="pandas").fit(frame)
+    codes = ae.transform(frame)
+    assert list(codes.columns) == [f"autoencodertransformer{i}" for i in range(3)]
+    assert list(ae.feature_names_in_) == list(frame.columns)
+
+
+# ------------------------------------------------------------ fitted state
+def test_fitted_attributes(digits):
+    X_train, _, _, _ = digits
+    ae = fast_ae(max_iter=5, tol=None).fit(X_train)
+    assert ae.n_iter_ == 5 and len(ae.loss_curve_) == 5
+    assert ae.n_features_in_ == 64
+    assert ae.components_.shape == (32, 64)
+    assert not hasattr(ae, "validation_scores_")
+    assert isinstance(ae.module_, torch.nn.Module)
+
+
+def test_early_stopping_restores_best_weights(digits):
+    X_train, _, _, _ = digits
+    ae = fast_ae(early_stopping=True, n_iter_no_change=3, max_iter=300,
+                 learning_rate=1e-2).fit(X_train)
+    assert len(ae.validation_scores_) == ae.n_iter_ < 300
+    assert ae.best_validation_score_ == max(ae.validation_scores_)
+    # The kept weights are the best epoch's: recompute on the same held-out rows.
+    order = np.random.RandomState(_seed_of(0)).permutation(len(X_train))
+    n_valid = int(np.ceil(0.1 * len(X_train)))
+    X_valid = X_train[order[:n_valid]]
+    assert ae.score(X_valid) == pytest.approx(ae.best_validation_score_, rel=1e-4)
+
+
+def _seed_of(random_state):
+    from sklearn_replearn.utils import seed_from_random_state
+
+    return seed_from_random_state(random_state)
+
+
+def test_convergence_warning_when_max_iter_reached(digits):
+    X_train, _, _, _ = digits
+    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
+        fast_ae(max_iter=3).fit(X_train)
+
+
+def test_keyboard_interrupt_leaves_a_usable_model(digits):
+    X_train, X_test, _, _ = digits
+
+    class InterruptAtEpoch3(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            if len(net.history) == 3:
+                raise KeyboardInterrupt
+
+    ae = fast_ae(max_iter=50, callbacks=[InterruptAtEpoch3()]).fit(X_train)
+    assert ae.n_iter_ == 3
+    assert np.isfinite(ae.transform(X_test)).all()
+
+
+def test_user_callbacks_are_used_and_not_mutated(digits):
+    X_train, _, _, _ = digits
+
+    class CountEpochs(Callback):
+        def initialize(self):
+            self.epochs_ = 0
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.epochs_ += 1
+
+    counter = CountEpochs()
+    ae = fast_ae(max_iter=4, tol=None, callbacks=[("count", counter)]).fit(X_train)
+    assert dict(ae.net_.callbacks_)["count"].epochs_ == 4
+    assert not hasattr(counter, "epochs_")
+
+
+def test_user_encoder_and_decoder(digits):
+    X_train, X_test, _, _ = digits
+    encoder = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh(),
+                                  torch.nn.Linear(32, 5))
+    decoder = torch.nn.Sequential(torch.nn.Linear(5, 32), torch.nn.Tanh(),
+                                  torch.nn.Linear(32, 64))
+    before = encoder[0].weight.detach().clone()
+    ae = fast_ae(encoder=encoder, decoder=decoder, max_iter=20).fit(X_train)
+    assert ae.transform(X_test).shape == (len(X_test), 5)
+    assert ae.get_feature_names_out().shape == (5,)
+    assert torch.equal(encoder[0].weight, before), "the user's module was trained"
+
+
+@pytest.mark.parametrize("verbose", [0, 1, 2])
+def test_verbosity(digits, capsys, verbose):
+    X_train, _, _, _ = digits
+    fast_ae(max_iter=3, tol=None, verbose=verbose).fit(X_train)
+    captured = capsys.readouterr()
+    if verbose == 0:
+        assert captured.out == "" and captured.err == ""
+    elif verbose == 1:
+        assert "epoch" in captured.err and captured.out == ""
+    else:
+        assert len(re.findall(r"^\s+[123]\s", captured.out, re.M)) == 3
+
+
+# ------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.array([[0.0, np.nan], [1.0, 2.0]]), "NaN"),
+        (np.array([[0.0, np.inf], [1.0, 2.0]]), "infinity"),
+        (np.empty((0, 4)), "0 sample"),
+        (np.arange(6.0), "Expected 2D array"),
+        (np.array([["a", "b"], ["c", "d"]]), "could not convert|dtype"),
+    ],
+    ids=["nan", "inf", "empty", "1d", "strings"],
+)
+def test_bad_training_input(X, match):
+    with pytest.raises(ValueError, match=match):
+        fast_ae().fit(X)
+
+
+def test_wrong_width_at_transform(digits):
+    X_train, _, _, _ = digits
+    ae = fast_ae(max_iter=2).fit(X_train)
+    with pytest.raises(ValueError, match="64 features"):
+        ae.transform(X_train[:, :10])
+    with pytest.raises(ValueError, match="4 columns"):
+        ae.inverse_transform(np.zeros((3, 7)))
+
+
+def test_transform_before_fit():
+    with pytest.raises(NotFittedError):
+        fast_ae().transform(np.zeros((2, 3)))
+
+
+def test_conv_image_shape_must_match_features(digits):
+    X_train, _, _, _ = digits
+    with pytest.raises(ValueError, match=r"image_shape=\(1, 7, 7\) has 49 values"):
+        fast_ae(architecture="conv", image_shape=(1, 7, 7)).fit(X_train)
+    with pytest.raises(ValueError, match="needs image_shape"):
+        fast_ae(architecture="conv").fit(X_train)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_requested_without_cuda(digits):
+    X_train, _, _, _ = digits
+    with pytest.raises(ValueError, match="CUDA.*device='cpu'"):
+        fast_ae(device="cuda").fit(X_train)
+
+
+def test_bce_needs_data_in_unit_interval():
+    with pytest.raises(ValueError, match=r"loss='bce' needs data in \[0, 1\]"):
+        fast_ae(loss="bce").fit(np.array([[0.0, 2.0], [1.0, 0.5]]))
+
+
+def test_encoder_without_decoder(digits):
+    X_train, _, _, _ = digits
+    with pytest.raises(ValueError, match="both encoder and decoder"):
+        fast_ae(encoder=torch.nn.Linear(64, 3)).fit(X_train)
+
+
+def test_decoder_of_wrong_width(digits):
+    X_train, _, _, _ = digits
+    with pytest.raises(ValueError, match=r"decoder.*\(2, 64\)"):
+        fast_ae(encoder=torch.nn.Linear(64, 3),
+                decoder=torch.nn.Linear(3, 10)).fit(X_train)
+
+
+def test_bad_hidden_layer_sizes(digits):
+    X_train, _, _, _ = digits
+    with pytest.raises(ValueError, match="hidden_layer_sizes must be positive"):
+        fast_ae(hidden_layer_sizes=(32, 0)).fit(X_train)
+
+
+def test_diverging_loss_stops_with_a_clear_error(digits):
+    X_train, _, _, _ = digits
+    ae = fast_ae(optimizer="sgd", learning_rate=1e3, max_iter=50)
+    with pytest.raises(TrainingDivergedError, match="Lower learning_rate"):
+        ae.fit(X_train * 1e3)
+    assert not hasattr(ae, "net_")
+
+
+def test_unpickle_maps_to_cpu_module(digits):
+    """A model saved from any device loads with its module on an existing device."""
+    X_train, _, _, _ = digits
+    ae = fast_ae(max_iter=2).fit(X_train)
+    buffer = io.BytesIO()
+    pickle.dump(ae, buffer)
+    restored = pickle.loads(buffer.getvalue())
+    assert next(restored.module_.parameters()).device.type == "cpu"
