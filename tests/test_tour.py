@@ -1,0 +1,39 @@
+"""The tour (``python -m sklearn_replearn``) in its fast mode."""
+
+import subprocess
+import sys
+
+from sklearn_replearn._tour import run_tour
+
+
+def test_tour_measures_every_model():
+    rows = run_tour(n_components=8, quick=True)
+    by_model = {row["model"]: row for row in rows}
+    assert {"raw pixels", "PCA", "AutoencoderTransformer"} <= set(by_model)
+    assert by_model["raw pixels"]["reconstruction_mse"] is None
+    for name, row in by_model.items():
+        assert row["accuracy"] > 0.8, (name, row)
+        assert row["fit_seconds"] > 0
+        if name != "raw pixels":
+            # Reconstruction errors on [0, 1] digits: far below the data's variance.
+            assert 0 < row["reconstruction_mse"] < 0.06, (name, row)
+
+
+def test_command_line_prints_the_table():
+    result = subprocess.run(
+        [sys.executable, "-m", "sklearn_replearn", "--quick", "--n-components", "4"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    table = result.stdout.splitlines()
+    assert table[0].startswith("| model (n_components=4)")
+    assert any(line.startswith("| AutoencoderTransformer |") for line in table)
+    assert "[1/" in result.stderr  # progress lines go to stderr
+
+
+def test_command_line_rejects_bad_arguments():
+    result = subprocess.run(
+        [sys.executable, "-m", "sklearn_replearn", "--n-components", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "--n-components must be >= 1" in result.stderr
