@@ -229,7 +229,8 @@ default="adam"
             return deepcopy(self.encoder), deepcopy(self.decoder)
         hidden = _checked_layer_sizes(self.hidden_layer_sizes)
         if self.architecture == "mlp":
-            encoder = make_mlp((n_features, *hidden, self.n_components), self.activation)
+            encoder = make_mlp((n_features, *hidden, self.n_components),
+                               self.activation)
             decoder = make_mlp((self.n_components, *hidden[::-1], n_features),
                                self.activation)
             return encoder, decoder
@@ -245,7 +246,8 @@ default="adam"
         """Weights of the encoder's first linear layer, shape (n_units, n_features)."""
         module = self.module_
         first_linear = next(
-            (layer for layer in module.encoder.modules() if isinstance(layer, nn.Linear)),
+            (layer for layer in module.encoder.modules()
+             if isinstance(layer, nn.Linear)),
             None,
         )
         if first_linear is None or first_linear.in_features != self.n_features_in_:

@@ -98,7 +98,8 @@ def run_tour(n_components=16, *, quick=False, random_state=0, log=None):
         error = None
         if representation is not None:
             codes = representation.transform(X_test)
-            error = float(np.mean((representation.inverse_transform(codes) - X_test) ** 2))
+            reconstruction = representation.inverse_transform(codes)
+            error = float(np.mean((reconstruction - X_test) ** 2))
         rows.append({
             "model": label,
             "reconstruction_mse": error,

@@ -14,7 +14,9 @@ from .utils import batched_apply, resolve_device
 __all__ = ["BaseRepresentation"]
 
 
-class BaseRepresentation(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BaseRepresentation(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Base class of the representation-learning transformers.
 
     Subclasses set ``_accepts_sparse`` and implement ``_n_features_out``

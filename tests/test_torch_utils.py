@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sklearn_replearn.utils import (
     as_tensor,
@@ -78,3 +80,15 @@ def test_batched_apply_preserves_order_dtype_and_batches():
     assert sizes == [4, 4, 2]
     assert out.dtype == np.float64
     np.testing.assert_array_equal(out, X * 2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n_samples=st.integers(1, 40), batch_size=st.integers(1, 50))
+def test_batched_apply_equals_one_pass(n_samples, batch_size):
+    """Any batch size gives the same rows as applying the function at once."""
+    X = np.random.RandomState(n_samples).rand(n_samples, 3).astype(np.float32)
+    weight = torch.arange(6, dtype=torch.float32).reshape(3, 2)
+    out = batched_apply(lambda batch: batch @ weight, X, n_outputs=2,
+                        batch_size=batch_size, device=torch.device("cpu"),
+                        out_dtype=np.float32)
+    np.testing.assert_allclose(out, X @ weight.numpy(), rtol=1e-6)

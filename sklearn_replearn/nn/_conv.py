@@ -50,8 +50,11 @@ def make_conv_encoder(image_shape, channels, n_components, activation):
 def make_conv_decoder(image_shape, channels, n_components, activation):
     """The mirror of :func:`make_conv_encoder`: code -> images -> flat rows."""
     shapes = _feature_map_shapes(image_shape, channels)
-    layers = [nn.Linear(n_components, math.prod(shapes[-1])), make_activation(activation),
-              nn.Unflatten(1, shapes[-1])]
+    layers = [
+        nn.Linear(n_components, math.prod(shapes[-1])),
+        make_activation(activation),
+        nn.Unflatten(1, shapes[-1]),
+    ]
     reversed_shapes = shapes[::-1]
     for index, ((c_in, h_in, w_in), (c_out, h_out, w_out)) in enumerate(
         zip(reversed_shapes[:-1], reversed_shapes[1:])
