@@ -1,0 +1,38 @@
+"""Batched sparse coders and dictionary updates in plain torch.
+
+No scikit-learn here: these functions take and return tensors, so they run on
+any device and can be tested on their own. Dictionaries hold one atom per row,
+shape ``(n_components, n_features)``, like ``components_``.
+"""
+
+from ._coders import (
+    gram_and_correlations,
+    lasso_fista,
+    lasso_objective,
+    lipschitz_constant,
+    omp,
+    soft_threshold,
+    threshold_codes,
+)
+from ._implicit import differentiable_lasso_codes
+from ._updates import (
+    init_dictionary,
+    project_atoms,
+    update_dictionary,
+    update_inner_stats,
+)
+
+__all__ = [
+    "differentiable_lasso_codes",
+    "gram_and_correlations",
+    "init_dictionary",
+    "lasso_fista",
+    "lasso_objective",
+    "lipschitz_constant",
+    "omp",
+    "project_atoms",
+    "soft_threshold",
+    "threshold_codes",
+    "update_dictionary",
+    "update_inner_stats",
+]

@@ -1,0 +1,192 @@
+"""Dictionary initialisation and the online dictionary updates of Mairal et al.
+
+The dictionary ``D`` has one atom per row, shape ``(k, p)``. Online dictionary
+learning keeps two sufficient statistics of all codes seen so far,
+``A = sum z.T @ z`` of shape ``(k, k)`` and ``B = sum z.T @ x`` of shape
+``(k, p)``, and minimises the surrogate ``0.5 * tr(D.T A D) - tr(D.T B)`` over
+atoms of norm at most one by block-coordinate descent, one atom at a time.
+Random draws use torch's global generator: run them inside
+``sklearn_replearn.utils.seeded`` for repeatable results.
+"""
+
+import torch
+
+__all__ = [
+    "init_dictionary",
+    "project_atoms",
+    "update_dictionary",
+    "update_inner_stats",
+]
+
+
+def project_atoms(D, *, positive=False):
+    """Project each row of ``D`` onto the unit ball (non-negative part first).
+
+    Modifies ``D`` in place and returns it.
+    """
+    if positive:
+        D.clamp_(min=0)
+    norms = torch.linalg.vector_norm(D, dim=1, keepdim=True)
+    D.div_(norms.clamp(min=1.0))
+    return D
+
+
+def init_dictionary(X, n_components, *, positive=False):
+    """Initial atoms: the top right singular vectors of ``X``, then data rows.
+
+    The first ``min(n_components, rank)`` atoms are the leading right singular
+    vectors of ``X`` (as scikit-learn's ``MiniBatchDictionaryLearning``);
+    any further atoms are randomly chosen rows of ``X`` plus 1% noise. All
+    atoms are scaled to unit norm.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n, p)
+        Training samples (a random subset is enough).
+    n_components : int
+        Number of atoms ``k``.
+    positive : bool, default=False
+        Make the atoms non-negative (singular vectors are sign-flipped to their
+        larger positive part, then clipped).
+
+    Returns
+    -------
+    torch.Tensor of shape (k, p)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_replearn.sparse import init_dictionary
+    >>> X = torch.randn(30, 6, generator=torch.Generator().manual_seed(0))
+    >>> init_dictionary(X, 10).shape
+    torch.Size([10, 6])
+    """
+    n_samples, n_features = X.shape
+    n_svd = min(n_components, n_samples, n_features)
+    atoms = []
+    if n_svd > 0:
+        _, _, Vh = torch.linalg.svd(X, full_matrices=False)
+        singular = Vh[:n_svd]
+        if positive:
+            flip = singular.clamp(min=0).sum(1) < (-singular).clamp(min=0).sum(1)
+            singular = torch.where(flip[:, None], -singular, singular)
+        atoms.append(singular)
+    n_rest = n_components - n_svd
+    if n_rest > 0:
+        picks = torch.randint(0, max(n_samples, 1), (n_rest,), device=X.device)
+        rows = X[picks] if n_samples else X.new_zeros((n_rest, n_features))
+        spread = rows.std(dim=1, keepdim=True) if n_features > 1 else None
+        if spread is None or not torch.isfinite(spread).all():
+            spread = torch.ones_like(rows[:, :1])
+        spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+        atoms.append(rows + 0.01 * spread * torch.randn_like(rows))
+    D = torch.cat(atoms, dim=0) if atoms else X.new_zeros((0, n_features))
+    if positive:
+        D.clamp_(min=0)
+    norms = torch.linalg.vector_norm(D, dim=1, keepdim=True)
+    # A zero atom (e.g. constant data, clipped by positivity) becomes a random one.
+    dead = norms.squeeze(1) <= 1e-12
+    if bool(dead.any()):
+        fresh = torch.randn((int(dead.sum()), n_features), dtype=D.dtype,
+                            device=D.device)
+        D[dead] = fresh.abs() if positive else fresh
+        norms = torch.linalg.vector_norm(D, dim=1, keepdim=True)
+    return D / norms
+
+
+def update_inner_stats(A, B, Z, X, step):
+    """Fold one minibatch of codes into the sufficient statistics, in place.
+
+    Past statistics are down-weighted with the forgetting factor of Mairal et
+    al. (2010, section 3.4), on the same schedule as scikit-learn's
+    ``MiniBatchDictionaryLearning``, so early (poor) codes are forgotten.
+
+    Parameters
+    ----------
+    A : torch.Tensor of shape (k, k)
+    B : torch.Tensor of shape (k, p)
+    Z : torch.Tensor of shape (batch, k)
+        Codes of the minibatch.
+    X : torch.Tensor of shape (batch, p)
+        The minibatch.
+    step : int
+        Number of minibatch steps taken before this one.
+    """
+    batch_size = X.shape[0]
+    if step < batch_size - 1:
+        theta = (step + 1) * batch_size
+    else:
+        theta = batch_size**2 + step + 1 - batch_size
+    beta = (theta + 1 - batch_size) / (theta + 1)
+    A.mul_(beta).add_(Z.T @ Z, alpha=1.0 / batch_size)
+    B.mul_(beta).add_(Z.T @ X, alpha=1.0 / batch_size)
+
+
+def update_dictionary(D, A, B, X, Z=None, *, positive=False, n_passes=1):
+    """Block-coordinate descent on the atoms (Mairal et al. 2010, algorithm 2).
+
+    Each atom ``d_j`` moves to the minimiser of the surrogate with the other
+    atoms fixed, ``d_j + (B_j - A_j @ D) / A_jj``, then is projected onto the
+    unit ball (after clipping negatives when ``positive``). An atom that no
+    code uses (``A_jj <= 1e-6``) is replaced by a random sample of ``X`` plus
+    1% noise, and its column of ``Z`` (when given) is zeroed, as scikit-learn
+    does.
+
+    Parameters
+    ----------
+    D : torch.Tensor of shape (k, p)
+        Dictionary, updated in place.
+    A : torch.Tensor of shape (k, k)
+    B : torch.Tensor of shape (k, p)
+        Sufficient statistics.
+    X : torch.Tensor of shape (batch, p)
+        The current minibatch (source of replacement atoms).
+    Z : torch.Tensor of shape (batch, k), default=None
+        The minibatch's codes; columns of resampled atoms are zeroed in place.
+    positive : bool, default=False
+        Keep the atoms non-negative.
+    n_passes : int, default=1
+        Sweeps over all atoms.
+
+    Returns
+    -------
+    n_unused : int
+        Number of atoms resampled.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_replearn.sparse import update_dictionary
+    >>> X = torch.eye(3)
+    >>> D = torch.full((3, 3), 0.5)
+    >>> update_dictionary(D, torch.eye(3), X.clone(), X)
+    0
+    >>> D
+    tensor([[1., 0., 0.],
+            [0., 1., 0.],
+            [0., 0., 1.]])
+    """
+    n_components = D.shape[0]
+    diagonal = torch.diagonal(A).tolist()
+    unused = [j for j, value in enumerate(diagonal) if value <= 1e-6]
+    for _ in range(n_passes):
+        for j in range(n_components):
+            if diagonal[j] <= 1e-6:
+                continue
+            atom = D[j] + (B[j] - A[j] @ D) / diagonal[j]
+            if positive:
+                atom = atom.clamp(min=0)
+            D[j] = atom / torch.linalg.vector_norm(atom).clamp(min=1.0)
+    if unused and X.shape[0] > 0:
+        picks = torch.randint(0, X.shape[0], (len(unused),), device=X.device)
+        rows = X[picks]
+        spread = rows.std(dim=1, keepdim=True) if X.shape[1] > 1 else None
+        if spread is None:
+            spread = torch.ones_like(rows[:, :1])
+        spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+        index = torch.tensor(unused, device=D.device)
+        D[index] = rows + 0.01 * spread * torch.randn_like(rows)
+        D[index] = project_atoms(D[index], positive=positive)
+        if Z is not None:
+            Z[:, index] = 0
+    return len(unused)

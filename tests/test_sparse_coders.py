@@ -1,0 +1,222 @@
+"""The torch sparse coders and dictionary updates against scikit-learn."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.decomposition import sparse_encode
+
+from sklearn_replearn.sparse import (
+    differentiable_lasso_codes,
+    init_dictionary,
+    lasso_fista,
+    lasso_objective,
+    omp,
+    soft_threshold,
+    threshold_codes,
+    update_dictionary,
+    update_inner_stats,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Small matrices: one thread avoids OpenMP contention on a loaded machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def digits_problem():
+    """Digits in [0, 1] and a coherent dictionary made of noisy digits."""
+    X = load_digits().data[:400] / 16.0
+    rng = np.random.RandomState(0)
+    D = X[rng.choice(len(X), 48, replace=False)] + 0.05 * rng.randn(48, 64)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    return X, D
+
+
+def _objective(X, D, Z, alpha):
+    return 0.5 * ((X - Z @ D) ** 2).sum(1) + alpha * np.abs(Z).sum(1)
+
+
+@pytest.mark.parametrize("alpha", [0.1, 1.0])
+@pytest.mark.parametrize("positive", [False, True])
+def test_fista_matches_lasso_lars_objective(digits_problem, alpha, positive):
+    X, D = digits_problem
+    reference = sparse_encode(
+        X, D, algorithm="lasso_lars", alpha=alpha, positive=positive
+    )
+    Z, n_iter = lasso_fista(
+        torch.tensor(X, dtype=torch.float32),
+        torch.tensor(D, dtype=torch.float32),
+        alpha,
+        positive=positive,
+    )
+    Z = Z.double().numpy()
+    ours = _objective(X, D, Z, alpha).mean()
+    theirs = _objective(X, D, reference, alpha).mean()
+    assert ours <= theirs * 1.01
+    # Not (meaningfully) better than LARS either: same problem, same optimum.
+    assert ours >= theirs * (1 - 1e-3)
+    if positive:
+        assert Z.min() >= 0
+    # The codes are sparse, with nearly the same supports as LARS.
+    agreement = ((Z != 0) == (reference != 0)).mean()
+    assert agreement > 0.97
+    assert 1 <= n_iter <= 1000
+
+
+def test_fista_warm_start_needs_fewer_iterations(digits_problem):
+    X, D = map(lambda a: torch.tensor(a, dtype=torch.float32), digits_problem)
+    cold, n_cold = lasso_fista(X, D, 0.2, tol=1e-5)
+    warm, n_warm = lasso_fista(X, D, 0.2, tol=1e-5, init=cold)
+    assert n_warm < n_cold / 3
+    torch.testing.assert_close(warm, cold, atol=1e-4, rtol=0)
+
+
+def test_fista_float64_is_exact_to_tolerance(digits_problem):
+    X, D = digits_problem
+    reference = sparse_encode(X, D, algorithm="lasso_lars", alpha=0.5)
+    Z, _ = lasso_fista(torch.tensor(X), torch.tensor(D), 0.5, tol=1e-9,
+                       max_iter=20000)
+    np.testing.assert_allclose(Z.numpy(), reference, atol=1e-5)
+
+
+def _sparse_problem(n_samples=300, n_features=100, n_components=50, n_nonzero=5,
+                    seed=0):
+    rng = np.random.RandomState(seed)
+    D = rng.randn(n_components, n_features)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    Z = np.zeros((n_samples, n_components))
+    for row in Z:
+        support = rng.choice(n_components, n_nonzero, replace=False)
+        row[support] = rng.uniform(1, 2, n_nonzero) * rng.choice([-1, 1], n_nonzero)
+    return Z @ D + 0.01 * rng.randn(n_samples, n_features), D
+
+
+@pytest.mark.parametrize("n_nonzero", [1, 5, 8])
+def test_omp_identical_supports_to_sklearn(n_nonzero):
+    X, D = _sparse_problem()
+    reference = sparse_encode(X, D, algorithm="omp", n_nonzero_coefs=n_nonzero)
+    codes = omp(
+        torch.tensor(X, dtype=torch.float32),
+        torch.tensor(D, dtype=torch.float32),
+        n_nonzero,
+    ).double().numpy()
+    np.testing.assert_array_equal(codes != 0, reference != 0)
+    np.testing.assert_allclose(codes, reference, atol=1e-4)
+    assert ((codes != 0).sum(1) == n_nonzero).all()
+
+
+def test_omp_on_digits_matches_sklearn_in_float64(digits_problem):
+    X, D = digits_problem
+    reference = sparse_encode(X, D, algorithm="omp", n_nonzero_coefs=6)
+    codes = omp(torch.tensor(X), torch.tensor(D), 6).numpy()
+    np.testing.assert_allclose(codes, reference, atol=1e-8)
+
+
+def test_omp_stops_on_zero_residual_and_dependent_atoms():
+    D = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    D = torch.nn.functional.normalize(D, dim=1)
+    X = torch.tensor([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [1.0, -3.0, 0.0]])
+    codes = omp(X, D, 3)
+    assert torch.equal(codes[0], torch.zeros(3))
+    torch.testing.assert_close(codes[1], torch.tensor([2.0, 0.0, 0.0]))
+    # Two atoms explain the third row exactly; the dependent third is never used.
+    assert int((codes[2] != 0).sum()) == 2
+    torch.testing.assert_close(codes[2] @ D, X[2], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("positive", [False, True])
+def test_threshold_matches_sklearn(digits_problem, positive):
+    X, D = digits_problem
+    reference = sparse_encode(X, D, algorithm="threshold", alpha=0.7,
+                              positive=positive)
+    codes = threshold_codes(torch.tensor(X), torch.tensor(D), 0.7, positive=positive)
+    np.testing.assert_allclose(codes.numpy(), reference, atol=1e-12)
+
+
+def test_soft_threshold_is_the_l1_prox():
+    z = torch.linspace(-3, 3, 13)
+    expected = torch.where(z.abs() > 1, z - torch.sign(z), torch.zeros_like(z))
+    torch.testing.assert_close(soft_threshold(z, 1.0), expected)
+    torch.testing.assert_close(soft_threshold(z, 1.0, positive=True),
+                               expected.clamp(min=0))
+
+
+def test_dictionary_update_decreases_surrogate_and_projects():
+    X, D_true = _sparse_problem(n_samples=400, n_features=30, n_components=20,
+                                n_nonzero=3, seed=1)
+    X = torch.tensor(X, dtype=torch.float32)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        D_init = init_dictionary(X, 25)
+        D = torch.nn.functional.normalize(torch.randn(20, 30), dim=1)
+    # The leading right singular vectors of X, at unit norm.
+    torch.testing.assert_close(torch.linalg.vector_norm(D_init, dim=1),
+                               torch.ones(25), atol=1e-5, rtol=0)
+    _, _, Vh = torch.linalg.svd(X, full_matrices=False)
+    torch.testing.assert_close(D_init[:25].abs(), Vh[:25].abs(), atol=1e-4, rtol=0)
+    A = X.new_zeros((20, 20))
+    B = X.new_zeros((20, 30))
+    Z, _ = lasso_fista(X, D, 0.1)
+    update_inner_stats(A, B, Z, X, step=0)
+
+    def surrogate(D):
+        return float(0.5 * torch.trace(D.T @ A @ D) - torch.trace(D.T @ B))
+
+    before = surrogate(D)
+    update_dictionary(D, A, B, X, Z)
+    after = surrogate(D)
+    assert after < before - 0.05 * abs(before)
+    assert float(torch.linalg.vector_norm(D, dim=1).max()) <= 1 + 1e-6
+    # The objective on this batch goes down with the new atoms and new codes.
+    Z_new, _ = lasso_fista(X, D, 0.1)
+    assert lasso_objective(X, D, Z_new, 0.1).mean() < (
+        lasso_objective(X, D, Z, 0.1).mean() * 0.99
+    )
+
+
+def test_dictionary_update_positive_and_resampling():
+    rng = torch.Generator().manual_seed(0)
+    X = torch.rand(50, 8, generator=rng)
+    D = torch.nn.functional.normalize(torch.randn(4, 8, generator=rng), dim=1)
+    Z = torch.rand(50, 4, generator=rng)
+    Z[:, 3] = 0  # atom 3 is unused: it must be resampled from the data
+    A, B = Z.T @ Z / 50, Z.T @ X / 50
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        n_unused = update_dictionary(D, A, B, X, Z, positive=True)
+    assert n_unused == 1
+    assert float(D.min()) >= 0
+    assert float(torch.linalg.vector_norm(D, dim=1).max()) <= 1 + 1e-6
+    # The replacement atom is close to (a scaled) data row.
+    similarity = torch.nn.functional.cosine_similarity(D[3:4], X).max()
+    assert float(similarity) > 0.99
+
+
+def test_implicit_gradient_matches_finite_differences():
+    g = torch.Generator().manual_seed(0)
+    D = torch.nn.functional.normalize(torch.randn(6, 12, generator=g,
+                                                  dtype=torch.float64), dim=1)
+    X = torch.randn(4, 12, generator=g, dtype=torch.float64)
+    weights = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    alpha = 0.3
+
+    def loss_of(D):
+        Z, _ = lasso_fista(X, D, alpha, tol=1e-12, max_iter=50000)
+        return float((weights * Z).sum())
+
+    D_var = D.clone().requires_grad_(True)
+    Z, _ = lasso_fista(X, D, alpha, tol=1e-12, max_iter=50000)
+    codes = differentiable_lasso_codes(X, D_var, Z, alpha, ridge=0.0)
+    torch.testing.assert_close(codes.detach(), Z)
+    (weights * codes).sum().backward()
+    direction = torch.randn(6, 12, generator=g, dtype=torch.float64)
+    eps = 1e-6
+    numeric = (loss_of(D + eps * direction) - loss_of(D - eps * direction)) / (2 * eps)
+    analytic = float((D_var.grad * direction).sum())
+    assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-6)
