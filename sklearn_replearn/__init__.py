@@ -1,6 +1,11 @@
 """Representation-learning transformers for scikit-learn, built on PyTorch."""
 
 from ._autoencoder import AutoencoderTransformer
+from ._pretrained import PretrainedCNNFeatures
 from ._version import __version__
 
-__all__ = ["AutoencoderTransformer", "__version__"]
+__all__ = [
+    "AutoencoderTransformer",
+    "PretrainedCNNFeatures",
+    "__version__",
+]

@@ -1,0 +1,481 @@
+"""Image inputs of ``PretrainedCNNFeatures``: validation, loading, preprocessing.
+
+Every accepted input (numeric arrays in NHWC/NCHW/NHW or flat rows, PIL images,
+file paths, lists of per-image arrays of any size) becomes an :class:`ImageSet`
+that yields one ``(C, H, W)`` tensor per image (uint8, or float32 in [0, 1]).
+:class:`Preprocessing` turns those into the fixed-size, normalised float32
+batches a backbone takes. Each image goes through exactly the same operations
+whichever container it came in, so an array, a PIL image and a JPEG file of the
+same pixels give bit-identical batches.
+"""
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ArrayImages",
+    "ImageSet",
+    "ItemImages",
+    "LoadFailure",
+    "Preprocessing",
+    "is_image_list",
+    "stack_prepared",
+]
+
+IMAGE_EXTENSIONS = (
+    ".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp",
+)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_CHANNEL_COUNTS = (1, 2, 3, 4)
+
+
+def _pil_image_class():
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow ships with torchvision
+        return None
+    return Image.Image
+
+
+def _is_path(item):
+    return isinstance(item, str | os.PathLike)
+
+
+def is_image_list(items):
+    """Whether a list holds images (paths, PIL images, per-image arrays).
+
+    One image-like item is enough: the list is then read as images, and any
+    other item is reported by :class:`ItemImages` by its index.
+    """
+    pil_class = _pil_image_class()
+    for item in items:
+        if _is_path(item) or (pil_class is not None and isinstance(item, pil_class)):
+            return True
+        if isinstance(item, np.ndarray | torch.Tensor) and item.ndim in (2, 3):
+            return True
+    return False
+
+
+def pixel_array(array, what, *, check_range):
+    """Return a numeric array as uint8 or float32 pixels, or raise a clear error.
+
+    uint8 is kept; other integers must hold 0-255; booleans become 0.0/1.0;
+    floats are intensities in [0, 1] (checked when ``check_range``, i.e. when
+    the images are normalised with a mean and std in those units).
+    """
+    if sp.issparse(array):
+        raise TypeError(
+            f"{what} is a scipy sparse matrix; images must be dense: pass "
+            "X.toarray(), or file paths for large image sets."
+        )
+    array = np.asarray(array)
+    kind = array.dtype.kind
+    if kind == "b":
+        return array.astype(np.float32)
+    if kind == "u" and array.dtype.itemsize == 1:
+        return array
+    if kind in "iu":
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(
+                f"{what} holds integers in [{array.min()}, {array.max()}]; integer "
+                "images must be 8-bit intensities in [0, 255]. Convert to uint8, or "
+                "to floats in [0, 1] (e.g. X / X.max())."
+            )
+        return array.astype(np.uint8)
+    if kind == "f":
+        if not np.isfinite(array).all():
+            n_bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+            raise ValueError(
+                f"{what} contains {n_bad} NaN or inf value(s); images must be "
+                "finite. Replace them (e.g. np.nan_to_num) before transforming."
+            )
+        if check_range and array.size and (array.min() < 0 or array.max() > 1):
+            raise ValueError(
+                f"{what} holds floats in [{array.min():.4g}, {array.max():.4g}], but "
+                "float images must be intensities in [0, 1] (the backbone's "
+                "normalisation assumes it). Divide by 255 (8-bit data) or by the "
+                "maximum, pass uint8 arrays, or set normalize=False to feed the "
+                "values unchanged."
+            )
+        return array.astype(np.float32, copy=False)
+    raise TypeError(
+        f"{what} has dtype {array.dtype}; images must be numeric arrays (uint8 0-255 "
+        "or float 0-1), PIL images or file paths."
+    )
+
+
+def _channel_axis(shape, dtype, image_shape, what, shown=None):
+    """Decide whether an (N, a, b, c) array is channels-first or channels-last.
+
+    ``shown`` is the shape quoted in errors (one image's, for list items).
+    """
+    shown = tuple(shape) if shown is None else tuple(shown)
+    first, last = shape[1] in _CHANNEL_COUNTS, shape[-1] in _CHANNEL_COUNTS
+    if image_shape is not None and len(image_shape) == 3:
+        channels = image_shape[0]
+        if tuple(shape[1:]) == tuple(image_shape):
+            return "first"
+        if shape[-1] == channels and tuple(shape[1:3]) == tuple(image_shape[1:]):
+            return "last"
+        raise ValueError(
+            f"{what} has shape {tuple(shape)}, which matches image_shape={image_shape} "
+            "neither as (N, C, H, W) nor as (N, H, W, C); fix image_shape or X."
+        )
+    if first and not last:
+        return "first"
+    if last and not first:
+        return "last"
+    if first and last:
+        # Both axes could hold channels (tiny images): follow each dtype's
+        # convention (PIL/imageio uint8 are HWC; torch float tensors are CHW).
+        return "last" if dtype == np.uint8 else "first"
+    raise ValueError(
+        f"{what} has shape {shown}: no axis holds 1, 2, 3 or 4 channels. Pass "
+        "(N, H, W, C) or (N, C, H, W) color images (C=3 RGB, C=4 RGBA) or (N, H, W) "
+        "grayscale images."
+    )
+
+
+class ImageSet:
+    """A sequence of images yielding ``(C, H, W)`` uint8 or float32 tensors."""
+
+    def __len__(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def load(self, index):  # pragma: no cover - abstract
+        """Image ``index`` as a ``(C, H, W)`` tensor (uint8 or float32)."""
+        raise NotImplementedError
+
+    def load_batch(self, rows):
+        """Images ``rows`` (a slice) as a (B, C, H, W) tensor or a list of them."""
+        return [self.load(index) for index in range(*rows.indices(len(self)))]
+
+
+class ArrayImages(ImageSet):
+    """Equal-size images held in one array of shape (N, C, H, W) or (N, H, W, C)."""
+
+    def __init__(self, array, channels_last):
+        self.array = array
+        self.channels_last = channels_last
+
+    def __len__(self):
+        return self.array.shape[0]
+
+    @property
+    def n_channels(self):
+        return self.array.shape[3 if self.channels_last else 1]
+
+    def _tensor(self, block):
+        if not block.flags.writeable:
+            block = block.copy()
+        tensor = torch.from_numpy(block)
+        return tensor.permute(0, 3, 1, 2) if self.channels_last else tensor
+
+    def load(self, index):
+        return self._tensor(self.array[index:index + 1])[0]
+
+    def load_batch(self, rows):
+        return self._tensor(self.array[rows])
+
+
+class LoadFailure:
+    """An image that could not be read (returned by DataLoader workers)."""
+
+    def __init__(self, message):
+        self.message = message
+
+
+class ItemImages(ImageSet):
+    """A list of PIL images, file paths and per-image arrays, loaded one by one.
+
+    Items are checked when the set is built (types, that files exist, array
+    shapes and values); files are only opened when an image is loaded.
+    """
+
+    def __init__(self, items, *, check_range):
+        self.items = list(items)
+        self.check_range = check_range
+        pil_class = _pil_image_class()
+        for index, item in enumerate(self.items):
+            what = f"X[{index}]"
+            if _is_path(item):
+                path = os.fspath(item)
+                if not os.path.isfile(path):
+                    raise ValueError(
+                        f"{what} is the path {path!r}, which is not an existing file "
+                        f"(working directory {os.getcwd()!r}); check the path."
+                    )
+            elif pil_class is not None and isinstance(item, pil_class):
+                continue
+            elif isinstance(item, np.ndarray | torch.Tensor):
+                self.items[index] = self._array_image(item, what)
+            else:
+                raise TypeError(
+                    f"{what} is a {type(item).__name__}; a list of images may hold "
+                    "file paths, PIL images or arrays of shape (H, W), (H, W, C) or "
+                    "(C, H, W)."
+                )
+
+    def __len__(self):
+        return len(self.items)
+
+    def _array_image(self, item, what):
+        if isinstance(item, torch.Tensor):
+            item = item.detach().cpu().numpy()
+        item = pixel_array(item, what, check_range=self.check_range)
+        if item.ndim == 2:
+            return item[np.newaxis]
+        if item.ndim != 3:
+            raise ValueError(
+                f"{what} has shape {item.shape}; one image must be (H, W), (H, W, C) "
+                "or (C, H, W)."
+            )
+        layout = _channel_axis((1, *item.shape), item.dtype, None, what,
+                               shown=item.shape)
+        return np.ascontiguousarray(item.transpose(2, 0, 1) if layout == "last"
+                                    else item)
+
+    def load(self, index):
+        item = self.items[index]
+        what = f"X[{index}]"
+        if _is_path(item):
+            item = _open_image(os.fspath(item), what)
+        if not isinstance(item, np.ndarray):
+            item = _pil_to_array(item, what)
+        if not item.flags.writeable:
+            item = item.copy()
+        return torch.from_numpy(item)
+
+
+def _open_image(path, what):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except FileNotFoundError as exc:
+        raise ValueError(f"{what}: the file {path!r} does not exist.") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(
+            f"{what}: cannot read {path!r} as an image ({exc}). Pass image files "
+            f"({', '.join(IMAGE_EXTENSIONS)}) or remove it from the list."
+        ) from exc
+
+
+def _pil_to_array(image, what):
+    """A PIL image as a (C, H, W) uint8 array: L stays gray, others become RGB."""
+    mode = image.mode
+    if mode == "LA":
+        image = image.convert("L")
+    elif mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        raise ValueError(
+            f"{what} is a PIL image in mode {mode!r} (high bit depth); convert it to "
+            "8 bits ('L' or 'RGB') or pass a float array in [0, 1]."
+        )
+    elif mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    else:
+        array = array.transpose(2, 0, 1)
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+@dataclass
+class Preprocessing:
+    """Resize, crop and normalise images into the backbone's input batches.
+
+    Parameters
+    ----------
+    resize_size : int or tuple of int
+        An int resizes the shorter side to it (keeping the aspect ratio); a
+        ``(height, width)`` tuple resizes to exactly that size.
+    crop_size : tuple of int or None
+        Centre crop ``(height, width)`` after resizing, or None.
+    mean, std : tuple of float or None
+        Per-channel normalisation of the [0, 1] intensities, or None.
+    interpolation : InterpolationMode
+    antialias : bool
+    in_channels : int or None
+        Channels the backbone's first convolution takes (None: unknown, passed
+        through). Grayscale is replicated to 3 channels, alpha is dropped.
+    """
+
+    resize_size: object
+    crop_size: object
+    mean: object
+    std: object
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR
+    antialias: bool = True
+    in_channels: int | None = 3
+
+    @property
+    def output_size(self):
+        if self.crop_size is not None:
+            return tuple(self.crop_size)
+        if isinstance(self.resize_size, Sequence):
+            return tuple(self.resize_size)
+        return None
+
+    def check_channels(self, n_channels, what):
+        """Raise a clear error when images with ``n_channels`` cannot be used."""
+        wanted = self.in_channels
+        if wanted is None or n_channels == wanted:
+            return
+        usable = (wanted == 3 and n_channels in (1, 2, 4)) or (
+            wanted == 1 and n_channels == 2)
+        if not usable:
+            accepted = ("3 (RGB), 4 (RGBA: alpha dropped) or 1 (grayscale: replicated)"
+                        if wanted == 3 else f"{wanted}")
+            raise ValueError(
+                f"{what} has {n_channels} channel(s), but the backbone's first "
+                f"convolution takes {wanted}; pass images with {accepted} channels."
+            )
+
+    def prepare(self, images, what):
+        """Channel fix, resize and crop; keeps the dtype (uint8 or float32).
+
+        ``images`` is one (C, H, W) tensor or a (B, C, H, W) batch.
+        """
+        n_channels = images.shape[-3]
+        self.check_channels(n_channels, what)
+        if n_channels in (2, 4) and self.in_channels != n_channels:
+            images = images[..., :n_channels - 1, :, :]
+        if images.dtype == torch.float64:
+            images = images.to(torch.float32)
+        images = TF.resize(images, self._resize_arg(images.shape[-2:]),
+                           interpolation=self.interpolation, antialias=self.antialias)
+        if self.crop_size is not None:
+            images = TF.center_crop(images, list(self.crop_size))
+        return images
+
+    def _resize_arg(self, size):
+        if isinstance(self.resize_size, Sequence):
+            return list(self.resize_size)
+        # Shorter side to resize_size, as torchvision's Resize(int) does.
+        return [int(self.resize_size)]
+
+    def finish(self, batch):
+        """uint8/float (B, C, H, W) of the output size -> normalised float32."""
+        if batch.dtype == torch.uint8:
+            batch = batch.to(torch.float32).div_(255.0)
+        else:
+            batch = batch.to(torch.float32, copy=True)
+        if self.in_channels == 3 and batch.shape[1] == 1:
+            batch = batch.expand(-1, 3, -1, -1)
+        if self.mean is not None:
+            mean = torch.tensor(self.mean, dtype=batch.dtype).view(-1, 1, 1)
+            std = torch.tensor(self.std, dtype=batch.dtype).view(-1, 1, 1)
+            batch = (batch - mean) / std
+        return batch.contiguous(memory_format=torch.channels_last)
+
+
+
+def stack_prepared(prepared):
+    """Stack prepared images (uint8 and/or float32) into one batch tensor."""
+    if all(image.dtype == torch.uint8 for image in prepared):
+        return torch.stack(prepared)
+    return torch.stack([
+        image.to(torch.float32).div_(255.0) if image.dtype == torch.uint8 else image
+        for image in prepared
+    ])
+
+
+def as_image_set(X, *, image_shape, check_range):
+    """Turn any supported image input into an :class:`ImageSet`.
+
+    Parameters
+    ----------
+    X : array-like, list, pandas Series or DataFrame
+        Already validated by the estimator when 2-D numeric (flat rows).
+    image_shape : tuple of int or None
+        ``(C, H, W)``; one entry may be -1. Required for flat rows.
+    check_range : bool
+        Whether float pixels must lie in [0, 1].
+    """
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    if not isinstance(X, np.ndarray):
+        raise TypeError(f"X is a {type(X).__name__}, not an image container.")
+    if X.dtype.kind in "OUS":
+        if X.ndim != 1:
+            raise TypeError(
+                f"X is a {X.ndim}-D array of dtype {X.dtype}; strings are only "
+                "accepted as a 1-D list of image file paths."
+            )
+        return ItemImages(X.tolist(), check_range=check_range)
+    what = "X"
+    if X.ndim == 2:
+        return _flat_rows(X, image_shape, check_range)
+    if X.ndim == 3:
+        if X.shape[-1] in (3, 4) and X.shape[1] > 4:
+            raise ValueError(
+                f"X has shape {X.shape}: a 3-D array is read as N grayscale images "
+                f"(N, H, W), but its last axis of {X.shape[-1]} looks like color "
+                "channels. For one color image pass X[np.newaxis] (shape "
+                "(1, H, W, C)); for grayscale images of width 3 or 4 pass "
+                "X[:, np.newaxis] (shape (N, 1, H, W))."
+            )
+        X = pixel_array(X, what, check_range=check_range)
+        return ArrayImages(X[:, np.newaxis], channels_last=False)
+    if X.ndim == 4:
+        layout = _channel_axis(X.shape, X.dtype, image_shape, what)
+        X = pixel_array(X, what, check_range=check_range)
+        return ArrayImages(X, channels_last=layout == "last")
+    raise ValueError(
+        f"X has shape {X.shape} ({X.ndim}-D); pass images as (N, H, W, C), "
+        "(N, C, H, W) or (N, H, W) arrays, flat rows (N, C*H*W) with image_shape, "
+        "or a list of PIL images, file paths or per-image arrays."
+    )
+
+
+def resolve_image_shape(image_shape, n_features):
+    """``image_shape`` with a -1 entry filled in, checked against ``n_features``."""
+    if image_shape is None:
+        raise ValueError(
+            f"X is 2-D with {n_features} columns: flat rows need "
+            "image_shape=(channels, height, width) to be read as images, e.g. "
+            "image_shape=(1, 8, 8) for sklearn's digits. Or pass the images "
+            "unflattened (N, H, W, C)."
+        )
+    shape = [int(size) for size in image_shape]
+    n_unknown = shape.count(-1)
+    if len(shape) != 3 or n_unknown > 1 or any(
+            size < 1 for size in shape if size != -1):
+        raise ValueError(
+            f"image_shape must be (channels, height, width) of positive ints (one "
+            f"may be -1, inferred as in numpy.reshape); got {image_shape!r}."
+        )
+    known = math.prod(size for size in shape if size != -1)
+    if n_unknown:
+        if n_features % known:
+            raise ValueError(
+                f"image_shape={tuple(image_shape)} cannot hold {n_features} values "
+                f"per row: {n_features} is not a multiple of {known}."
+            )
+        shape[shape.index(-1)] = n_features // known
+    elif known != n_features:
+        raise ValueError(
+            f"image_shape={tuple(image_shape)} has {known} values per image, but X "
+            f"has {n_features} columns; rows must be images flattened in C-order "
+            "(images.reshape(n_samples, -1)) with channels first."
+        )
+    return tuple(shape)
+
+
+def _flat_rows(X, image_shape, check_range):
+    shape = resolve_image_shape(image_shape, X.shape[1])
+    X = pixel_array(X, "X", check_range=check_range)
+    return ArrayImages(X.reshape(X.shape[0], *shape), channels_last=False)

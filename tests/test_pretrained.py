@@ -1,0 +1,520 @@
+"""PretrainedCNNFeatures: widths, exactness, weights loading, transfer, errors."""
+
+import os
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from sklearn.base import clone
+from sklearn.datasets import load_digits, load_sample_images
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from torch import nn
+
+from sklearn_replearn import PretrainedCNNFeatures
+from sklearn_replearn._extract import main as extract_main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # The machine running the tests is shared; one thread avoids oversubscription.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """sklearn's two sample photos (427 x 640 RGB JPEGs) and their file paths."""
+    data = load_sample_images()
+    return np.stack(data.images), list(data.filenames)
+
+
+def small_cnn(in_channels=3, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 16), nn.ReLU(),
+        nn.Linear(16, 3),
+    )
+
+
+def resnet18(**params):
+    params = {"weights": None, "image_size": 64, "random_state": 0,
+              "batch_size": 4, "device": "cpu", **params}
+    return PretrainedCNNFeatures("resnet18", **params)
+
+
+# ------------------------------------------------------------------ widths
+@pytest.mark.parametrize(
+    "backbone, size, width",
+    [("resnet18", 32, 512), ("vgg16", 32, 4096), ("densenet121", 32, 1024)],
+)
+def test_documented_feature_widths(backbone, size, width):
+    images = np.random.RandomState(0).randint(0, 256, (2, 40, 50, 3), np.uint8)
+    features = PretrainedCNNFeatures(backbone, weights=None, image_size=size,
+                                     batch_size=2, random_state=0, device="cpu")
+    X_new = features.fit_transform(images)
+    assert X_new.shape == (2, width)
+    assert X_new.dtype == np.float32
+    assert np.isfinite(X_new).all()
+    assert features.get_feature_names_out()[0] == "pretrainedcnnfeatures0"
+
+
+def test_chosen_layer_width_pooling_and_feature_maps(photos):
+    X, _ = photos
+    avg = resnet18(layer="layer3").fit(X)
+    maps = avg.feature_maps(X)
+    assert maps.shape == (2, 256, 4, 4)  # 64 px / stride 16
+    np.testing.assert_allclose(avg.transform(X), maps.mean(axis=(2, 3)), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(resnet18(layer="layer3", pooling="max").fit(X)
+                                  .transform(X), maps.max(axis=(2, 3)))
+    flat = resnet18(layer="layer3", pooling=None).fit(X).transform(X)
+    assert flat.shape == (2, 256 * 4 * 4)
+    np.testing.assert_array_equal(flat, maps.reshape(2, -1))
+    # A node name inside a block, and feature_maps of another layer.
+    assert resnet18(layer="layer2.1.relu_1").fit(X).transform(X).shape == (2, 128)
+    assert avg.feature_maps(X, layer="layer1").shape == (2, 64, 16, 16)
+
+
+def test_default_features_are_the_classifier_input():
+    """The penultimate features equal torchvision's model with fc = Identity."""
+    images = np.random.RandomState(1).randint(0, 256, (3, 64, 64, 3), np.uint8)
+    features = resnet18(batch_size=3).fit(images)
+    assert features.head_ == "fc"
+    with torch.random.fork_rng():
+        torch.manual_seed(features_seed(0))
+        reference = torchvision.models.resnet18().eval()
+    reference.fc = nn.Identity()
+    transform = torchvision.transforms.v2.Compose([
+        torchvision.transforms.v2.Resize(64, antialias=True),
+        torchvision.transforms.v2.CenterCrop(64),
+        torchvision.transforms.v2.ToDtype(torch.float32, scale=True),
+        torchvision.transforms.v2.Normalize((0.485, 0.456, 0.406),
+                                            (0.229, 0.224, 0.225)),
+    ])
+    batch = transform(torch.from_numpy(images).permute(0, 3, 1, 2))
+    with torch.no_grad():
+        expected = reference(batch).numpy()
+    np.testing.assert_allclose(features.transform(images), expected, rtol=1e-4,
+                               atol=1e-5)
+
+
+def features_seed(random_state):
+    from sklearn_replearn.utils import seed_from_random_state
+
+    return seed_from_random_state(random_state)
+
+
+# ---------------------------------------------------------------- exactness
+def test_one_image_alone_equals_the_same_image_in_a_batch(photos):
+    X, paths = photos
+    rng = np.random.RandomState(0)
+    batch = np.concatenate([X, rng.randint(0, 256, (3, *X.shape[1:]), np.uint8)])
+    features = resnet18(batch_size=4).fit(batch)
+    together = features.transform(batch)
+    for index in range(len(batch)):
+        alone = features.transform(batch[index:index + 1])
+        np.testing.assert_array_equal(alone[0], together[index])
+    # Float input and another neighbour set: still bit-identical.
+    floats = batch.astype(np.float32) / 255
+    np.testing.assert_array_equal(features.transform(floats[[4, 1]])[1],
+                                  features.transform(floats[1:2])[0])
+
+
+def test_arrays_pil_images_and_paths_give_the_same_features(photos):
+    X, paths = photos
+    features = resnet18().fit(X)
+    expected = features.transform(X)
+    pil_images = [Image.open(path) for path in paths]
+    np.testing.assert_array_equal(features.transform(pil_images), expected)
+    np.testing.assert_array_equal(features.transform(paths), expected)
+    workers = clone(features).set_params(num_workers=2).fit(X)
+    np.testing.assert_array_equal(workers.transform(paths), expected)
+    pd = pytest.importorskip("pandas")
+    np.testing.assert_array_equal(features.transform(pd.Series(paths)), expected)
+    np.testing.assert_array_equal(
+        features.transform(pd.DataFrame({"path": paths})), expected)
+    np.testing.assert_array_equal(features.transform(list(X)), expected)
+    # Floats in [0, 1]: NCHW and NHWC layouts give identical features, close to
+    # the uint8 ones (uint8 resizing rounds to whole intensity levels).
+    nchw = X.transpose(0, 3, 1, 2).astype(np.float64) / 255
+    as_float = features.transform(nchw)
+    assert as_float.dtype == np.float64
+    np.testing.assert_array_equal(as_float,
+                                  features.transform(X.astype(np.float64) / 255))
+    np.testing.assert_allclose(as_float, expected, atol=0.05)
+
+
+def test_mixed_sizes_grayscale_rgba_and_flat_rows(photos):
+    X, _ = photos
+    features = resnet18().fit(X)
+    crop = np.ascontiguousarray(X[0, 100:300, 50:250])
+    mixed = [X[1], crop, X[0]]
+    out = features.transform(mixed)
+    np.testing.assert_array_equal(out[1], features.transform(crop[np.newaxis])[0])
+    np.testing.assert_array_equal(out[[0, 2]], features.transform(X[[1, 0]]))
+    # Grayscale is replicated to RGB; alpha is dropped.
+    gray = X[..., 1]
+    np.testing.assert_array_equal(features.transform(gray),
+                                  features.transform(np.repeat(gray[..., None], 3, 3)))
+    rgba = np.concatenate([X, np.full((*X.shape[:3], 1), 7, np.uint8)], axis=3)
+    np.testing.assert_array_equal(features.transform(rgba), features.transform(X))
+    # Flat rows with image_shape (C, H, W) are the same images.
+    small = X[:, ::8, ::8].transpose(0, 3, 1, 2).copy()
+    flat = resnet18(image_shape=small.shape[1:]).fit(small.reshape(2, -1))
+    assert flat.n_features_in_ == small[0].size
+    np.testing.assert_array_equal(flat.transform(small.reshape(2, -1)),
+                                  features.transform(small))
+
+
+# ----------------------------------------------------------------- weights
+def _seeded_resnet18_state():
+    torch.manual_seed(123)
+    return torchvision.models.resnet18().state_dict()
+
+
+def test_same_weights_by_cached_name_path_and_state_dict(photos, tmp_path,
+                                                         monkeypatch):
+    X, _ = photos
+    state = _seeded_resnet18_state()
+    file_name = os.path.basename(
+        torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url)
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(state, checkpoints / file_name)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    by_name = resnet18(weights="IMAGENET1K_V1").fit(X).transform(X)
+    by_default = resnet18(weights="DEFAULT").fit(X).transform(X)
+    by_path = resnet18(weights=str(checkpoints / file_name)).fit(X).transform(X)
+    by_pathlike = resnet18(weights=checkpoints / file_name).fit(X).transform(X)
+    by_state = resnet18(weights=state).fit(X).transform(X)
+    for other in (by_default, by_path, by_pathlike, by_state):
+        np.testing.assert_array_equal(other, by_name)
+    random_init = resnet18(weights=None).fit(X).transform(X)
+    assert not np.allclose(random_init, by_name)
+    # A nested checkpoint {"state_dict": ...} loads the same weights.
+    torch.save({"state_dict": state, "epoch": 3}, tmp_path / "checkpoint.pt")
+    np.testing.assert_array_equal(
+        resnet18(weights=tmp_path / "checkpoint.pt").fit(X).transform(X), by_name)
+
+
+def test_named_weights_not_cached_is_a_clear_error_without_download(tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    images = np.zeros((1, 32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"resnet18-f37072fd\.pth.*hub.*checkpoints"
+                                         r".*weights='/path/to/resnet18-f37072fd"):
+        PretrainedCNNFeatures("resnet18").fit(images)
+    with pytest.raises(ValueError, match="'IMAGENET1K_V9' is not a weights name.*"
+                                         "'IMAGENET1K_V1'"):
+        PretrainedCNNFeatures("resnet18", weights="IMAGENET1K_V9").fit(images)
+    with pytest.raises(ValueError, match="not an existing file"):
+        PretrainedCNNFeatures("resnet18", weights=tmp_path / "nope.pth").fit(images)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_unsafe_pickle_file_is_refused(tmp_path, monkeypatch):
+    marker = tmp_path / "code_ran"
+    state = _seeded_resnet18_state()
+    state["fc.extra"] = _Exploit(str(marker))
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save(state, unsafe)
+    images = np.zeros((1, 32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match="Refused to load.*arbitrary code"):
+        resnet18(weights=unsafe).fit(images)
+    # The same file in the hub cache, asked for by name.
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    os.replace(unsafe, checkpoints / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ValueError, match="Refused to load"):
+        resnet18(weights="DEFAULT").fit(images)
+    assert not marker.exists()
+
+
+def test_weights_that_do_not_fit_and_user_module_weights(tmp_path):
+    images = np.zeros((2, 16, 16, 3), np.uint8)
+    cnn = small_cnn()
+    with pytest.raises(ValueError, match="does not fit the backbone"):
+        PretrainedCNNFeatures(cnn, weights=_seeded_resnet18_state()).fit(images)
+    with pytest.raises(ValueError, match="your own module"):
+        PretrainedCNNFeatures(cnn, weights="DEFAULT").fit(images)
+    # A user module's weights from a file replace its current ones.
+    other = small_cnn(seed=5)
+    torch.save(other.state_dict(), tmp_path / "cnn.pt")
+    loaded = PretrainedCNNFeatures(cnn, weights=tmp_path / "cnn.pt",
+                                   image_size=16).fit(images)
+    same = PretrainedCNNFeatures(other, weights=None, image_size=16).fit(images)
+    np.testing.assert_array_equal(loaded.transform(images), same.transform(images))
+    assert not torch.equal(cnn[0].weight, other[0].weight)
+
+
+# ---------------------------------------------------------------- transfer
+def _shifted(images, rng, pad=2):
+    """Digits pasted at random positions of a (8 + 2 pad)^2 canvas."""
+    out = np.zeros((len(images), 8 + 2 * pad, 8 + 2 * pad))
+    dy, dx = rng.randint(0, 2 * pad + 1, (2, len(images)))
+    for i, image in enumerate(images):
+        out[i, dy[i]:dy[i] + 8, dx[i]:dx[i] + 8] = image
+    return out
+
+
+def _train_digit_cnn(images, labels, epochs=15):
+    """A small CNN trained (with random shifts) to tell digits 0-4 apart."""
+    rng = np.random.RandomState(0)
+    torch.manual_seed(0)
+    cnn = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(2),
+        nn.Flatten(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 5),
+    )
+    y = torch.as_tensor(labels)
+    optimizer = torch.optim.Adam(cnn.parameters(), lr=3e-3)
+    for _ in range(epochs):
+        X = torch.tensor(_shifted(images, rng), dtype=torch.float32)[:, None]
+        for rows in torch.randperm(len(X)).split(64):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(cnn(X[rows]), y[rows]).backward()
+            optimizer.step()
+    return cnn.eval()
+
+
+def test_transfer_from_digits_0_4_beats_raw_pixels_on_digits_5_9():
+    digits = load_digits()
+    images, labels = digits.images / 16.0, digits.target
+    source = labels < 5
+    cnn = _train_digit_cnn(images[source], labels[source])
+    X = _shifted(images[~source], np.random.RandomState(1))  # (N, 12, 12) gray
+    y = labels[~source]
+    train, test = train_test_split(np.arange(len(y)), train_size=100, stratify=y,
+                                   random_state=0)
+    transfer = Pipeline([
+        ("features", PretrainedCNNFeatures(cnn, weights=None, image_size=12,
+                                           normalize=False, batch_size=256)),
+        ("classifier", LogisticRegression(max_iter=5000)),
+    ]).fit(X[train], y[train])
+    raw = LogisticRegression(max_iter=5000).fit(X[train].reshape(100, -1), y[train])
+    transfer_accuracy = transfer.score(X[test], y[test])
+    raw_accuracy = raw.score(X[test].reshape(len(test), -1), y[test])
+    # Measured: 0.76 (CNN features) vs 0.37 (raw pixels).
+    assert transfer_accuracy > raw_accuracy + 0.2, (transfer_accuracy, raw_accuracy)
+
+
+# ----------------------------------------------------- frozen / fine-tuning
+def test_frozen_transform_has_no_trainable_parameter_and_no_grad(photos):
+    X, _ = photos
+    features = resnet18().fit(X)
+    seen = []
+
+    def hook(module, inputs, output):
+        seen.append((
+            any(p.requires_grad for p in features.model_.parameters()),
+            torch.is_inference_mode_enabled(), output.requires_grad,
+            module.training,
+        ))
+
+    handle = features.model_.register_forward_hook(hook)
+    try:
+        features.transform(X)
+    finally:
+        handle.remove()
+    assert seen and all(state == (False, True, False, False) for state in seen)
+
+
+def _state(module):
+    return {name: tensor.detach().clone() for name, tensor in
+            module.state_dict().items()}
+
+
+def test_fine_tuning_changes_only_the_last_k_blocks():
+    digits = load_digits()
+    X, y = digits.images[:120] / 16.0, digits.target[:120]
+    cnn = small_cnn(in_channels=1)
+    before = _state(cnn)
+    features = PretrainedCNNFeatures(
+        cnn, weights=None, image_size=8, normalize=False, fine_tune_layers=2,
+        max_iter=3, learning_rate=1e-2, batch_size=32, random_state=0,
+    ).fit(X, y)
+    assert features.fine_tuned_blocks_ == ["4", "8"]  # conv2 and the hidden Linear
+    assert features.n_iter_ == 3 and len(features.loss_curve_) == 3
+    np.testing.assert_array_equal(features.classes_, np.arange(10))
+    after = features.model_.state_dict()
+    for name, value in before.items():
+        tuned = name.split(".")[0] in ("4", "8")
+        if name.startswith("10."):  # the classifier head, dropped for features
+            assert name not in after
+        elif tuned:
+            assert not torch.equal(after[name], value), name
+        else:  # includes BatchNorm running statistics of frozen blocks
+            assert torch.equal(after[name], value), name
+    # The user's module is untouched; features use the tuned backbone.
+    for name, value in cnn.state_dict().items():
+        assert torch.equal(value, before[name])
+    frozen = PretrainedCNNFeatures(cnn, weights=None, image_size=8,
+                                   normalize=False).fit(X)
+    assert features.transform(X).shape == (120, 16)
+    assert not np.allclose(features.transform(X), frozen.transform(X))
+    assert not any(p.requires_grad for p in features.model_.parameters())
+
+
+def test_fine_tuning_a_resnet_block_keeps_the_rest_identical():
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 256, (16, 32, 32, 3), np.uint8)
+    y = np.repeat(["cat", "dog"], 8)
+    features = resnet18(image_size=32, fine_tune_layers=1, max_iter=2,
+                        learning_rate=1e-3, batch_size=8).fit(X, y)
+    assert features.fine_tuned_blocks_ == ["layer4.1"]
+    reference = resnet18(image_size=32).fit(X).model_.state_dict()
+    for name, value in features.model_.state_dict().items():
+        if name.startswith("layer4.1.") and name.endswith(("weight", "bias")):
+            assert not torch.equal(value, reference[name]), name
+        elif not name.startswith("layer4.1."):
+            assert torch.equal(value, reference[name]), name
+    with pytest.raises(ValueError, match="fit\\(X, y\\)"):
+        resnet18(fine_tune_layers=1).fit(X)
+    with pytest.raises(ValueError, match="only 1 block"):
+        PretrainedCNNFeatures(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(),
+                                            nn.LazyLinear(2)), weights=None,
+                              image_size=8, fine_tune_layers=3).fit(X, y)
+
+
+# ------------------------------------------------------------ round trips
+def test_pickle_clone_and_pandas_output(photos):
+    X, _ = photos
+    features = resnet18().fit(X)
+    expected = features.transform(X)
+    restored = pickle.loads(pickle.dumps(features))
+    np.testing.assert_array_equal(restored.transform(X), expected)
+    np.testing.assert_array_equal(clone(features).fit(X).transform(X), expected)
+    pytest.importorskip("pandas")
+    frame = clone(features).set_output(transform="pandas").fit(X).transform(X)
+    assert list(frame.columns[:2]) == ["pretrainedcnnfeatures0",
+                                       "pretrainedcnnfeatures1"]
+
+
+def test_progress_bar_over_batches(photos, capsys):
+    X, _ = photos
+    resnet18(verbose=1, batch_size=1).fit(X).transform(X)
+    assert "transform" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        (np.zeros((2, 16, 16, 5), np.uint8), ValueError, r"shape \(2, 16, 16, 5\)"),
+        ([np.zeros((16, 16, 3)), np.zeros((16, 16, 6))], ValueError,
+         r"X\[1\] has shape \(16, 16, 6\)"),
+        (np.zeros((2, 20)), ValueError, "image_shape"),
+        (np.full((2, 8, 8, 3), 2.0), ValueError, r"floats in \[2, 2\].*\[0, 1\]"),
+        (np.full((2, 8, 8, 3), np.nan), ValueError, "NaN"),
+        (np.zeros((2, 8, 8, 3), np.int64) - 1, ValueError, r"integers in \[-1, -1\]"),
+        (np.zeros((16, 16, 3), np.uint8), ValueError, r"X\[np.newaxis\]"),
+        (["a.jpg"], ValueError, r"X\[0\] is the path 'a.jpg'.*not an existing"),
+        ([np.zeros((8, 8, 3)), 5], TypeError, r"X\[1\] is a int"),
+        (np.zeros((0, 8, 8, 3), np.uint8), ValueError, "no images"),
+    ],
+    ids=["5-channels", "item-6-channels", "flat-no-shape", "float-range", "nan",
+         "negative-ints", "single-hwc-image", "missing-file", "bad-item", "empty"],
+)
+def test_bad_inputs_are_clear_errors(X, error, match):
+    features = resnet18(image_size=8).fit(np.zeros((1, 8, 8, 3), np.uint8))
+    with pytest.raises(error, match=match):
+        features.transform(X)
+
+
+def test_wrong_image_shape_channels_and_unreadable_files(tmp_path):
+    with pytest.raises(ValueError, match=r"image_shape=\(3, 4, 4\) has 48 values.*"
+                                         "20 columns"):
+        resnet18(image_shape=(3, 4, 4)).fit(np.zeros((2, 20)))
+    gray_model = PretrainedCNNFeatures(small_cnn(in_channels=1), weights=None,
+                                       image_size=8)
+    with pytest.raises(ValueError, match="3 channel.*takes 1"):
+        gray_model.fit(np.zeros((2, 8, 8, 3), np.uint8))
+    fitted = gray_model.fit(np.zeros((2, 8, 8), np.uint8))
+    rgb_file = tmp_path / "rgb.png"
+    Image.new("RGB", (8, 8)).save(rgb_file)
+    with pytest.raises(ValueError, match=r"X\[0\] has 3 channel"):
+        fitted.transform([rgb_file])
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("not a jpeg")
+    good = tmp_path / "gray.png"
+    Image.new("L", (8, 8)).save(good)
+    for workers in (0, 2):
+        fitted.set_params(num_workers=workers)
+        with pytest.raises(ValueError, match=r"X\[1\]: cannot read .*notes\.jpg"):
+            fitted.transform([good, not_an_image])
+
+
+def test_unknown_backbone_and_layer_name_the_valid_ones():
+    images = np.zeros((1, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="'resnet81'.*Did you mean 'resnet18'"):
+        PretrainedCNNFeatures("resnet81", weights=None).fit(images)
+    with pytest.raises(ValueError, match="layer='layer9'.*Valid layers.*layer4.1.add"):
+        resnet18(layer="layer9").fit(images)
+    with pytest.raises(ValueError, match="pooling=None"):
+        PretrainedCNNFeatures(nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(2)),
+                              weights=None, image_size=8).fit(images)
+    with pytest.raises(ValueError, match="needs a layer"):
+        resnet18().fit(images).feature_maps(images)
+
+
+# -------------------------------------------------------------- command line
+def test_extract_command_writes_the_estimators_features(photos, tmp_path, capsys):
+    X, paths = photos
+    torch.save(_seeded_resnet18_state(), tmp_path / "resnet18.pth")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index, path in enumerate(paths):
+        os.symlink(path, folder / f"{index}_{os.path.basename(path)}")
+    (folder / "readme.txt").write_text("not an image, skipped by the folder walk")
+    out = tmp_path / "features.npy"
+    extract_main([str(folder), "--backbone", "resnet18", "--weights",
+                  str(tmp_path / "resnet18.pth"), "--image-size", "64",
+                  "--batch-size", "2", "--out", str(out), "--device", "cpu"])
+    expected = resnet18(weights=tmp_path / "resnet18.pth").fit(X).transform(X)
+    np.testing.assert_array_equal(np.load(out), expected)
+    listed = (tmp_path / "features.paths.txt").read_text().splitlines()
+    assert [os.path.basename(p) for p in listed] == ["0_china.jpg", "1_flower.jpg"]
+    csv = tmp_path / "features.csv"
+    extract_main([*paths, "--backbone", "resnet18", "--weights",
+                  str(tmp_path / "resnet18.pth"), "--image-size", "64",
+                  "--layer", "layer3", "--out", str(csv), "--num-workers", "1",
+                  "--device", "cpu"])
+    lines = csv.read_text().splitlines()
+    assert lines[0].startswith("path,feature0,feature1")
+    assert len(lines) == 3 and len(lines[1].split(",")) == 1 + 256
+    assert "2 images" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        extract_main([str(tmp_path / "missing.jpg"), "--out", str(out)])
+    assert "missing.jpg" in capsys.readouterr().err
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
