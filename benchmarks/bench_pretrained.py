@@ -1,0 +1,151 @@
+"""Images/s of PretrainedCNNFeatures.transform vs plain torchvision loops.
+
+For each backbone (random weights: speed does not depend on their values) and
+224 x 224 images, batch 32, this times, interleaved and repeated (medians):
+
+* ``eager``: what most users (and img2vec) write: the weights' preprocessing
+  (``ImageClassification``: resize 256, crop 224, normalise) on each uint8
+  batch, then ``model(x)`` under ``torch.no_grad()``;
+* ``tuned``: the same loop hand-tuned: channels-last model and input,
+  ``torch.inference_mode()``;
+* ``ours``: ``PretrainedCNNFeatures(...).transform(X)`` on the same uint8 array;
+* ``files``: ``transform`` on the same images saved as JPEG files, loaded with
+  ``num_workers`` DataLoader workers.
+
+Ratios printed: ours/eager, ours/tuned, files/ours. Run it on a quiet machine;
+on a shared one the numbers are noisy::
+
+    python benchmarks/bench_pretrained.py            # resnet18 and resnet50
+    python benchmarks/bench_pretrained.py --quick    # fewer images and repeats
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from sklearn.datasets import load_sample_images
+from torchvision.transforms._presets import ImageClassification
+
+from sklearn_replearn import PretrainedCNNFeatures
+
+
+def make_images(n_images, size=224, seed=0):
+    """Random ``size`` crops of sklearn's two sample photos, uint8 (N, H, W, 3)."""
+    photos = load_sample_images().images
+    rng = np.random.RandomState(seed)
+    images = np.empty((n_images, size, size, 3), np.uint8)
+    for index in range(n_images):
+        photo = photos[index % len(photos)]
+        top = rng.randint(photo.shape[0] - size)
+        left = rng.randint(photo.shape[1] - size)
+        images[index] = photo[top:top + size, left:left + size]
+    return images
+
+
+def eager_loop(model, preprocess, images, batch_size):
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start:start + batch_size])
+            x = preprocess(batch.permute(0, 3, 1, 2))
+            outputs.append(model(x))
+    return torch.cat(outputs)
+
+
+def tuned_loop(model, preprocess, images, batch_size):
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start:start + batch_size])
+            x = preprocess(batch.permute(0, 3, 1, 2))
+            outputs.append(model(x.contiguous(memory_format=torch.channels_last)))
+    return torch.cat(outputs)
+
+
+def bench_backbone(name, images, paths, args):
+    torch.manual_seed(0)
+    eager_model = torchvision.models.get_model(name).eval()
+    eager_model.fc = torch.nn.Identity()  # features, as PretrainedCNNFeatures
+    tuned_model = torchvision.models.get_model(name).eval()
+    tuned_model.fc = torch.nn.Identity()
+    tuned_model = tuned_model.to(memory_format=torch.channels_last)
+    preprocess = ImageClassification(crop_size=224, resize_size=256)
+    ours = PretrainedCNNFeatures(name, weights=None, batch_size=args.batch_size,
+                                 device="cpu", random_state=0).fit(images[:1])
+    files = PretrainedCNNFeatures(name, weights=None, batch_size=args.batch_size,
+                                  num_workers=args.num_workers, device="cpu",
+                                  random_state=0).fit(images[:1])
+    methods = {
+        "eager": lambda: eager_loop(eager_model, preprocess, images, args.batch_size),
+        "tuned": lambda: tuned_loop(tuned_model, preprocess, images, args.batch_size),
+        "ours": lambda: ours.transform(images),
+        "files": lambda: files.transform(paths),
+    }
+    if args.compile:
+        compiled = PretrainedCNNFeatures(name, weights=None, compile=True,
+                                         batch_size=args.batch_size, device="cpu",
+                                         random_state=0).fit(images[:1])
+        compiled.transform(images[:args.batch_size])  # compile outside the timing
+        methods["ours+compile"] = lambda: compiled.transform(images)
+    for method in methods.values():  # warm-up (allocator, oneDNN kernels)
+        method()
+    rates = {key: [] for key in methods}
+    for _ in range(args.repeats):
+        for key, method in methods.items():  # interleaved
+            start = time.perf_counter()
+            method()
+            rates[key].append(len(images) / (time.perf_counter() - start))
+    return {key: statistics.median(values) for key, values in rates.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="32 images, 3 repeats (default: 128 images, 5 repeats)")
+    parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time compile=True")
+    args = parser.parse_args(argv)
+    n_images = 32 if args.quick else 128
+    args.repeats = 3 if args.quick else 5
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    images = make_images(n_images)
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; {n_images} "
+          f"images 224x224 -> resize 256 / crop 224, batch {args.batch_size}, "
+          f"{args.repeats} interleaved repeats, medians (images/s)")
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for index, image in enumerate(images):
+            path = os.path.join(folder, f"{index:04d}.jpg")
+            Image.fromarray(image).save(path, quality=90)
+            paths.append(path)
+        header = (f"{'backbone':<10} {'eager':>7} {'tuned':>7} {'ours':>7} "
+                  f"{'files':>7} {'ours/eager':>10} {'ours/tuned':>10} "
+                  f"{'files/ours':>10}")
+        print(header)
+        for name in args.backbones:
+            rate = bench_backbone(name, images, paths, args)
+            line = (f"{name:<10} {rate['eager']:7.1f} {rate['tuned']:7.1f} "
+                    f"{rate['ours']:7.1f} {rate['files']:7.1f} "
+                    f"{rate['ours'] / rate['eager']:10.2f} "
+                    f"{rate['ours'] / rate['tuned']:10.2f} "
+                    f"{rate['files'] / rate['ours']:10.2f}")
+            if "ours+compile" in rate:
+                line += f"  compile: {rate['ours+compile']:.1f} img/s"
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
