@@ -1,0 +1,544 @@
+"""Displays that make learned representations visible.
+
+They follow scikit-learn's Display convention: build one from a fitted
+estimator with ``XDisplay.from_estimator(estimator, ...)`` (which also plots),
+or from raw arrays with ``XDisplay(...)`` and ``.plot()``. After plotting, a
+display has ``figure_`` and ``ax_`` (one Axes, or an array of Axes for image
+grids). matplotlib is the optional ``plot`` extra and is imported only here,
+when a display is plotted.
+"""
+
+import math
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = [
+    "ComponentsDisplay",
+    "FeatureMapsDisplay",
+    "LatentSpaceDisplay",
+    "LossCurveDisplay",
+    "ReconstructionDisplay",
+    "SamplesDisplay",
+]
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Plotting needs matplotlib, the 'plot' extra: "
+            "pip install 'sklearn-replearn[plot]' (or pip install matplotlib)."
+        ) from exc
+    return plt
+
+
+def _as_images(rows, image_shape, what):
+    """Reshape flat rows to images ``(n, H, W)`` or ``(n, H, W, 3)`` for imshow.
+
+    ``image_shape`` is ``(H, W)`` or ``(C, H, W)`` (C-order rows, as in
+    ``images.reshape(n, -1)``); None means square single-channel images.
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D array of flat images; got shape "
+                         f"{rows.shape}.")
+    n_values = rows.shape[1]
+    if image_shape is None:
+        side = math.isqrt(n_values)
+        if side * side != n_values:
+            raise ValueError(
+                f"{what} rows have {n_values} values, which is not a square image; "
+                "pass image_shape=(height, width) or (channels, height, width)."
+            )
+        image_shape = (side, side)
+    image_shape = tuple(int(size) for size in image_shape)
+    if len(image_shape) not in (2, 3) or math.prod(image_shape) != n_values:
+        raise ValueError(
+            f"image_shape={image_shape} does not fit {what} rows of {n_values} "
+            "values; pass (height, width) or (channels, height, width) whose "
+            f"product is {n_values}."
+        )
+    if len(image_shape) == 2:
+        return rows.reshape(-1, *image_shape)
+    channels, height, width = image_shape
+    images = rows.reshape(-1, channels, height, width)
+    if channels == 1:
+        return images[:, 0]
+    if channels == 3:
+        return images.transpose(0, 2, 3, 1)
+    raise ValueError(
+        f"image_shape={image_shape} has {channels} channels; images can be shown "
+        "with 1 or 3 channels."
+    )
+
+
+def _normalized(images):
+    """Scale each image to [0, 1] for display (weights have arbitrary scale)."""
+    flat = images.reshape(len(images), -1)
+    low = flat.min(axis=1).reshape(-1, *([1] * (images.ndim - 1)))
+    high = flat.max(axis=1).reshape(-1, *([1] * (images.ndim - 1)))
+    return (images - low) / np.where(high > low, high - low, 1.0)
+
+
+def _image_grid(images, *, n_cols, ax, cmap, titles=None, row_labels=None,
+                n_rows=None):
+    """Show images on a grid of axes; returns (figure, axes array)."""
+    plt = _pyplot()
+    n_images = len(images)
+    n_cols = min(n_cols, n_images) if n_rows is None else n_cols
+    n_rows = n_rows or math.ceil(n_images / n_cols)
+    if ax is None:
+        figure, axes = plt.subplots(n_rows, n_cols, squeeze=False,
+                                    figsize=(1.2 * n_cols, 1.2 * n_rows + 0.3))
+    else:
+        axes = np.asarray(ax, dtype=object).reshape(-1)
+        if axes.size < n_rows * n_cols:
+            raise ValueError(f"ax has {axes.size} Axes; {n_rows * n_cols} are needed "
+                             f"({n_rows} rows x {n_cols} columns).")
+        axes = axes[: n_rows * n_cols].reshape(n_rows, n_cols)
+        figure = axes[0, 0].figure
+    for index, axis in enumerate(axes.flat):
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if index < n_images:
+            axis.imshow(images[index], cmap=cmap if images[index].ndim == 2 else None,
+                        interpolation="nearest")
+            if titles is not None:
+                axis.set_title(titles[index], fontsize=7)
+        else:
+            axis.set_axis_off()
+    if row_labels is not None:
+        for axis, label in zip(axes[:, 0], row_labels):
+            axis.set_ylabel(label)
+    return figure, axes
+
+
+class ComponentsDisplay:
+    """Image grid of learned components: filters, atoms, kernels.
+
+    Parameters
+    ----------
+    components : ndarray of shape (n_components, n_features)
+        One flat image per component.
+    image_shape : tuple of int, default=None
+        ``(H, W)`` or ``(C, H, W)``; None for square single-channel images.
+    title : str, default=None
+        Figure title.
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    ax_ : ndarray of matplotlib Axes
+        One Axes per grid cell.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.decomposition import PCA
+    >>> from sklearn_replearn.plotting import ComponentsDisplay
+    >>> pca = PCA(n_components=8).fit(load_digits().data)
+    >>> display = ComponentsDisplay.from_estimator(pca)
+    >>> display.ax_.shape
+    (1, 8)
+    """
+
+    def __init__(self, components, *, image_shape=None, title=None):
+        self.components = components
+        self.image_shape = image_shape
+        self.title = title
+
+    @classmethod
+    def from_estimator(cls, estimator, *, image_shape=None, max_components=64,
+                       n_cols=8, ax=None, cmap="gray", title=None):
+        """Plot the components of a fitted estimator.
+
+        Works with anything that has ``components_`` (PCA, dictionary atoms,
+        an autoencoder's first-layer weights) and with CNN feature extractors,
+        whose first convolution's kernels are shown (RGB when they see 3
+        channels).
+
+        Parameters
+        ----------
+        estimator : fitted estimator
+        image_shape : tuple of int, default=None
+            Shape of one component as an image; inferred for square images and
+            for CNN kernels.
+        max_components : int, default=64
+            Show at most this many (the first ones).
+        n_cols : int, default=8
+            Images per row.
+        ax : array of matplotlib Axes, default=None
+            Axes to draw on; a new figure when None.
+        cmap : str, default="gray"
+        title : str, default=None
+
+        Returns
+        -------
+        display : ComponentsDisplay
+        """
+        check_is_fitted(estimator)
+        components, inferred_shape = _components_of(estimator)
+        display = cls(components[:max_components],
+                      image_shape=image_shape or inferred_shape,
+                      title=title or f"{type(estimator).__name__} components")
+        return display.plot(n_cols=n_cols, ax=ax, cmap=cmap)
+
+    def plot(self, *, n_cols=8, ax=None, cmap="gray"):
+        """Draw the grid; returns self."""
+        images = _normalized(_as_images(self.components, self.image_shape,
+                                        "components"))
+        self.figure_, self.ax_ = _image_grid(images, n_cols=n_cols, ax=ax, cmap=cmap)
+        if self.title:
+            self.figure_.suptitle(self.title)
+        return self
+
+
+def _components_of(estimator):
+    """(flat components, image shape or None) of a fitted estimator."""
+    try:
+        components = estimator.components_
+    except AttributeError:
+        components = None
+    if components is not None:
+        return np.asarray(components), None
+    kernels = _first_conv_kernels(estimator)
+    if kernels is not None:
+        n_out, n_in, height, width = kernels.shape
+        if n_in == 3:
+            return kernels.reshape(n_out, -1), (3, height, width)
+        return kernels[:, 0].reshape(n_out, -1), (height, width)
+    raise TypeError(
+        f"{type(estimator).__name__} has no components_ and no convolution to take "
+        "kernels from; ComponentsDisplay needs one of them (or build "
+        "ComponentsDisplay(components, image_shape=...) from an array)."
+    )
+
+
+def _first_conv_kernels(estimator):
+    """Weights (out, in, kh, kw) of the first Conv2d in an estimator's modules."""
+    import torch
+
+    candidates = [getattr(estimator, "module_", None), *vars(estimator).values()]
+    for value in candidates:
+        if isinstance(value, torch.nn.Module):
+            for layer in value.modules():
+                if isinstance(layer, torch.nn.Conv2d):
+                    return layer.weight.detach().cpu().numpy()
+    return None
+
+
+class ReconstructionDisplay:
+    """Originals (top row) above their reconstructions (bottom row).
+
+    Parameters
+    ----------
+    originals, reconstructions : ndarray of shape (n_samples, n_features)
+    image_shape : tuple of int, default=None
+    title : str, default=None
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    ax_ : ndarray of matplotlib Axes of shape (2, n_samples)
+    """
+
+    def __init__(self, originals, reconstructions, *, image_shape=None, title=None):
+        self.originals = originals
+        self.reconstructions = reconstructions
+        self.image_shape = image_shape
+        self.title = title
+
+    @classmethod
+    def from_estimator(cls, estimator, X, *, n_samples=10, image_shape=None, ax=None,
+                       cmap="gray", title=None):
+        """Reconstruct the first ``n_samples`` rows of X and plot them.
+
+        The estimator needs ``transform`` and ``inverse_transform``.
+        """
+        check_is_fitted(estimator)
+        if not hasattr(estimator, "inverse_transform"):
+            raise TypeError(
+                f"{type(estimator).__name__} has no inverse_transform, so it cannot "
+                "reconstruct; use an autoencoder, VAE, PCA or dictionary learner."
+            )
+        X = np.asarray(X)[:n_samples]
+        reconstructions = estimator.inverse_transform(estimator.transform(X))
+        display = cls(X, reconstructions, image_shape=image_shape,
+                      title=title or f"{type(estimator).__name__} reconstructions")
+        return display.plot(ax=ax, cmap=cmap)
+
+    def plot(self, *, ax=None, cmap="gray"):
+        """Draw originals above reconstructions; returns self."""
+        originals = _as_images(self.originals, self.image_shape, "originals")
+        reconstructions = _as_images(self.reconstructions, self.image_shape,
+                                     "reconstructions")
+        if len(originals) != len(reconstructions):
+            raise ValueError(f"{len(originals)} originals but {len(reconstructions)} "
+                             "reconstructions; pass one reconstruction per original.")
+        # Same color scale for both rows: clipping shows what the model gets wrong.
+        low, high = originals.min(), originals.max()
+        scaled = [np.clip((images - low) / (high - low or 1.0), 0, 1)
+                  for images in (originals, reconstructions)]
+        self.figure_, self.ax_ = _image_grid(
+            np.concatenate(scaled), n_cols=len(originals), n_rows=2, ax=ax, cmap=cmap,
+            row_labels=["original", "reconstructed"],
+        )
+        if self.title:
+            self.figure_.suptitle(self.title)
+        return self
+
+
+class LatentSpaceDisplay:
+    """2-D scatter of codes, coloured by label.
+
+    Codes wider than 2 are projected on their first two principal components
+    (the axis labels say so).
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n_samples, n_components)
+    labels : array-like of shape (n_samples,), default=None
+    title : str, default=None
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    ax_ : matplotlib Axes
+    scatter_ : matplotlib PathCollection
+    """
+
+    def __init__(self, codes, labels=None, *, title=None):
+        self.codes = codes
+        self.labels = labels
+        self.title = title
+
+    @classmethod
+    def from_estimator(cls, estimator, X, y=None, *, ax=None, title=None):
+        """Encode X with ``estimator.transform`` and scatter the codes."""
+        check_is_fitted(estimator)
+        title = title or f"{type(estimator).__name__} latent space"
+        return cls(estimator.transform(X), y, title=title).plot(ax=ax)
+
+    def plot(self, *, ax=None, cmap="tab10", size=8):
+        """Draw the scatter; returns self."""
+        plt = _pyplot()
+        codes = np.asarray(self.codes, dtype=np.float64)
+        if codes.ndim != 2 or codes.shape[1] < 1:
+            raise ValueError(f"codes must be 2-D (n_samples, n_components); got "
+                             f"shape {codes.shape}.")
+        if codes.shape[1] == 1:
+            points, names = np.column_stack([codes[:, 0], np.zeros(len(codes))]), (
+                "component 1", "")
+        elif codes.shape[1] == 2:
+            points, names = codes, ("component 1", "component 2")
+        else:
+            from sklearn.decomposition import PCA
+
+            points = PCA(n_components=2).fit_transform(codes)
+            names = ("PC 1 of the codes", "PC 2 of the codes")
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 4.5))
+        self.ax_, self.figure_ = ax, ax.figure
+        colors = None
+        if self.labels is not None:
+            labels = np.asarray(self.labels)
+            if len(labels) != len(points):
+                raise ValueError(f"{len(labels)} labels for {len(points)} codes; pass "
+                                 "one label per sample.")
+            _, colors = np.unique(labels, return_inverse=True)
+        self.scatter_ = ax.scatter(points[:, 0], points[:, 1], c=colors, cmap=cmap,
+                                   s=size)
+        if self.labels is not None:
+            classes = np.unique(np.asarray(self.labels))
+            handles = self.scatter_.legend_elements(num=len(classes))[0]
+            ax.legend(handles, [str(c) for c in classes], fontsize=7, markerscale=0.8,
+                      loc="best")
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(names[1])
+        if self.title:
+            ax.set_title(self.title)
+        return self
+
+
+class SamplesDisplay:
+    """Generated samples (a VAE's), or a latent traversal grid.
+
+    Parameters
+    ----------
+    samples : ndarray of shape (n_samples, n_features)
+    image_shape : tuple of int, default=None
+    n_cols : int, default=8
+        Images per row (the grid size for a traversal).
+    title : str, default=None
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    ax_ : ndarray of matplotlib Axes
+    """
+
+    def __init__(self, samples, *, image_shape=None, n_cols=8, title=None):
+        self.samples = samples
+        self.image_shape = image_shape
+        self.n_cols = n_cols
+        self.title = title
+
+    @classmethod
+    def from_estimator(cls, estimator, *, n_samples=32, image_shape=None,
+                       random_state=None, n_cols=8, ax=None, cmap="gray", title=None):
+        """Draw ``n_samples`` new samples with ``estimator.sample`` and plot them."""
+        check_is_fitted(estimator)
+        if not hasattr(estimator, "sample"):
+            raise TypeError(f"{type(estimator).__name__} cannot generate samples (no "
+                            "sample method); use VAETransformer.")
+        samples = estimator.sample(n_samples, random_state=random_state)
+        return cls(samples, image_shape=image_shape, n_cols=n_cols,
+                   title=title or f"{type(estimator).__name__} samples").plot(
+            ax=ax, cmap=cmap)
+
+    @classmethod
+    def from_latent_traversal(cls, estimator, *, n_steps=10, limit=2.5,
+                              image_shape=None, ax=None, cmap="gray", title=None):
+        """Decode an ``n_steps`` x ``n_steps`` grid of a 2-D latent space.
+
+        The grid spans ``[-limit, limit]`` on both latent axes (in prior
+        standard deviations for a VAE) and is decoded with
+        ``estimator.inverse_transform``.
+        """
+        check_is_fitted(estimator)
+        width = getattr(estimator, "_n_features_out", None)
+        if width != 2:
+            raise ValueError(f"A latent traversal needs a 2-D latent space; this "
+                             f"{type(estimator).__name__} has {width} components. "
+                             "Fit it with n_components=2.")
+        axis = np.linspace(-limit, limit, n_steps)
+        # Row i is the i-th value of the second latent, top = largest.
+        grid = np.array([[first, second] for second in axis[::-1] for first in axis])
+        samples = estimator.inverse_transform(grid)
+        return cls(samples, image_shape=image_shape, n_cols=n_steps,
+                   title=title or "latent traversal").plot(ax=ax, cmap=cmap)
+
+    def plot(self, *, ax=None, cmap="gray"):
+        """Draw the samples; returns self."""
+        images = _as_images(self.samples, self.image_shape, "samples")
+        low, high = float(images.min()), float(images.max())
+        images = (images - low) / (high - low or 1.0)
+        self.figure_, self.ax_ = _image_grid(images, n_cols=self.n_cols, ax=ax,
+                                             cmap=cmap)
+        if self.title:
+            self.figure_.suptitle(self.title)
+        return self
+
+
+class FeatureMapsDisplay:
+    """A CNN layer's feature maps for one image: where each channel fires.
+
+    Parameters
+    ----------
+    feature_maps : ndarray of shape (n_channels, height, width)
+        The maps of one image.
+    title : str, default=None
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    ax_ : ndarray of matplotlib Axes
+    """
+
+    def __init__(self, feature_maps, *, title=None):
+        self.feature_maps = feature_maps
+        self.title = title
+
+    @classmethod
+    def from_estimator(cls, estimator, image, *, layer=None, max_maps=32, n_cols=8,
+                       ax=None, cmap="viridis", title=None):
+        """Compute the feature maps of ``image`` at ``layer`` and plot them.
+
+        ``estimator`` is a fitted ``PretrainedCNNFeatures``; ``image`` is one
+        image in any form it accepts (array, PIL image, file path).
+        """
+        check_is_fitted(estimator)
+        if not hasattr(estimator, "feature_maps"):
+            raise TypeError(f"{type(estimator).__name__} has no feature_maps method; "
+                            "use PretrainedCNNFeatures.")
+        maps = np.asarray(estimator.feature_maps([image], layer=layer))[0]
+        layer_name = layer or getattr(estimator, "layer_", None) or "layer"
+        display = cls(maps[:max_maps], title=title or f"feature maps of {layer_name}")
+        return display.plot(n_cols=n_cols, ax=ax, cmap=cmap)
+
+    def plot(self, *, n_cols=8, ax=None, cmap="viridis"):
+        """Draw one panel per channel; returns self."""
+        maps = np.asarray(self.feature_maps, dtype=np.float64)
+        if maps.ndim != 3:
+            raise ValueError(f"feature_maps must have shape (channels, height, width); "
+                             f"got {maps.shape}.")
+        self.figure_, self.ax_ = _image_grid(
+            _normalized(maps), n_cols=n_cols, ax=ax, cmap=cmap,
+            titles=[str(index) for index in range(len(maps))],
+        )
+        if self.title:
+            self.figure_.suptitle(self.title)
+        return self
+
+
+class LossCurveDisplay:
+    """Training (and validation) loss per epoch.
+
+    Parameters
+    ----------
+    loss_curve : sequence of float
+        Training loss of each epoch.
+    validation_loss : sequence of float, default=None
+        Validation loss of each epoch (early stopping).
+    title : str, default=None
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    ax_ : matplotlib Axes
+    lines_ : list of matplotlib Line2D
+    """
+
+    def __init__(self, loss_curve, validation_loss=None, *, title=None):
+        self.loss_curve = loss_curve
+        self.validation_loss = validation_loss
+        self.title = title
+
+    @classmethod
+    def from_estimator(cls, estimator, *, ax=None, title=None):
+        """Plot ``loss_curve_`` and, with early stopping, the validation loss.
+
+        The validation loss is minus ``validation_scores_``.
+        """
+        check_is_fitted(estimator)
+        if not hasattr(estimator, "loss_curve_"):
+            raise TypeError(f"{type(estimator).__name__} has no loss_curve_; it was "
+                            "not trained by epochs.")
+        scores = getattr(estimator, "validation_scores_", None)
+        validation = None if scores is None else [-score for score in scores]
+        return cls(estimator.loss_curve_, validation,
+                   title=title or f"{type(estimator).__name__} training").plot(ax=ax)
+
+    def plot(self, *, ax=None, log_scale=False):
+        """Draw the curves; returns self."""
+        plt = _pyplot()
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.5))
+        self.ax_, self.figure_ = ax, ax.figure
+        epochs = np.arange(1, len(self.loss_curve) + 1)
+        self.lines_ = ax.plot(epochs, self.loss_curve, label="training loss")
+        if self.validation_loss is not None:
+            self.lines_ += ax.plot(np.arange(1, len(self.validation_loss) + 1),
+                                   self.validation_loss, label="validation loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        if log_scale:
+            ax.set_yscale("log")
+        ax.legend()
+        if self.title:
+            ax.set_title(self.title)
+        return self

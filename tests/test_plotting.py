@@ -1,0 +1,170 @@
+"""Displays rendered headless (Agg) from fitted estimators."""
+
+import matplotlib
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+
+from sklearn_replearn import AutoencoderTransformer
+from sklearn_replearn.plotting import (
+    ComponentsDisplay,
+    FeatureMapsDisplay,
+    LatentSpaceDisplay,
+    LossCurveDisplay,
+    ReconstructionDisplay,
+    SamplesDisplay,
+)
+
+matplotlib.use("Agg")
+plt = pytest.importorskip("matplotlib.pyplot")
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    return data.data[:400] / 16.0, data.target[:400]
+
+
+@pytest.fixture(scope="module")
+def autoencoder(digits):
+    X, _ = digits
+    return AutoencoderTransformer(n_components=2, hidden_layer_sizes=(16,), max_iter=10,
+                                  early_stopping=True, random_state=0,
+                                  device="cpu").fit(X)
+
+
+def shown_images(axes):
+    """Images drawn on an array of Axes, in order."""
+    return [image for axis in np.ravel(axes) for image in axis.get_images()]
+
+
+def test_components_of_autoencoder_first_layer(autoencoder):
+    display = ComponentsDisplay.from_estimator(autoencoder, n_cols=4)
+    images = shown_images(display.ax_)
+    assert display.ax_.shape == (4, 4)
+    assert len(images) == 16  # one per first-layer unit
+    assert images[0].get_array().shape == (8, 8)
+    np.testing.assert_allclose(images[0].get_array().min(), 0)
+    np.testing.assert_allclose(images[0].get_array().max(), 1)
+    assert display.figure_._suptitle.get_text() == "AutoencoderTransformer components"
+
+
+def test_components_of_pca_and_max_components(digits):
+    X, _ = digits
+    pca = PCA(n_components=12).fit(X)
+    display = ComponentsDisplay.from_estimator(pca, max_components=5)
+    assert len(shown_images(display.ax_)) == 5
+
+
+def test_components_of_conv_kernels(digits):
+    X, _ = digits
+    conv = AutoencoderTransformer(architecture="conv", image_shape=(1, 8, 8),
+                                  hidden_layer_sizes=(6,), max_iter=1,
+                                  device="cpu").fit(X)
+    display = ComponentsDisplay.from_estimator(conv)
+    images = shown_images(display.ax_)
+    assert len(images) == 6 and images[0].get_array().shape == (3, 3)
+
+
+def test_components_wrong_image_shape(autoencoder):
+    with pytest.raises(ValueError, match=r"image_shape=\(7, 7\) does not fit"):
+        ComponentsDisplay.from_estimator(autoencoder, image_shape=(7, 7))
+
+
+def test_components_need_components_or_convolution(digits):
+    from sklearn.preprocessing import StandardScaler
+
+    with pytest.raises(TypeError, match="no components_"):
+        ComponentsDisplay.from_estimator(StandardScaler().fit(digits[0]))
+
+
+def test_reconstructions_two_rows(autoencoder, digits):
+    X, _ = digits
+    display = ReconstructionDisplay.from_estimator(autoencoder, X, n_samples=6)
+    assert display.ax_.shape == (2, 6)
+    assert display.ax_[0, 0].get_ylabel() == "original"
+    assert display.ax_[1, 0].get_ylabel() == "reconstructed"
+    np.testing.assert_allclose(shown_images(display.ax_[0])[0].get_array(),
+                               X[0].reshape(8, 8) / X[:6].max())
+
+
+def test_reconstruction_needs_inverse_transform(digits):
+    from sklearn.preprocessing import Normalizer
+
+    with pytest.raises(TypeError, match="no inverse_transform"):
+        ReconstructionDisplay.from_estimator(Normalizer().fit(digits[0]), digits[0])
+
+
+def test_latent_space_colours_by_label(autoencoder, digits):
+    X, y = digits
+    display = LatentSpaceDisplay.from_estimator(autoencoder, X, y)
+    assert display.scatter_.get_offsets().shape == (len(X), 2)
+    assert display.ax_.get_xlabel() == "component 1"
+    assert len(display.ax_.get_legend().get_texts()) == 10
+
+
+def test_latent_space_projects_wide_codes(digits):
+    X, y = digits
+    pca = PCA(n_components=5).fit(X)
+    display = LatentSpaceDisplay.from_estimator(pca, X, y)
+    assert display.ax_.get_xlabel() == "PC 1 of the codes"
+    with pytest.raises(ValueError, match="3 labels for 400 codes"):
+        LatentSpaceDisplay(pca.transform(X), y[:3]).plot()
+
+
+def test_latent_traversal_grid(autoencoder):
+    display = SamplesDisplay.from_latent_traversal(autoencoder, n_steps=5)
+    assert display.ax_.shape == (5, 5)
+    assert len(shown_images(display.ax_)) == 25
+
+
+def test_latent_traversal_needs_two_components(digits):
+    wide = AutoencoderTransformer(n_components=3, max_iter=1, device="cpu")
+    wide.fit(digits[0])
+    with pytest.raises(ValueError, match="2-D latent space"):
+        SamplesDisplay.from_latent_traversal(wide)
+
+
+def test_samples_need_a_generative_model(autoencoder):
+    with pytest.raises(TypeError, match="cannot generate samples"):
+        SamplesDisplay.from_estimator(autoencoder)
+
+
+def test_samples_from_array_with_rgb_shape():
+    samples = np.random.RandomState(0).rand(4, 3 * 5 * 5)
+    display = SamplesDisplay(samples, image_shape=(3, 5, 5), n_cols=2).plot()
+    assert shown_images(display.ax_)[0].get_array().shape == (5, 5, 3)
+
+
+def test_feature_maps_from_array_and_estimator_check():
+    maps = np.random.RandomState(0).rand(6, 4, 4)
+    display = FeatureMapsDisplay(maps).plot(n_cols=3)
+    assert display.ax_.shape == (2, 3) and display.ax_[0, 1].get_title() == "1"
+    with pytest.raises(ValueError, match=r"\(channels, height, width\)"):
+        FeatureMapsDisplay(maps[0]).plot()
+
+
+def test_loss_curve_with_validation(autoencoder):
+    display = LossCurveDisplay.from_estimator(autoencoder)
+    train, valid = display.lines_
+    np.testing.assert_allclose(train.get_ydata(), autoencoder.loss_curve_)
+    np.testing.assert_allclose(valid.get_ydata(),
+                               [-s for s in autoencoder.validation_scores_])
+    assert display.ax_.get_xlabel() == "epoch"
+
+
+def test_displays_draw_on_given_axes(autoencoder, digits):
+    figure, axes = plt.subplots(2, 3)
+    display = ReconstructionDisplay.from_estimator(autoencoder, digits[0], n_samples=3,
+                                                   ax=axes)
+    assert display.figure_ is figure
+    with pytest.raises(ValueError, match="ax has 6 Axes; 8 are needed"):
+        ReconstructionDisplay.from_estimator(autoencoder, digits[0], n_samples=4,
+                                             ax=axes)
