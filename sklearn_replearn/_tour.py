@@ -9,9 +9,11 @@ No download is needed: the digits ship with scikit-learn.
 """
 
 import argparse
+import re
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -24,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ._autoencoder import AutoencoderTransformer
 
-__all__ = ["TOUR_MODELS", "format_table", "main", "run_tour"]
+__all__ = ["TOUR_MODELS", "format_table", "main", "run_tour", "write_figures"]
 
 
 def _pca(n_components, quick, random_state):
@@ -67,12 +69,15 @@ def run_tour(n_components=16, *, quick=False, random_state=0, log=None):
     -------
     rows : list of dict
         One dict per model: ``model``, ``reconstruction_mse`` (None for raw
-        pixels), ``accuracy``, ``fit_seconds``.
+        pixels), ``accuracy``, ``fit_seconds`` and ``estimator`` (the fitted
+        representation, None for raw pixels).
+    X_test, y_test : ndarray
+        The held-out digits the rows were measured on.
 
     Examples
     --------
     >>> from sklearn_replearn._tour import run_tour
-    >>> rows = run_tour(n_components=4, quick=True)
+    >>> rows, X_test, y_test = run_tour(n_components=4, quick=True)
     >>> [row["model"] for row in rows][:2]
     ['raw pixels', 'PCA']
     """
@@ -105,8 +110,55 @@ def run_tour(n_components=16, *, quick=False, random_state=0, log=None):
             "reconstruction_mse": error,
             "accuracy": float(pipeline.score(X_test, y_test)),
             "fit_seconds": fit_seconds,
+            "estimator": representation,
         })
-    return rows
+    return rows, X_test, y_test
+
+
+def write_figures(rows, X, y, directory):
+    """Write PNG figures of each fitted representation into ``directory``.
+
+    For each model: its components, reconstructions of held-out digits, its
+    latent space coloured by digit, its loss curve and generated samples, as
+    far as the model has them. Returns the paths written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import plotting
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(display, name):
+        path = directory / f"{name}.png"
+        display.figure_.savefig(path, dpi=80, bbox_inches="tight")
+        plt.close(display.figure_)
+        written.append(path)
+
+    for row in rows:
+        estimator = row["estimator"]
+        if estimator is None:
+            continue
+        slug = re.sub(r"\W+", "_", row["model"].lower()).strip("_")
+        if hasattr(estimator, "components_"):
+            components = plotting.ComponentsDisplay.from_estimator(
+                estimator, max_components=32)
+            save(components, f"components_{slug}")
+        if hasattr(estimator, "inverse_transform"):
+            save(plotting.ReconstructionDisplay.from_estimator(estimator, X),
+                 f"reconstructions_{slug}")
+        save(plotting.LatentSpaceDisplay.from_estimator(estimator, X, y),
+             f"latent_{slug}")
+        if hasattr(estimator, "loss_curve_"):
+            save(plotting.LossCurveDisplay.from_estimator(estimator), f"loss_{slug}")
+        if hasattr(estimator, "sample"):
+            save(plotting.SamplesDisplay.from_estimator(estimator, random_state=0),
+                 f"samples_{slug}")
+    return written
 
 
 def format_table(rows, n_components):
@@ -137,6 +189,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="few training epochs (a smoke run)")
     parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument("--plot", metavar="DIR", default=None,
+                        help="also write PNG figures (components, reconstructions, "
+                        "latent spaces, loss curves, samples) into DIR; needs "
+                        "matplotlib (the 'plot' extra)")
     args = parser.parse_args(argv)
     if args.n_components < 1:
         parser.error(f"--n-components must be >= 1, got {args.n_components}")
@@ -144,7 +200,11 @@ def main(argv=None):
     def log(line):
         print(line, file=sys.stderr, flush=True)
 
-    rows = run_tour(args.n_components, quick=args.quick,
-                    random_state=args.random_state, log=log)
+    rows, X_test, y_test = run_tour(args.n_components, quick=args.quick,
+                                    random_state=args.random_state, log=log)
     print(format_table(rows, args.n_components))
+    if args.plot:
+        log(f"writing figures to {args.plot} ...")
+        for path in write_figures(rows, X_test, y_test, args.plot):
+            log(f"  {path}")
     return 0

@@ -3,11 +3,19 @@
 import subprocess
 import sys
 
-from sklearn_replearn._tour import run_tour
+import matplotlib.image
+import pytest
+
+from sklearn_replearn._tour import run_tour, write_figures
 
 
-def test_tour_measures_every_model():
-    rows = run_tour(n_components=8, quick=True)
+@pytest.fixture(scope="module")
+def quick_tour():
+    return run_tour(n_components=8, quick=True)
+
+
+def test_tour_measures_every_model(quick_tour):
+    rows, _, _ = quick_tour
     by_model = {row["model"]: row for row in rows}
     assert {"raw pixels", "PCA", "AutoencoderTransformer"} <= set(by_model)
     assert by_model["raw pixels"]["reconstruction_mse"] is None
@@ -17,6 +25,17 @@ def test_tour_measures_every_model():
         if name != "raw pixels":
             # Reconstruction errors on [0, 1] digits: far below the data's variance.
             assert 0 < row["reconstruction_mse"] < 0.06, (name, row)
+
+
+def test_tour_writes_figures(quick_tour, tmp_path):
+    rows, X_test, y_test = quick_tour
+    paths = write_figures(rows, X_test, y_test, tmp_path)
+    names = {path.name for path in paths}
+    assert {"components_pca.png", "reconstructions_autoencodertransformer.png",
+            "latent_autoencodertransformer.png",
+            "loss_autoencodertransformer.png"} <= names
+    image = matplotlib.image.imread(tmp_path / "reconstructions_pca.png")
+    assert image.shape[1] > image.shape[0] > 50  # a wide two-row grid
 
 
 def test_command_line_prints_the_table():
