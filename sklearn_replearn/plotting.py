@@ -466,7 +466,7 @@ class FeatureMapsDisplay:
             raise TypeError(f"{type(estimator).__name__} has no feature_maps method; "
                             "use PretrainedCNNFeatures.")
         maps = np.asarray(estimator.feature_maps([image], layer=layer))[0]
-        layer_name = layer or getattr(estimator, "layer_", None) or "layer"
+        layer_name = layer or getattr(estimator, "layer", None) or "layer"
         display = cls(maps[:max_maps], title=title or f"feature maps of {layer_name}")
         return display.plot(n_cols=n_cols, ax=ax, cmap=cmap)
 
