@@ -7,7 +7,7 @@ For each backbone (random weights: speed does not depend on their values) and
   (``ImageClassification``: resize 256, crop 224, normalise) on each uint8
   batch, then ``model(x)`` under ``torch.no_grad()``;
 * ``tuned``: the same loop hand-tuned: channels-last model and input,
-  ``torch.inference_mode()``;
+  ``torch.inference_mode()`` (and float16 autocast on CUDA);
 * ``ours``: ``PretrainedCNNFeatures(...).transform(X)`` on the same uint8 array;
 * ``files``: ``transform`` on the same images saved as JPEG files, loaded with
   ``num_workers`` DataLoader workers.
@@ -20,6 +20,7 @@ on a shared one the numbers are noisy::
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -48,48 +49,54 @@ def make_images(n_images, size=224, seed=0):
     return images
 
 
-def eager_loop(model, preprocess, images, batch_size):
+def eager_loop(model, preprocess, images, batch_size, device):
     outputs = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(images[start:start + batch_size])
-            x = preprocess(batch.permute(0, 3, 1, 2))
-            outputs.append(model(x))
+            x = preprocess(batch.permute(0, 3, 1, 2)).to(device)
+            outputs.append(model(x).cpu())
     return torch.cat(outputs)
 
 
-def tuned_loop(model, preprocess, images, batch_size):
+def tuned_loop(model, preprocess, images, batch_size, device):
     outputs = []
-    with torch.inference_mode():
+    autocast = (torch.autocast("cuda", torch.float16) if device == "cuda"
+                else contextlib.nullcontext())
+    with torch.inference_mode(), autocast:
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(images[start:start + batch_size])
-            x = preprocess(batch.permute(0, 3, 1, 2))
-            outputs.append(model(x.contiguous(memory_format=torch.channels_last)))
+            x = preprocess(batch.permute(0, 3, 1, 2)).to(device)
+            x = x.contiguous(memory_format=torch.channels_last)
+            outputs.append(model(x).float().cpu())
     return torch.cat(outputs)
 
 
 def bench_backbone(name, images, paths, args):
     torch.manual_seed(0)
-    eager_model = torchvision.models.get_model(name).eval()
+    device = args.device
+    eager_model = torchvision.models.get_model(name).eval().to(device)
     eager_model.fc = torch.nn.Identity()  # features, as PretrainedCNNFeatures
     tuned_model = torchvision.models.get_model(name).eval()
     tuned_model.fc = torch.nn.Identity()
-    tuned_model = tuned_model.to(memory_format=torch.channels_last)
+    tuned_model = tuned_model.to(device, memory_format=torch.channels_last)
     preprocess = ImageClassification(crop_size=224, resize_size=256)
     ours = PretrainedCNNFeatures(name, weights=None, batch_size=args.batch_size,
-                                 device="cpu", random_state=0).fit(images[:1])
+                                 device=device, random_state=0).fit(images[:1])
     files = PretrainedCNNFeatures(name, weights=None, batch_size=args.batch_size,
-                                  num_workers=args.num_workers, device="cpu",
+                                  num_workers=args.num_workers, device=device,
                                   random_state=0).fit(images[:1])
     methods = {
-        "eager": lambda: eager_loop(eager_model, preprocess, images, args.batch_size),
-        "tuned": lambda: tuned_loop(tuned_model, preprocess, images, args.batch_size),
+        "eager": lambda: eager_loop(eager_model, preprocess, images,
+                                    args.batch_size, device),
+        "tuned": lambda: tuned_loop(tuned_model, preprocess, images,
+                                    args.batch_size, device),
         "ours": lambda: ours.transform(images),
         "files": lambda: files.transform(paths),
     }
     if args.compile:
         compiled = PretrainedCNNFeatures(name, weights=None, compile=True,
-                                         batch_size=args.batch_size, device="cpu",
+                                         batch_size=args.batch_size, device=device,
                                          random_state=0).fit(images[:1])
         compiled.transform(images[:args.batch_size])  # compile outside the timing
         methods["ours+compile"] = lambda: compiled.transform(images)
@@ -113,6 +120,9 @@ def main(argv=None):
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu or cuda (tuned loop and ours use float16 "
+                        "autocast on cuda)")
     parser.add_argument("--compile", action="store_true",
                         help="also time compile=True")
     args = parser.parse_args(argv)
