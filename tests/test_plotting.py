@@ -168,3 +168,30 @@ def test_displays_draw_on_given_axes(autoencoder, digits):
     with pytest.raises(ValueError, match="ax has 6 Axes; 8 are needed"):
         ReconstructionDisplay.from_estimator(autoencoder, digits[0], n_samples=4,
                                              ax=axes)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from sklearn.datasets import load_sample_image
+
+    return load_sample_image("china.jpg")[::8, ::8]  # a real photo, 54 x 80
+
+
+def test_feature_maps_of_a_cnn_layer(photo):
+    from sklearn_replearn import PretrainedCNNFeatures
+
+    cnn = PretrainedCNNFeatures("resnet18", weights=None, image_size=64, batch_size=1,
+                                random_state=0, device="cpu").fit([photo])
+    display = FeatureMapsDisplay.from_estimator(cnn, photo, layer="layer1",
+                                                max_maps=12, n_cols=4)
+    images = shown_images(display.ax_)
+    assert display.ax_.shape == (3, 4) and len(images) == 12
+    assert images[0].get_array().shape == (16, 16)  # 64 px / 4 after the stem
+    assert display.figure_._suptitle.get_text() == "feature maps of layer1"
+    kernels = ComponentsDisplay.from_estimator(cnn, max_components=8)
+    assert shown_images(kernels.ax_)[0].get_array().shape == (7, 7, 3)  # RGB 7x7
+
+
+def test_feature_maps_need_a_cnn(autoencoder, photo):
+    with pytest.raises(TypeError, match="no feature_maps method"):
+        FeatureMapsDisplay.from_estimator(autoencoder, photo)
