@@ -1,0 +1,253 @@
+"""DictionaryLearner: objective vs scikit-learn, supervision, coders, errors."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.decomposition import MiniBatchDictionaryLearning, sparse_encode
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_replearn import DictionaryLearner
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Small matrices: one thread avoids OpenMP contention on a loaded machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+def _heldout_objective(X, components, alpha):
+    """Mean lasso objective on X with exact (LARS) codes."""
+    codes = sparse_encode(X, components, algorithm="lasso_lars", alpha=alpha)
+    return np.mean(
+        0.5 * ((X - codes @ components) ** 2).sum(1) + alpha * np.abs(codes).sum(1)
+    )
+
+
+def test_unsupervised_objective_no_worse_than_sklearn(digits):
+    X, _ = digits
+    X_train, X_test = X[:1000], X[1000:]
+    params = dict(n_components=32, alpha=0.5, batch_size=256, random_state=0)
+    ours = DictionaryLearner(max_iter=3, tol=None, device="cpu", **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.fit(X_train)
+        theirs = MiniBatchDictionaryLearning(max_iter=3, **params).fit(X_train)
+    ours_objective = _heldout_objective(X_test, ours.components_, 0.5)
+    theirs_objective = _heldout_objective(X_test, theirs.components_, 0.5)
+    assert ours_objective <= 1.02 * theirs_objective
+    # score() is minus the same held-out objective (FISTA codes, within 1%).
+    assert -ours.score(X_test) == pytest.approx(ours_objective, rel=0.01)
+    assert np.linalg.norm(ours.components_, axis=1).max() <= 1 + 1e-6
+    assert ours.n_iter_ == 3 and len(ours.loss_curve_) == 3
+    assert ours.loss_curve_[-1] < ours.loss_curve_[0]
+
+
+def test_supervised_pipeline_beats_unsupervised(digits):
+    X, y = digits
+
+    def accuracy(supervision_weight):
+        pipeline = Pipeline([
+            ("codes", DictionaryLearner(n_components=64,
+                                        supervision_weight=supervision_weight,
+                                        random_state=0, device="cpu")),
+            ("scale", StandardScaler()),
+            ("classify", LogisticRegression(max_iter=1000)),
+        ])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return cross_val_score(pipeline, X, y, cv=5).mean()
+
+    unsupervised = accuracy(0.0)
+    supervised = accuracy(1.0)
+    assert unsupervised > 0.90
+    assert supervised >= unsupervised + 0.02
+
+
+@pytest.mark.parametrize("algorithm", ["lasso_fista", "lasso_lars", "lasso_cd"])
+def test_transform_lasso_matches_sparse_encode(digits, algorithm):
+    X, _ = digits
+    dl = DictionaryLearner(n_components=24, alpha=0.3, max_iter=2, tol=None,
+                           transform_algorithm=algorithm, transform_alpha=0.2,
+                           random_state=0, device="cpu").fit(X[:500])
+    codes = dl.transform(X[500:800])
+    D = dl.components_
+    reference = sparse_encode(X[500:800], D, algorithm="lasso_lars", alpha=0.2)
+
+    def objective(Z):
+        return np.mean(0.5 * ((X[500:800] - Z @ D) ** 2).sum(1)
+                       + 0.2 * np.abs(Z).sum(1))
+
+    assert objective(codes) <= 1.01 * objective(reference)
+    np.testing.assert_allclose(dl.inverse_transform(codes), codes @ D, rtol=1e-6)
+
+
+def test_transform_omp_and_threshold_match_sparse_encode(digits):
+    X, _ = digits
+    dl = DictionaryLearner(n_components=16, alpha=0.3, max_iter=2, tol=None,
+                           transform_algorithm="omp", random_state=0,
+                           device="cpu").fit(X[:300])
+    D = dl.components_.astype(np.float64)
+    omp_codes = dl.transform(X[300:500])
+    # Default n_nonzero_coefs: n_features / 10, as scikit-learn.
+    reference = sparse_encode(X[300:500], D, algorithm="omp", n_nonzero_coefs=6)
+    np.testing.assert_array_equal(omp_codes != 0, reference != 0)
+    np.testing.assert_allclose(omp_codes, reference, atol=1e-4)
+    dl.set_params(transform_algorithm="threshold", transform_alpha=0.5,
+                  positive_code=True)
+    reference = sparse_encode(X[300:500], D, algorithm="threshold", alpha=0.5,
+                              positive=True)
+    np.testing.assert_allclose(dl.transform(X[300:500]), reference, atol=1e-5)
+
+
+def test_positive_constraints(digits):
+    X, _ = digits
+    dl = DictionaryLearner(n_components=12, alpha=0.2, max_iter=3,
+                           positive_code=True, positive_dict=True,
+                           random_state=0, device="cpu").fit(X[:300])
+    assert dl.components_.min() >= 0
+    assert dl.transform(X[:50]).min() >= 0
+
+
+def test_same_random_state_same_result_and_pickle(digits):
+    X, y = digits
+    X, y = X[:300], y[:300]
+    params = dict(n_components=10, alpha=0.3, max_iter=3, random_state=7,
+                  device="cpu")
+    first = DictionaryLearner(**params).fit(X, y)
+    second = clone(first).fit(X, y)
+    np.testing.assert_array_equal(first.components_, second.components_)
+    np.testing.assert_array_equal(first.head_coef_, second.head_coef_)
+    different = DictionaryLearner(**{**params, "random_state": 8}).fit(X, y)
+    assert not np.array_equal(first.components_, different.components_)
+    state = torch.get_rng_state()
+    DictionaryLearner(**params).fit(X)
+    assert torch.equal(state, torch.get_rng_state())
+    restored = pickle.loads(pickle.dumps(first))
+    np.testing.assert_array_equal(restored.transform(X), first.transform(X))
+
+
+def test_supervised_head_and_attributes(digits):
+    X, y = digits
+    dl = DictionaryLearner(n_components=20, alpha=0.3, max_iter=4, tol=None,
+                           random_state=0, device="cpu").fit(X[:400], y[:400])
+    np.testing.assert_array_equal(dl.classes_, np.arange(10))
+    assert dl.head_coef_.shape == (10, 20)
+    codes = dl.transform(X[:400])
+    train_accuracy = np.mean(
+        (codes @ dl.head_coef_.T + dl.head_intercept_).argmax(1) == y[:400]
+    )
+    assert train_accuracy > 0.9
+    # Unsupervised epochs, then supervised ones.
+    assert dl.n_iter_ == 8 and len(dl.loss_curve_) == 8
+    # Refitting without labels drops the head.
+    dl.fit(X[:400])
+    assert not hasattr(dl, "head_coef_") and not hasattr(dl, "classes_")
+
+
+def test_partial_fit_improves_and_checks_labels(digits):
+    X, y = digits
+    dl = DictionaryLearner(n_components=16, alpha=0.3, batch_size=100,
+                           random_state=0, device="cpu")
+    before = None
+    for epoch in range(3):
+        dl.partial_fit(X[:600])
+        if epoch == 0:
+            before = dl.score(X[600:900])
+    assert dl.n_iter_ == 3
+    assert dl.score(X[600:900]) > before
+    dl.partial_fit(X[:200], y[:200] % 3, classes=[0, 1, 2])
+    np.testing.assert_array_equal(dl.classes_, [0, 1, 2])
+    with pytest.raises(ValueError, match=r"labels \[5\].*classes=<all labels>"):
+        dl.partial_fit(X[:10], np.array([0, 1, 5, 0, 1, 2, 0, 1, 2, 0]))
+    with pytest.raises(ValueError, match="64 features"):
+        dl.partial_fit(X[:10, :20])
+
+
+def test_dtype_and_device_fallback(digits):
+    X, _ = digits
+    dl = DictionaryLearner(n_components=8, alpha=0.3, max_iter=2, random_state=0,
+                           device="cpu").fit(X[:200].astype(np.float32))
+    assert dl.transform(X[:5].astype(np.float32)).dtype == np.float32
+    assert dl.transform(X[:5]).dtype == np.float64
+    # A model fit on a GPU and unpickled on a CPU-only machine still transforms.
+    dl.device = "cuda:99"
+    assert dl.transform(X[:5]).shape == (5, 8)
+
+
+def test_default_n_components_is_n_features():
+    X = np.random.RandomState(0).rand(40, 7)
+    dl = DictionaryLearner(alpha=0.1, max_iter=2, device="cpu").fit(X)
+    assert dl.components_.shape == (7, 7)
+    assert list(dl.get_feature_names_out()) == [f"dictionarylearner{i}"
+                                                for i in range(7)]
+
+
+def test_convergence_warning_and_tol_stop(digits):
+    X, _ = digits
+    with pytest.warns(ConvergenceWarning, match="max_iter=1"):
+        DictionaryLearner(n_components=8, max_iter=1, device="cpu").fit(X[:200])
+    dl = DictionaryLearner(n_components=8, alpha=0.3, max_iter=200, tol=1e-2,
+                           random_state=0, device="cpu").fit(X[:200])
+    assert dl.n_iter_ < 200
+
+
+@pytest.mark.parametrize(
+    "make_input, error, message",
+    [
+        (lambda X: np.where(X == X.max(), np.nan, X), ValueError, "NaN"),
+        (lambda X: np.where(X == X.max(), np.inf, X), ValueError, "infinity"),
+        (lambda X: X[:0], ValueError, "0 sample"),
+        (lambda X: X[:, 0], ValueError, "Expected 2D array"),
+        (lambda X: X.astype(str).astype(object) + "x", ValueError, "convert"),
+    ],
+    ids=["nan", "inf", "empty", "1d", "strings"],
+)
+def test_bad_training_input(make_input, error, message):
+    X = np.random.RandomState(0).rand(20, 5)
+    with pytest.raises(error, match=message):
+        DictionaryLearner(n_components=3, device="cpu").fit(make_input(X))
+
+
+def test_bad_parameters_and_labels():
+    X = np.random.RandomState(0).rand(30, 5)
+    with pytest.raises(ValueError, match=r"n_components.*range \[1, inf\).*Got 0"):
+        DictionaryLearner(n_components=0).fit(X)
+    with pytest.raises(ValueError, match="y has 29 labels but X has 30 samples"):
+        DictionaryLearner(n_components=3, device="cpu").fit(X, np.arange(29) % 2)
+    with pytest.raises(ValueError, match="continuous.*supervision_weight=0"):
+        DictionaryLearner(n_components=3, device="cpu").fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="positive_code=True.*'omp'"):
+        DictionaryLearner(transform_algorithm="omp", positive_code=True).fit(X)
+    # supervision_weight=0 ignores any y (unsupervised inside a pipeline).
+    dl = DictionaryLearner(n_components=3, supervision_weight=0, max_iter=2,
+                           device="cpu").fit(X, X[:, 0])
+    assert not hasattr(dl, "head_coef_")
+
+
+def test_bad_transform_input():
+    X = np.random.RandomState(0).rand(30, 5)
+    dl = DictionaryLearner(n_components=3, max_iter=2, device="cpu").fit(X)
+    with pytest.raises(ValueError, match="5 features"):
+        dl.transform(X[:, :4])
+    with pytest.raises(ValueError, match="3 columns"):
+        dl.inverse_transform(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        dl.transform(np.full((2, 5), np.nan))
