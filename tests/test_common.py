@@ -10,13 +10,19 @@ from sklearn.utils.estimator_checks import (
 )
 from torch import nn
 
-from sklearn_replearn import AutoencoderTransformer, PretrainedCNNFeatures
+from sklearn_replearn import (
+    AutoencoderTransformer,
+    DictionaryLearner,
+    PretrainedCNNFeatures,
+)
 
 # Small, fast settings: the checks fit many times on tiny data. Each estimator is
 # checked with zero expected failures.
 ESTIMATORS = [
     AutoencoderTransformer(max_iter=20, hidden_layer_sizes=(8,), random_state=0,
                            device="cpu"),
+    DictionaryLearner(n_components=3, alpha=0.1, max_iter=5, random_state=0,
+                      device="cpu"),
     # Rows of any width are read as 1 x n images (image_shape=(1, 1, -1)), resized
     # to 4 x 4 and fed to a tiny CNN; its features are the input of its Linear head.
     PretrainedCNNFeatures(
