@@ -150,6 +150,12 @@ def bench_supervised(X, y, device):
                 detail=f"{model.n_iter_} epochs", target="ours < 60 s")
 
 
+def print_row(row):
+    ratio = row["theirs"] / row["ours"]
+    print(f"| {row['name']:<48} | {row['ours']:8.3f} | {row['theirs']:9.3f} "
+          f"| {ratio:7.1f} | {row['target']} | {row['detail']} |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
@@ -161,26 +167,21 @@ def main():
     n_patches = 4000 if args.quick else 20000
     epochs = 2 if args.quick else 10
     P = patches(n_patches)
-    rows = []
-    rows.append(bench_fit(X, 64, epochs, 1.0, args.device, args.repeats))
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"device {args.device}, repeats {args.repeats} (median)")
+    print(f"| {'benchmark':<48} | {'ours s':>8} | {'sklearn s':>9} | {'ratio':>7} "
+          f"| target | detail |")
+    print("|" + "---|" * 6, flush=True)
+    print_row(bench_supervised(X, y, args.device))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         sizes = (64,) if args.quick else (64, 256)
         for k in sizes:
             D = MiniBatchDictionaryLearning(n_components=k, alpha=1.0, max_iter=1,
                                             random_state=0).fit(P[:2000]).components_
-            rows.append(bench_lasso(P, D, 1.0, args.device, args.repeats))
-            rows.append(bench_omp(P, D, 6, args.device, args.repeats))
-    rows.append(bench_supervised(X, y, args.device))
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"device {args.device}, repeats {args.repeats} (median)")
-    print(f"| {'benchmark':<48} | {'ours s':>8} | {'sklearn s':>9} | {'ratio':>7} "
-          f"| target | detail |")
-    print("|" + "---|" * 6)
-    for row in rows:
-        ratio = row["theirs"] / row["ours"]
-        print(f"| {row['name']:<48} | {row['ours']:8.3f} | {row['theirs']:9.3f} "
-              f"| {ratio:7.1f} | {row['target']} | {row['detail']} |")
+            print_row(bench_omp(P, D, 6, args.device, args.repeats))
+            print_row(bench_lasso(P, D, 1.0, args.device, args.repeats))
+    print_row(bench_fit(X, 64, epochs, 1.0, args.device, args.repeats))
 
 
 if __name__ == "__main__":
