@@ -1,0 +1,29 @@
+"""Skip the doctests of modules whose optional dependencies are not installed.
+
+As in scikit-learn's own ``conftest.py``: the examples of the ``scale`` helpers
+run as doctests when the ``scale`` extra is installed, and are reported as
+skipped (with the reason) when it is not.
+"""
+
+import importlib.util
+
+import pytest
+
+_DOCTEST_REQUIRES = {
+    "sklearn_replearn.scale.dask_transform": ("dask",),
+    "sklearn_replearn._accelerate.accelerator_device": (),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not isinstance(item, pytest.DoctestItem):
+            continue
+        missing = [
+            name for name in _DOCTEST_REQUIRES.get(item.name, ())
+            if importlib.util.find_spec(name) is None
+        ]
+        if missing:
+            item.add_marker(pytest.mark.skip(
+                reason=f"needs {', '.join(missing)} (pip install "
+                "sklearn-replearn[scale])"))

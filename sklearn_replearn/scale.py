@@ -1,0 +1,316 @@
+"""Helpers for running the transformers on Dask (the ``scale`` extra).
+
+Training and model selection across workers need nothing from us: the
+estimators pickle cleanly, so ``joblib.parallel_backend("dask")`` (or Ray's
+``"ray"`` backend) around ``GridSearchCV``, ``dask_ml.wrappers.ParallelPostFit``
+and ``dask_ml.wrappers.Incremental`` work as they are (see ``docs/scaling.md``).
+This module holds the two recipes where a few lines of glue help:
+
+* :func:`dask_transform` maps a fitted transformer over the row blocks of a
+  dask array and, unlike ``ParallelPostFit``, reports the output's real width
+  before anything is computed;
+* :func:`extract_features` runs a fitted transformer (typically
+  :class:`~sklearn_replearn.PretrainedCNNFeatures`) over many image files,
+  one task per partition of the file list, each writing its own ``.npy``
+  file; :func:`load_features` reads them back in order.
+
+``dask`` is imported only when these functions are called.
+"""
+
+import math
+import os
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["dask_transform", "extract_features", "load_features"]
+
+_PART_FORMAT = "features-{:05d}"
+
+
+def _import_dask():
+    try:
+        import dask
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "This helper needs Dask; install it with `pip install "
+            "sklearn-replearn[scale]` or `pip install 'dask[distributed]'`."
+        ) from exc
+    return dask
+
+
+def _output_width(estimator, n_features):
+    """Width of ``estimator.transform``'s output, without running it."""
+    try:
+        return len(estimator.get_feature_names_out())
+    except (AttributeError, TypeError, ValueError):
+        pass
+    width = getattr(estimator, "_n_features_out", None)
+    if width is None:
+        raise TypeError(
+            f"Cannot tell the output width of {type(estimator).__name__} without "
+            "running it (it has no get_feature_names_out); compute a small block "
+            "first, or use ParallelPostFit and .compute_chunk_sizes()."
+        )
+    return int(width)
+
+
+def dask_transform(estimator, X, *, dtype=None):
+    """Transform a dask array block by block, with the right output shape.
+
+    ``dask_ml.wrappers.ParallelPostFit(estimator).transform(X)`` is lazy too,
+    but it reports the *input's* shape until computed (``(n, n_features)``
+    instead of ``(n, n_components)``), which breaks code that slices or
+    stacks the result before computing it. This gives the output chunks and
+    ``meta`` to dask, so that ``shape`` is right from the start.
+
+    Parameters
+    ----------
+    estimator : fitted transformer
+        Any fitted estimator with ``transform`` and ``get_feature_names_out``
+        (all of this package's transformers). It is serialized once into the
+        task graph, not once per block.
+    X : dask.array.Array of shape (n_samples, n_features)
+        Data to transform. Columns are rechunked into one block (``transform``
+        needs whole rows); row chunks are kept, one task each.
+    dtype : numpy dtype, default=None
+        dtype of the result; default: X's dtype when it is float32/float64
+        (the transformers preserve it), else float64.
+
+    Returns
+    -------
+    X_new : dask.array.Array of shape (n_samples, n_features_out)
+        Lazy; ``.compute()`` gives ``estimator.transform`` of each row block,
+        stacked. That equals the in-memory transform of the whole data up to
+        float32 rounding (matrix products over batches of other sizes round
+        differently), and exactly when the row chunks are multiples of the
+        estimator's ``batch_size``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from sklearn_replearn import AutoencoderTransformer
+    >>> from sklearn_replearn.scale import dask_transform
+    >>> X = np.random.RandomState(0).rand(40, 6)
+    >>> ae = AutoencoderTransformer(n_components=2, max_iter=2, tol=None,
+    ...                             random_state=0).fit(X)
+    >>> lazy = dask_transform(ae, da.from_array(X, chunks=10))
+    >>> lazy.shape
+    (40, 2)
+    >>> bool(np.allclose(lazy.compute(), ae.transform(X), rtol=0, atol=1e-6))
+    True
+    """
+    _import_dask()
+    import dask.array as da
+
+    if not isinstance(X, da.Array):
+        raise TypeError(
+            f"dask_transform expects a dask.array.Array; got {type(X).__name__}. "
+            "Call estimator.transform directly on in-memory data."
+        )
+    if X.ndim != 2:
+        raise ValueError(
+            f"dask_transform expects a 2-D array (n_samples, n_features); got "
+            f"shape {X.shape}."
+        )
+    check_is_fitted(estimator)
+    n_features_in = getattr(estimator, "n_features_in_", None)
+    if n_features_in is not None and X.shape[1] != n_features_in:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} was "
+            f"fitted with {n_features_in}."
+        )
+    if dtype is None:
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    dtype = np.dtype(dtype)
+    width = _output_width(estimator, X.shape[1])
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})
+    return X.map_blocks(
+        _transform_block,
+        estimator,
+        dtype,
+        chunks=(X.chunks[0], (width,)),
+        dtype=dtype,
+        meta=np.empty((0, width), dtype=dtype),
+    )
+
+
+def _transform_block(block, estimator, dtype):
+    return np.asarray(estimator.transform(block), dtype=dtype)
+
+
+def _partitions(n_items, n_partitions, partition_size):
+    if partition_size is not None:
+        if int(partition_size) < 1:
+            raise ValueError(f"partition_size must be >= 1; got {partition_size}.")
+        size = int(partition_size)
+    else:
+        if int(n_partitions) < 1:
+            raise ValueError(f"n_partitions must be >= 1; got {n_partitions}.")
+        size = math.ceil(n_items / int(n_partitions))
+    return [slice(start, min(start + size, n_items))
+            for start in range(0, n_items, size)]
+
+
+def extract_features(
+    estimator,
+    paths,
+    out_dir,
+    *,
+    n_partitions=None,
+    partition_size=None,
+    overwrite=False,
+    scheduler=None,
+):
+    """Transform many image files in parallel tasks, writing features to disk.
+
+    The file list is cut into partitions; each partition is one Dask task
+    that loads its images, runs ``estimator.transform`` and writes
+    ``features-NNNNN.npy`` (one row per image) and ``features-NNNNN.paths.txt``
+    (its image paths, one a line) into ``out_dir``. Workers return only file
+    names, so nothing large travels back to the client, and a partition that
+    already exists with the same paths is skipped (a rerun resumes a job that
+    was interrupted). The tasks run on whatever scheduler is active: a
+    ``distributed.Client`` when one exists, else Dask's local threads.
+
+    Parameters
+    ----------
+    estimator : fitted transformer
+        Typically a fitted :class:`~sklearn_replearn.PretrainedCNNFeatures`;
+        any fitted estimator whose ``transform`` accepts a list of paths. It
+        is sent once to each worker (pickled), not once per task.
+    paths : sequence of str or os.PathLike
+        The image files, in the order the features should have.
+    out_dir : str or os.PathLike
+        Folder for the feature files (created if needed).
+    n_partitions : int, default=None
+        Number of tasks; default ``ceil(len(paths) / 256)``.
+    partition_size : int, default=None
+        Files per task, instead of ``n_partitions``.
+    overwrite : bool, default=False
+        Recompute partitions whose files already exist.
+    scheduler : str or distributed.Client, default=None
+        Passed to ``dask.compute`` (e.g. ``"processes"``, or a client).
+
+    Returns
+    -------
+    feature_files : list of str
+        The ``.npy`` files written (or kept), in the order of ``paths``;
+        :func:`load_features` stacks them.
+
+    Examples
+    --------
+    Writing files, so not run here (``tests/test_scale.py`` runs it on a
+    folder of images, on a two-worker cluster):
+
+    >>> from distributed import Client  # doctest: +SKIP
+    >>> from sklearn_replearn import PretrainedCNNFeatures
+    >>> from sklearn_replearn.scale import extract_features, load_features
+    >>> client = Client(n_workers=4)  # doctest: +SKIP
+    >>> cnn = PretrainedCNNFeatures("resnet50").fit(paths[:1])  # doctest: +SKIP
+    >>> files = extract_features(cnn, paths, "features/")  # doctest: +SKIP
+    >>> X, X_paths = load_features("features/")  # doctest: +SKIP
+    """
+    dask = _import_dask()
+    check_is_fitted(estimator)
+    paths = [os.fspath(path) for path in paths]
+    if not paths:
+        raise ValueError("extract_features got no image paths.")
+    if n_partitions is not None and partition_size is not None:
+        raise ValueError("Pass n_partitions or partition_size, not both.")
+    if n_partitions is None and partition_size is None:
+        partition_size = 256
+    slices = _partitions(len(paths), n_partitions, partition_size)
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    extra = _existing_parts(out_dir)[len(slices):]
+    if extra and not overwrite:
+        raise ValueError(
+            f"{out_dir!r} already holds {len(extra)} feature file(s) beyond the "
+            f"{len(slices)} partitions of this run (e.g. {extra[0]}.npy); use an "
+            "empty folder, or overwrite=True to replace them."
+        )
+    for name in extra:
+        for suffix in (".npy", ".paths.txt"):
+            target = os.path.join(out_dir, name + suffix)
+            if os.path.exists(target):
+                os.remove(target)
+    shared = dask.delayed(estimator, pure=True)
+    tasks = [
+        dask.delayed(_extract_partition, pure=False)(
+            shared, paths[rows], out_dir, index, overwrite,
+            dask_key_name=f"extract-features-{index}",
+        )
+        for index, rows in enumerate(slices)
+    ]
+    kwargs = {} if scheduler is None else {"scheduler": scheduler}
+    written = dask.compute(*tasks, **kwargs)
+    return list(written)
+
+
+def _existing_parts(out_dir):
+    return sorted(
+        name[:-len(".npy")] for name in os.listdir(out_dir)
+        if name.startswith("features-") and name.endswith(".npy")
+    )
+
+
+def _extract_partition(estimator, paths, out_dir, index, overwrite):
+    """One task: features of ``paths`` into ``out_dir/features-<index>``."""
+    stem = os.path.join(out_dir, _PART_FORMAT.format(index))
+    npy, listing = stem + ".npy", stem + ".paths.txt"
+    if not overwrite and os.path.exists(npy) and os.path.exists(listing):
+        with open(listing, encoding="utf-8") as handle:
+            if handle.read().splitlines() == list(paths):
+                return npy
+    features = np.asarray(estimator.transform(list(paths)))
+    if features.shape[0] != len(paths):
+        raise ValueError(
+            f"{type(estimator).__name__}.transform gave {features.shape[0]} rows "
+            f"for {len(paths)} files in partition {index}."
+        )
+    # Write under temporary names and rename, so that a task killed halfway
+    # (or retried by the scheduler) never leaves a truncated file behind.
+    pid = os.getpid()
+    with open(f"{stem}.{pid}.tmp.npy", "wb") as handle:
+        np.save(handle, features)
+    with open(f"{listing}.{pid}.tmp", "w", encoding="utf-8") as handle:
+        handle.writelines(f"{path}\n" for path in paths)
+    os.replace(f"{listing}.{pid}.tmp", listing)
+    os.replace(f"{stem}.{pid}.tmp.npy", npy)
+    return npy
+
+
+def load_features(out_dir):
+    """Read the features :func:`extract_features` wrote, in order.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The folder given to :func:`extract_features`.
+
+    Returns
+    -------
+    X : ndarray of shape (n_images, n_features)
+        The partitions' features, stacked.
+    paths : list of str
+        The image path of each row.
+    """
+    out_dir = os.fspath(out_dir)
+    names = _existing_parts(out_dir)
+    if not names:
+        raise ValueError(f"No features-*.npy files in {out_dir!r}.")
+    blocks, paths = [], []
+    for name in names:
+        blocks.append(np.load(os.path.join(out_dir, name + ".npy")))
+        with open(os.path.join(out_dir, name + ".paths.txt"), encoding="utf-8") as f:
+            paths.extend(f.read().splitlines())
+    X = np.concatenate(blocks)
+    if X.shape[0] != len(paths):
+        raise ValueError(
+            f"{out_dir!r} holds {X.shape[0]} feature rows but {len(paths)} paths; "
+            "the folder mixes files of different runs."
+        )
+    return X, paths
