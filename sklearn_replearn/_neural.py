@@ -66,6 +66,15 @@ class BaseNeuralTransformer(BaseRepresentation):
     def _check_training_values(self, X):
         """Data-dependent checks on validated training data (none by default)."""
 
+    def _training_schedule(self):
+        """Callbacks the model itself needs, and the epochs of warm-up.
+
+        Returns ``(callbacks, warmup_epochs)``; during the warm-up epochs
+        neither early stopping nor the ``tol`` plateau rule applies (the VAE
+        anneals its KL weight then). Plain models have none.
+        """
+        return [], 0
+
     # --------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -171,6 +180,7 @@ class BaseNeuralTransformer(BaseRepresentation):
 
     def _make_net(self, module, device, *, valid_X, for_partial_fit=False):
         early_stopping = self.early_stopping and not for_partial_fit
+        schedule, warmup_epochs = self._training_schedule()
         return make_net(
             module,
             criterion=self._make_criterion(),
@@ -186,7 +196,8 @@ class BaseNeuralTransformer(BaseRepresentation):
             tol=None if for_partial_fit else self.tol,
             verbose=0 if for_partial_fit else self.verbose,
             # Copies, so that fitting never changes the user's callback objects.
-            callbacks=deepcopy(self.callbacks),
+            callbacks=[*schedule, *deepcopy(self.callbacks or [])],
+            warmup_epochs=warmup_epochs,
         )
 
     def _train(self, net, X, device, epochs):

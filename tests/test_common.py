@@ -14,6 +14,7 @@ from sklearn_replearn import (
     AutoencoderTransformer,
     DictionaryLearner,
     PretrainedCNNFeatures,
+    VAETransformer,
 )
 
 # Small, fast settings: the checks fit many times on tiny data. Each estimator is
@@ -21,6 +22,7 @@ from sklearn_replearn import (
 ESTIMATORS = [
     AutoencoderTransformer(max_iter=20, hidden_layer_sizes=(8,), random_state=0,
                            device="cpu"),
+    VAETransformer(max_iter=20, hidden_layer_sizes=(8,), random_state=0, device="cpu"),
     DictionaryLearner(n_components=3, alpha=0.1, max_iter=5, random_state=0,
                       device="cpu"),
     # Rows of any width are read as 1 x n images (image_shape=(1, 1, -1)), resized
