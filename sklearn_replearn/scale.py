@@ -19,6 +19,7 @@ This module holds the two recipes where a few lines of glue help:
 
 import math
 import os
+import uuid
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
@@ -192,7 +193,10 @@ def extract_features(
     overwrite : bool, default=False
         Recompute partitions whose files already exist.
     scheduler : str or distributed.Client, default=None
-        Passed to ``dask.compute`` (e.g. ``"processes"``, or a client).
+        A client to run on (default: the current ``distributed`` client, if
+        any), or a scheduler name for ``dask.compute`` (``"threads"``,
+        ``"processes"``, ``"sync"``). With a client, the model is first
+        broadcast to every worker.
 
     Returns
     -------
@@ -237,17 +241,50 @@ def extract_features(
             target = os.path.join(out_dir, name + suffix)
             if os.path.exists(target):
                 os.remove(target)
-    shared = dask.delayed(estimator, pure=True)
-    tasks = [
-        dask.delayed(_extract_partition, pure=False)(
-            shared, paths[rows], out_dir, index, overwrite,
-            dask_key_name=f"extract-features-{index}",
-        )
-        for index, rows in enumerate(slices)
-    ]
-    kwargs = {} if scheduler is None else {"scheduler": scheduler}
-    written = dask.compute(*tasks, **kwargs)
+    client = _distributed_client(scheduler)
+    if client is not None:
+        # Send the model to every worker once, so that tasks can run anywhere
+        # (a model held by one worker would pull every task to that worker).
+        shared = client.scatter(estimator, broadcast=True, hash=False)
+        run = uuid.uuid4().hex[:8]
+        futures = [
+            client.submit(_extract_partition, shared, paths[rows], out_dir, index,
+                          overwrite, key=f"extract-features-{index}-{run}",
+                          pure=False)
+            for index, rows in enumerate(slices)
+        ]
+        try:
+            written = client.gather(futures)
+        finally:
+            client.cancel([shared, *futures])
+    else:
+        shared = dask.delayed(estimator, pure=True)
+        tasks = [
+            dask.delayed(_extract_partition, pure=False)(
+                shared, paths[rows], out_dir, index, overwrite,
+                dask_key_name=f"extract-features-{index}",
+            )
+            for index, rows in enumerate(slices)
+        ]
+        kwargs = {} if scheduler is None else {"scheduler": scheduler}
+        written = dask.compute(*tasks, **kwargs)
     return list(written)
+
+
+def _distributed_client(scheduler):
+    """The ``distributed.Client`` to run on: the one given, or the default."""
+    if scheduler is not None and not isinstance(scheduler, str):
+        return scheduler if hasattr(scheduler, "scatter") else None
+    if scheduler is not None:
+        return None
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:  # no client running
+        return None
 
 
 def _existing_parts(out_dir):
@@ -299,7 +336,7 @@ def load_features(out_dir):
         The image path of each row.
     """
     out_dir = os.fspath(out_dir)
-    names = _existing_parts(out_dir)
+    names = _existing_parts(out_dir) if os.path.isdir(out_dir) else []
     if not names:
         raise ValueError(f"No features-*.npy files in {out_dir!r}.")
     blocks, paths = [], []
