@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from scipy.special import logsumexp
@@ -181,6 +182,15 @@ def test_scores_are_per_row_and_repeatable(digits, fitted):
     first, second = fitted.score_samples(duplicated)
     assert first == second
     assert fitted.score(X_test) == pytest.approx(scores.mean())
+
+
+def test_sparse_input_scores_and_encodes_like_dense(digits, fitted):
+    _, X_test, _, _ = digits
+    X_sparse = sp.csr_matrix(X_test)
+    np.testing.assert_allclose(fitted.score_samples(X_sparse),
+                               fitted.score_samples(X_test), rtol=1e-6)
+    np.testing.assert_allclose(fitted.transform(X_sparse), fitted.transform(X_test),
+                               rtol=1e-6)
 
 
 def test_row_keyed_draws_are_standard_normal():
