@@ -25,6 +25,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ._autoencoder import AutoencoderTransformer
+from ._dictionary import DictionaryLearner
+from ._vae import VAETransformer
 
 __all__ = ["TOUR_MODELS", "format_table", "main", "run_tour", "write_figures"]
 
@@ -42,12 +44,37 @@ def _autoencoder(n_components, quick, random_state):
     )
 
 
+def _vae(n_components, quick, random_state):
+    return VAETransformer(
+        n_components=n_components,
+        likelihood="bernoulli",  # digits scaled to [0, 1]
+        max_iter=20 if quick else 200,
+        random_state=random_state,
+        device="cpu",
+    )
+
+
+def _dictionary(supervised):
+    def factory(n_components, quick, random_state):
+        learner = DictionaryLearner(
+            n_components=n_components, alpha=0.1, max_iter=3 if quick else 30,
+            random_state=random_state, device="cpu",
+        )
+        # supervision_weight=0 ignores the labels the Pipeline passes to fit.
+        return learner if supervised else learner.set_params(supervision_weight=0.0)
+
+    return factory
+
+
 # (row label, factory(n_components, quick, random_state) -> transformer).
 # A factory returns None for the raw-pixel baseline.
 TOUR_MODELS = [
     ("raw pixels", lambda n_components, quick, random_state: None),
     ("PCA", _pca),
     ("AutoencoderTransformer", _autoencoder),
+    ("VAETransformer", _vae),
+    ("DictionaryLearner", _dictionary(supervised=False)),
+    ("DictionaryLearner (supervised)", _dictionary(supervised=True)),
 ]
 
 
