@@ -8,7 +8,6 @@ worker process outlives it.
 
 import os
 import pickle
-import time
 import warnings
 
 import numpy as np
@@ -18,9 +17,11 @@ dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 dask_ml_wrappers = pytest.importorskip("dask_ml.wrappers")
-psutil = pytest.importorskip("psutil")
+pytest.importorskip("psutil")
 
 import joblib  # noqa: E402
+import torch  # noqa: E402
+from _processes import assert_processes_end, descendants  # noqa: E402
 from sklearn.datasets import load_digits, load_sample_images  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
@@ -44,54 +45,32 @@ ParallelPostFit = dask_ml_wrappers.ParallelPostFit
 Incremental = dask_ml_wrappers.Incremental
 
 
-def _descendants():
-    """This process's descendants, except multiprocessing's resource tracker.
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Run torch here with one thread, as on the workers.
 
-    The tracker is the interpreter's one helper for all multiprocessing use;
-    it is started on first use and exits with this process, by design.
+    Dask and Ray start workers with OMP_NUM_THREADS=1, so the in-process
+    reference runs with the same thread count (same float reductions), and
+    the two workers already occupy both cores of a small machine. (Two torch
+    threads per process on a loaded 2-core machine also run ~8x slower.)
     """
-    found = {}
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if "multiprocessing.resource_tracker" in " ".join(proc.cmdline()):
-                continue
-        except psutil.Error:
-            continue
-        found[proc.pid] = proc
-    return found
-
-
-def _running(proc):
-    try:
-        # An exited process whose parent is gone stays a zombie where PID 1
-        # does not reap (containers): it has ended.
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def assert_processes_end(procs, timeout=30):
-    """Wait for ``procs`` to exit; fail naming any still running."""
-    procs = list(procs)
-    assert procs, "expected the cluster to have started processes"
-    deadline = time.monotonic() + timeout
-    while any(_running(proc) for proc in procs) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    alive = [(proc.pid, proc.status()) for proc in procs if _running(proc)]
-    assert not alive, f"processes left running: {alive}"
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     """A LocalCluster of 2 worker processes (1 thread each) for this module."""
-    before = set(_descendants())
+    before = set(descendants())
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True,
         dashboard_address=None,
         local_directory=str(tmp_path_factory.mktemp("dask-scratch")),
     )
     client = distributed.Client(cluster)
-    started = {pid: proc for pid, proc in _descendants().items()
+    started = {pid: proc for pid, proc in descendants().items()
                if pid not in before}
     yield client
     client.close()
