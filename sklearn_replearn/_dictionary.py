@@ -37,8 +37,12 @@ _LASSO_ALGORITHMS = {"lasso_fista", "lasso_lars", "lasso_cd"}
 # epoch, so few iterations are needed per minibatch.
 _FIT_CODER_MAX_ITER = 200
 _FIT_CODER_TOL = 1e-3
-# L2 penalty on the weights of the supervised (logistic) head.
-_HEAD_L2 = 1e-3
+# L2 penalty on the weights of the supervised (logistic) head, per sample. A
+# head that is not allowed to grow keeps a margin-seeking cross-entropy, so the
+# task gradient still shapes the dictionary once the training codes are
+# separable (chosen with supervision_weight by inner cross-validation, see
+# ``fit``'s notes in the class docstring).
+_HEAD_L2 = 1e-2
 
 
 class DictionaryLearner(BaseRepresentation):
@@ -70,7 +74,7 @@ class DictionaryLearner(BaseRepresentation):
     alpha : float, default=1.0
         Weight of the L1 penalty on the codes during fit (sparsity), with the
         same scaling as scikit-learn's ``MiniBatchDictionaryLearning``.
-    supervision_weight : float, default=10.0
+    supervision_weight : float, default=30.0
         Weight of the classification loss when ``fit`` gets labels. 0 ignores
         ``y`` (unsupervised dictionary learning even inside a supervised
         pipeline).
@@ -150,6 +154,14 @@ class DictionaryLearner(BaseRepresentation):
     constraint of Mairal et al.; atoms that the codes use end with unit norm.
     Codes are computed in float32 and returned in the input's float dtype.
 
+    The supervised defaults (``supervision_weight=30``, head L2 penalty 1e-2
+    per sample, ``learning_rate=3e-2``) were chosen by nested cross-validation
+    on digits scaled to [0, 1] with ``n_components=64``: for each of the 5
+    unshuffled outer training sets, 3-fold unshuffled inner CV of
+    ``DictionaryLearner -> StandardScaler -> LogisticRegression``, never
+    looking at the outer test folds. Mean inner accuracy: unsupervised 0.933,
+    the previous defaults (weight 10, penalty 1e-3) 0.946, these 0.951.
+
     References
     ----------
     Mairal, J., Bach, F., Ponce, J., & Sapiro, G. (2010). Online learning for
@@ -210,7 +222,7 @@ class DictionaryLearner(BaseRepresentation):
         n_components=None,
         *,
         alpha=1.0,
-        supervision_weight=10.0,
+        supervision_weight=30.0,
         max_iter=30,
         batch_size=256,
         learning_rate=3e-2,

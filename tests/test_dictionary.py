@@ -60,7 +60,10 @@ def test_unsupervised_objective_no_worse_than_sklearn(digits):
     assert ours.loss_curve_[-1] < ours.loss_curve_[0]
 
 
-def test_supervised_pipeline_beats_unsupervised(digits):
+@pytest.fixture(scope="module")
+def pipeline_accuracies(digits):
+    """5-fold unshuffled CV accuracy of codes -> scaler -> logistic regression,
+    with unsupervised and with supervised codes (computed once: 10 fits)."""
     X, y = digits
 
     def accuracy(supervision_weight):
@@ -73,15 +76,25 @@ def test_supervised_pipeline_beats_unsupervised(digits):
         ])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            return cross_val_score(pipeline, X, y, cv=5).mean()
+            return cross_val_score(pipeline, X, y, cv=5)
 
-    # Issue 5 asks for >= 2 points; with the defaults we measured 0.9410 ->
-    # 0.9605 (+1.95 points) on 5 unshuffled folds, so 1.5 points is asserted and
-    # the shortfall is reported rather than hidden.
-    unsupervised = accuracy(0.0)
-    supervised = accuracy(10.0)
-    assert unsupervised > 0.92
-    assert supervised >= unsupervised + 0.015
+    return {"unsupervised": accuracy(0.0),
+            "supervised": accuracy(DictionaryLearner().supervision_weight)}
+
+
+def test_supervised_pipeline_beats_unsupervised(pipeline_accuracies):
+    # Issue 5: supervised codes beat unsupervised ones by >= 2 points. Measured
+    # with the defaults: 0.9410 -> 0.9638 (+2.28 points); the defaults were
+    # chosen by inner CV inside the training folds (see the class Notes).
+    unsupervised = pipeline_accuracies["unsupervised"].mean()
+    supervised = pipeline_accuracies["supervised"].mean()
+    # The baseline is a real one: better than raw pixels (0.920) and than
+    # scikit-learn's unsupervised codes (0.932, both measured in issue 5).
+    assert unsupervised > 0.935
+    assert supervised >= unsupervised + 0.02
+    # Not one lucky fold: supervision helps on most folds.
+    gains = pipeline_accuracies["supervised"] - pipeline_accuracies["unsupervised"]
+    assert (gains > 0).sum() >= 4
 
 
 @pytest.mark.parametrize("algorithm", ["lasso_fista", "lasso_lars", "lasso_cd"])

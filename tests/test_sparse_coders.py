@@ -9,6 +9,7 @@ from sklearn.decomposition import sparse_encode
 from sklearn_replearn.sparse import (
     differentiable_lasso_codes,
     init_dictionary,
+    lasso_duality_gap,
     lasso_fista,
     lasso_objective,
     omp,
@@ -71,16 +72,38 @@ def test_fista_matches_lasso_lars_objective(digits_problem, alpha, positive):
 
 def test_fista_warm_start_needs_fewer_iterations(digits_problem):
     X, D = map(lambda a: torch.tensor(a, dtype=torch.float32), digits_problem)
-    cold, n_cold = lasso_fista(X, D, 0.2, tol=1e-5)
-    warm, n_warm = lasso_fista(X, D, 0.2, tol=1e-5, init=cold)
-    assert n_warm < n_cold / 3
-    torch.testing.assert_close(warm, cold, atol=1e-4, rtol=0)
+    cold, n_cold = lasso_fista(X, D, 0.2, tol=1e-4)
+    warm, n_warm = lasso_fista(X, D, 0.2, tol=1e-4, init=cold)
+    assert n_cold > 100
+    # Started at a solution, every sample passes the first gap check.
+    assert n_warm == 10
+    cold_objective = lasso_objective(X, D, cold, 0.2)
+    torch.testing.assert_close(lasso_objective(X, D, warm, 0.2), cold_objective,
+                               rtol=2e-4, atol=0)
+
+
+def test_fista_duality_gap_certifies_the_objective(digits_problem):
+    X, D = digits_problem
+    X, D = torch.tensor(X), torch.tensor(D)
+    exact, _ = lasso_fista(X, D, 0.3, tol=1e-13, max_iter=50000)
+    optimum = lasso_objective(X, D, exact, 0.3)
+    for tol in (1e-2, 1e-4):
+        Z, n_iter = lasso_fista(X, D, 0.3, tol=tol)
+        excess = lasso_objective(X, D, Z, 0.3) / optimum - 1
+        # Every sample within its certified factor, and not trivially so.
+        assert float(excess.max()) <= tol
+        assert float(excess.max()) > tol / 1000
+    gap, primal = lasso_duality_gap(X, D, exact, 0.3)
+    assert float((gap / primal).max()) < 1e-12
+    torch.testing.assert_close(primal, optimum)
+    # Looser tolerances stop sooner.
+    assert lasso_fista(X, D, 0.3, tol=1e-2)[1] < lasso_fista(X, D, 0.3, tol=1e-6)[1]
 
 
 def test_fista_float64_is_exact_to_tolerance(digits_problem):
     X, D = digits_problem
     reference = sparse_encode(X, D, algorithm="lasso_lars", alpha=0.5)
-    Z, _ = lasso_fista(torch.tensor(X), torch.tensor(D), 0.5, tol=1e-9,
+    Z, _ = lasso_fista(torch.tensor(X), torch.tensor(D), 0.5, tol=1e-12,
                        max_iter=20000)
     np.testing.assert_allclose(Z.numpy(), reference, atol=1e-5)
 
@@ -220,3 +243,38 @@ def test_implicit_gradient_matches_finite_differences():
     numeric = (loss_of(D + eps * direction) - loss_of(D - eps * direction)) / (2 * eps)
     analytic = float((D_var.grad * direction).sum())
     assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-6)
+
+
+def _explicit_active_set_codes(X, D, Z, alpha, ridge):
+    """The active-set equations as an autograd graph (no custom backward).
+
+    ``(D_S D_S^T + ridge I) z_S = D_S x - alpha s_S + ridge Z_S`` with ``Z``
+    held constant: its solution is the lasso solution ``Z`` itself, and its
+    derivative is the ridge-regularised implicit derivative at ``Z``.
+    """
+    mask = (Z != 0).to(D.dtype)
+    eye = torch.eye(D.shape[0], dtype=D.dtype)
+    system = mask[:, :, None] * (D @ D.T + ridge * eye) * mask[:, None, :]
+    system = system + torch.diag_embed(1.0 - mask)
+    rhs = mask * (X @ D.T - alpha * torch.sign(Z) + ridge * Z)
+    return torch.linalg.solve(system, rhs.unsqueeze(-1)).squeeze(-1)
+
+
+@pytest.mark.parametrize("ridge", [0.0, 1e-2])
+def test_implicit_gradient_matches_autograd_through_active_set(digits_problem, ridge):
+    X, D = digits_problem
+    X = torch.tensor(X[:64])
+    D = torch.tensor(D[:24])
+    Z, _ = lasso_fista(X, D, 0.2, tol=1e-12, max_iter=50000)
+    support = (Z != 0).sum(1)
+    assert int(support.max()) < 24 and int(support.min()) >= 1  # padding is used
+    weights = torch.randn(Z.shape, generator=torch.Generator().manual_seed(1),
+                          dtype=torch.float64)
+    ours = D.clone().requires_grad_(True)
+    codes = differentiable_lasso_codes(X, ours, Z, 0.2, ridge=ridge)
+    (weights * codes).sum().backward()
+    explicit = D.clone().requires_grad_(True)
+    codes = _explicit_active_set_codes(X, explicit, Z, 0.2, ridge)
+    torch.testing.assert_close(codes.detach(), Z, atol=1e-6, rtol=0)
+    (weights * codes).sum().backward()
+    torch.testing.assert_close(ours.grad, explicit.grad, rtol=1e-6, atol=1e-8)

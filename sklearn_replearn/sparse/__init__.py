@@ -7,6 +7,7 @@ shape ``(n_components, n_features)``, like ``components_``.
 
 from ._coders import (
     gram_and_correlations,
+    lasso_duality_gap,
     lasso_fista,
     lasso_objective,
     lipschitz_constant,
@@ -26,6 +27,7 @@ __all__ = [
     "differentiable_lasso_codes",
     "gram_and_correlations",
     "init_dictionary",
+    "lasso_duality_gap",
     "lasso_fista",
     "lasso_objective",
     "lipschitz_constant",

@@ -169,14 +169,18 @@ def update_dictionary(D, A, B, X, Z=None, *, positive=False, n_passes=1):
     n_components = D.shape[0]
     diagonal = torch.diagonal(A).tolist()
     unused = [j for j, value in enumerate(diagonal) if value <= 1e-6]
+    used = [j for j in range(n_components) if diagonal[j] > 1e-6]
+    DT = D.T  # a view: the updates below write through it
     for _ in range(n_passes):
-        for j in range(n_components):
-            if diagonal[j] <= 1e-6:
-                continue
-            atom = D[j] + (B[j] - A[j] @ D) / diagonal[j]
+        for j in used:
+            # Few, fused operations per atom: this loop is sequential by nature
+            # (each atom sees the ones updated before it), so its cost is the
+            # per-operation overhead. d_j += (B_j - A_j @ D) / A_jj, in place.
+            atom = D[j]
+            atom.add_(torch.addmv(B[j], DT, A[j], alpha=-1.0), alpha=1.0 / diagonal[j])
             if positive:
-                atom = atom.clamp(min=0)
-            D[j] = atom / torch.linalg.vector_norm(atom).clamp(min=1.0)
+                atom.clamp_(min=0)
+            atom.div_(torch.linalg.vector_norm(atom).clamp_(min=1.0))
     if unused and X.shape[0] > 0:
         picks = torch.randint(0, X.shape[0], (len(unused),), device=X.device)
         rows = X[picks]
