@@ -26,6 +26,11 @@ Run::
     python benchmarks/bench_vae.py              # full (several minutes on CPU)
     python benchmarks/bench_vae.py --quick      # fewer epochs and rows
     python benchmarks/bench_vae.py --device cuda
+    python benchmarks/bench_vae.py --threads 1 --only digits
+
+Tiny models on many CPU threads time noisily (each small op wakes the thread
+pool): ratios moved by up to 0.1 between runs on one quiet 16-core machine, so
+compare medians of several runs, or pin ``--threads``.
 """
 
 import argparse
@@ -152,7 +157,11 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", default=None, help="run only problems "
                         "whose name starts with this")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     repeats = args.repeats or (2 if args.quick else 5)
     print(f"# {repeats} interleaved repeats after a warm-up, medians; torch "

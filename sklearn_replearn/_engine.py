@@ -50,6 +50,10 @@ OPTIMIZERS = {
 }
 
 
+# Optimizers whose step needs no closure (LBFGS, for one, does).
+_CLOSURE_FREE = frozenset(OPTIMIZERS.values())
+
+
 class RowDataset(torch.utils.data.Dataset):
     """Rows of a dense tensor or of a scipy CSR matrix, fetched a batch at a time.
 
@@ -142,10 +146,10 @@ class LossTermsRecorder(Callback):
     """Record the epoch mean of each term a module reports for its loss.
 
     A module whose ``loss`` stores ``loss_terms`` (a dict of name -> detached
-    scalar tensor, the training batch's mean) gets ``train_<name>`` in the
-    history of each epoch: the VAE's reconstruction log-likelihood and KL.
-    The batch values are only collected during the epoch and averaged at its
-    end (no per-batch arithmetic or device sync).
+    tensor of per-row values for the training batch) gets ``train_<name>``, the
+    mean over the epoch's rows, in the history of each epoch: the VAE's
+    reconstruction negative log-likelihood and KL. The batch tensors are only
+    collected during the epoch (no per-batch arithmetic or device sync).
     """
 
     def on_epoch_begin(self, net, **kwargs):
@@ -154,17 +158,14 @@ class LossTermsRecorder(Callback):
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
         terms = getattr(net.module_, "loss_terms", None)
         if training and terms:
-            self.batches_.append((terms, len(batch[0])))
+            self.batches_.append(terms)
 
     def on_epoch_end(self, net, **kwargs):
         if not self.batches_:
             return
-        sizes = torch.tensor([size for _, size in self.batches_], dtype=torch.float64)
-        weights = sizes / sizes.sum()
-        for name in self.batches_[0][0]:
-            values = torch.stack([terms[name] for terms, _ in self.batches_])
-            mean = (values.double().cpu() * weights).sum()
-            net.history.record(f"train_{name}", float(mean))
+        for name in self.batches_[0]:
+            values = torch.cat([terms[name].reshape(-1) for terms in self.batches_])
+            net.history.record(f"train_{name}", float(values.double().mean()))
         self.batches_ = []
 
 
@@ -271,9 +272,8 @@ class ReconstructionNet(NeuralNet):
         self._listeners = {}
         return self
 
-    def notify(self, method_name, **cb_kwargs):
-        """skorch's notify, skipping callbacks that do not implement the hook."""
-        getattr(self, method_name)(self, **cb_kwargs)
+    def _hook_listeners(self, method_name):
+        """The callbacks that implement ``method_name`` (cached per callbacks_)."""
         listeners = self.__dict__.get("_listeners")
         if listeners is None:
             listeners = self._listeners = {}
@@ -284,13 +284,71 @@ class ReconstructionNet(NeuralNet):
                 if method_name in vars(callback)
                 or getattr(type(callback), method_name, None) is not empty
             ]
-        for callback in listeners[method_name]:
+        return listeners[method_name]
+
+    def notify(self, method_name, **cb_kwargs):
+        """skorch's notify, skipping callbacks that do not implement the hook."""
+        getattr(self, method_name)(self, **cb_kwargs)
+        for callback in self._hook_listeners(method_name):
             getattr(callback, method_name)(self, **cb_kwargs)
 
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_listeners", None)
         return state
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        # history.new_batch(), without History's generic indexing.
+        list.__getitem__(self.history, -1)["batches"].append({})
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """skorch's epoch loop, writing the batch rows of the history directly.
+
+        Same notifications and history entries as skorch's (``<prefix>_loss``
+        and ``<prefix>_batch_size`` per batch, ``<prefix>_batch_count`` per
+        epoch); our loaders always yield ``(X, X)`` tuples.
+        """
+        if iterator is None:
+            return
+        batches = list.__getitem__(self.history, -1)["batches"]
+        batch_count = 0
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            row = batches[-1]
+            row[prefix + "_loss"] = step["loss"].item()
+            row[prefix + "_batch_size"] = len(batch[0])
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+            batch_count += 1
+        self.history.record(prefix + "_batch_count", batch_count)
+
+    def train_step(self, batch, **fit_params):
+        """One optimizer update on ``batch``.
+
+        skorch steps the optimizer through a closure, with a step accumulator
+        and an ``on_grad_computed`` notification. For the closure-free
+        optimizers of :data:`OPTIMIZERS`, with no callback listening to
+        ``on_grad_computed`` and skorch's own optimizer stepping, this is the
+        same update with less Python per batch; anything else takes skorch's
+        path.
+        """
+        if (fit_params or type(self)._step_optimizer is not NeuralNet._step_optimizer
+                or self._hook_listeners("on_grad_computed")
+                or not all(type(getattr(self, name + "_")) in _CLOSURE_FREE
+                           for name in self._optimizers)):
+            return super().train_step(batch, **fit_params)
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch)
+        for name in self._optimizers:
+            getattr(self, name + "_").step()
+        return step
+
+    def infer(self, x, **fit_params):
+        # Batches are already tensors (on the training device): skip skorch's
+        # generic conversion of dicts, arrays and frames.
+        if torch.is_tensor(x) and not fit_params:
+            return self.module_(x.to(self.device))
+        return super().infer(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         module_loss = getattr(self.module_, "loss", None)

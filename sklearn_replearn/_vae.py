@@ -162,7 +162,7 @@ default="adam"
         weighted as during that epoch, in nats per sample.
     reconstruction_curve_ : list of float
         Mean reconstruction log-likelihood E_q[log p(x | z)] of each epoch
-        (also ``net_.history[:, "train_reconstruction"]``).
+        (minus ``net_.history[:, "train_nll"]``).
     kl_curve_ : list of float
         Mean KL(q(z | x) || p(z)) of each epoch (also
         ``net_.history[:, "train_kl"]``).
@@ -335,8 +335,7 @@ default="adam"
     def _record_history(self, warn_if_not_converged):
         super()._record_history(warn_if_not_converged)
         history = self.net_.history
-        self.reconstruction_curve_ = [float(v) for v in
-                                      history[:, "train_reconstruction"]]
+        self.reconstruction_curve_ = [-float(v) for v in history[:, "train_nll"]]
         self.kl_curve_ = [float(v) for v in history[:, "train_kl"]]
 
     # -------------------------------------------------------------- scoring

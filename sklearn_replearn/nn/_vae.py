@@ -47,7 +47,7 @@ class VAE(nn.Module):
     ``forward`` returns ``(decoder_output, mu, logvar)``, which ``loss`` turns
     into the negative ELBO (with the KL term weighted by ``kl_weight``)
     averaged over the batch, in nats per sample. While training, ``loss``
-    keeps the batch's mean reconstruction log-likelihood and KL in
+    keeps each row's reconstruction negative log-likelihood and KL in
     ``loss_terms`` (detached), for logging.
 
     Parameters
@@ -134,23 +134,28 @@ class VAE(nn.Module):
         return self.decoder(z), mu, logvar
 
     # --------------------------------------------------------------- bounds
+    def negative_log_likelihood(self, raw, x):
+        """-log p(x | z) of each row, from the decoder's raw output ``raw``."""
+        if self.likelihood == "bernoulli":
+            return F.binary_cross_entropy_with_logits(raw, x, reduction="none").sum(-1)
+        logvar = self.noise_logvar.clamp(*LOGVAR_RANGE)
+        return 0.5 * ((x - raw).pow(2) * torch.exp(-logvar) + logvar
+                      + _LOG_2PI).sum(-1)
+
     def log_likelihood(self, raw, x):
         """log p(x | z) of each row, from the decoder's raw output ``raw``."""
-        if self.likelihood == "bernoulli":
-            return -F.binary_cross_entropy_with_logits(raw, x, reduction="none").sum(-1)
-        logvar = self.noise_logvar.clamp(*LOGVAR_RANGE)
-        return -0.5 * ((x - raw).pow(2) * torch.exp(-logvar) + logvar
-                       + _LOG_2PI).sum(-1)
+        return -self.negative_log_likelihood(raw, x)
 
     def loss(self, output, x):
         """Negative ELBO (KL weighted by ``kl_weight``), mean over the batch."""
         raw, mu, logvar = output
-        reconstruction = self.log_likelihood(raw, x).mean()
-        kl = gaussian_kl(mu, logvar).mean()
+        nll = self.negative_log_likelihood(raw, x)
+        kl = gaussian_kl(mu, logvar)
         if self.training:
-            self.loss_terms = {"reconstruction": reconstruction.detach(),
-                               "kl": kl.detach()}
-        return self.kl_weight * kl - reconstruction
+            self.loss_terms = {"nll": nll.detach(), "kl": kl.detach()}
+        if self.kl_weight != 1.0:
+            kl = self.kl_weight * kl
+        return (nll + kl).mean()
 
     def elbo(self, x, eps=None):
         """One-draw ELBO of each row: log p(x | z) - KL(q(z | x) || p(z)).
