@@ -34,7 +34,8 @@ __all__ = ["DictionaryLearner"]
 # FISTA here: same problem, same solution).
 _LASSO_ALGORITHMS = {"lasso_fista", "lasso_lars", "lasso_cd"}
 # Inner FISTA settings while fitting: codes are warm-started from the previous
-# epoch, so few iterations are needed per minibatch.
+# epoch, so few iterations are needed per minibatch; each sample stops when its
+# duality gap is below 0.1% of its objective.
 _FIT_CODER_MAX_ITER = 200
 _FIT_CODER_TOL = 1e-3
 # L2 penalty on the weights of the supervised (logistic) head, per sample. A
