@@ -40,6 +40,7 @@ __all__ = [
     "RowBatchLoader",
     "RowDataset",
     "make_net",
+    "unwrapped",
 ]
 
 OPTIMIZERS = {
@@ -142,6 +143,16 @@ class NonFiniteLossGuard(Callback):
             )
 
 
+def unwrapped(module):
+    """The user-level module inside a data-parallel wrapper (DDP's ``.module``).
+
+    Under multi-GPU training (Accelerate) ``net.module_`` is a
+    ``DistributedDataParallel`` wrapper; attributes such as the VAE's KL
+    weight must be set on the module it wraps.
+    """
+    return getattr(module, "module", module)
+
+
 class LossTermsRecorder(Callback):
     """Record the epoch mean of each term a module reports for its loss.
 
@@ -156,7 +167,7 @@ class LossTermsRecorder(Callback):
         self.batches_ = []
 
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        terms = getattr(net.module_, "loss_terms", None)
+        terms = getattr(unwrapped(net.module_), "loss_terms", None)
         if training and terms:
             self.batches_.append(terms)
 
@@ -184,7 +195,7 @@ class LinearWarmup(Callback):
     def on_epoch_begin(self, net, **kwargs):
         epoch = len(net.history)
         fraction = 1.0 if self.n_epochs == 0 else min(1.0, (epoch - 1) / self.n_epochs)
-        setattr(net.module_, self.attribute, self.value * fraction)
+        setattr(unwrapped(net.module_), self.attribute, self.value * fraction)
 
 
 class _EarlyStopping(EarlyStopping):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._engine import OPTIMIZERS, RowDataset, make_net
@@ -52,6 +52,7 @@ class BaseNeuralTransformer(BaseRepresentation):
         "tol": [Interval(Real, 0, None, closed="left"), None],
         "callbacks": [list, None],
         "device": [str, torch.device],
+        "accelerator": [HasMethods(["prepare", "unwrap_model", "autocast"]), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -178,10 +179,17 @@ class BaseNeuralTransformer(BaseRepresentation):
         self._n_components_out = int(code.shape[1])
         return module.to(device)
 
+    def _resolve_device(self):
+        if self.accelerator is None:
+            return super()._resolve_device()
+        from ._accelerate import accelerator_device
+
+        return accelerator_device(self.accelerator, self.device)
+
     def _make_net(self, module, device, *, valid_X, for_partial_fit=False):
         early_stopping = self.early_stopping and not for_partial_fit
         schedule, warmup_epochs = self._training_schedule()
-        return make_net(
+        net = make_net(
             module,
             criterion=self._make_criterion(),
             max_iter=self.max_iter,
@@ -199,6 +207,11 @@ class BaseNeuralTransformer(BaseRepresentation):
             callbacks=[*schedule, *deepcopy(self.callbacks or [])],
             warmup_epochs=warmup_epochs,
         )
+        if self.accelerator is not None:
+            from ._accelerate import accelerate_net
+
+            net = accelerate_net(net, self.accelerator)
+        return net
 
     def _train(self, net, X, device, epochs):
         """Run the net; on a diverged loss leave no half-fitted state behind."""

@@ -143,6 +143,13 @@ default="adam"
         copied at fit.
     device : str or torch.device, default="auto"
         "auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:N" or "mps".
+    accelerator : accelerate.Accelerator, default=None
+        Train through Hugging Face Accelerate (skorch's ``AccelerateMixin``):
+        mixed precision (``Accelerator(mixed_precision="bf16")``), gradient
+        accumulation, and multi-GPU data parallelism when the script is run
+        with ``accelerate launch``. The accelerator places the model: leave
+        ``device="auto"``. The fitted model is unwrapped, so it pickles and
+        clones as usual. Needs the ``scale`` extra.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and the posterior draws of
         training. torch's global RNG is left untouched.
@@ -249,6 +256,7 @@ default="adam"
         tol=1e-4,
         callbacks=None,
         device="auto",
+        accelerator=None,
         random_state=None,
         verbose=0,
     ):
@@ -275,6 +283,7 @@ default="adam"
         self.tol = tol
         self.callbacks = callbacks
         self.device = device
+        self.accelerator = accelerator
         self.random_state = random_state
         self.verbose = verbose
 

@@ -1,10 +1,8 @@
 """Training through Hugging Face Accelerate (skorch's AccelerateMixin), on CPU.
 
-Needs ``accelerate`` (the ``scale`` extra); skipped without it. Until the
-estimators take ``accelerator=`` themselves, ``_wired`` adds it exactly as the
-proposed wiring in ``_neural.py`` does (``_resolve_device`` and ``_make_net``),
-so these tests check that wiring end to end; once the estimators have the
-parameter, the real classes are tested.
+Needs ``accelerate`` (the ``scale`` extra); skipped without it. The estimators'
+``accelerator=`` parameter is wired in ``_neural.py`` (``_resolve_device`` and
+``_make_net``); these tests check it end to end.
 """
 
 import pickle
@@ -27,42 +25,9 @@ from sklearn_replearn._accelerate import (  # noqa: E402
 )
 from sklearn_replearn._engine import RowDataset  # noqa: E402
 
-
-def _wired(cls):
-    """``cls`` with an ``accelerator`` parameter (the proposed wiring)."""
-    if "accelerator" in cls().get_params():
-        return cls
-
-    class Wired(cls):
-        def __init__(self, n_components=2, *, accelerator=None, **params):
-            super().__init__(n_components, **params)
-            self.accelerator = accelerator
-
-        @classmethod
-        def _get_param_names(cls_):
-            return sorted({*cls._get_param_names(), "accelerator"})
-
-        def _resolve_device(self):
-            if self.accelerator is None:
-                return super()._resolve_device()
-            return accelerator_device(self.accelerator, self.device)
-
-        def _make_net(self, module, device, **kwargs):
-            net = super()._make_net(module, device, **kwargs)
-            if self.accelerator is not None:
-                net = accelerate_net(net, self.accelerator)
-            return net
-
-    Wired.__name__ = Wired.__qualname__ = f"Accelerated{cls.__name__}"
-    Wired.__module__ = __name__
-    return Wired
-
-
-# Module-level names equal to the classes' names, so that they pickle.
-AcceleratedAutoencoderTransformer = _wired(AutoencoderTransformer)
-AcceleratedVAETransformer = _wired(VAETransformer)
-AcceleratedAutoencoder = AcceleratedAutoencoderTransformer
-AcceleratedVAE = AcceleratedVAETransformer
+# Short names for the estimators trained through an accelerator.
+AcceleratedAutoencoder = AutoencoderTransformer
+AcceleratedVAE = VAETransformer
 
 
 @pytest.fixture(autouse=True)
