@@ -135,8 +135,9 @@ class NonFiniteLossGuard(Callback):
         loss = loss.item() if torch.is_tensor(loss) else float(loss)
         if not math.isfinite(loss):
             epoch = len(net.history)
+            which = "training" if training else "validation"
             raise TrainingDivergedError(
-                f"The training loss became {loss} in epoch {epoch}; training was "
+                f"The {which} loss became {loss} in epoch {epoch}; training was "
                 f"stopped. Lower learning_rate (it is {self.learning_rate}), or "
                 "scale the input to a moderate range (e.g. StandardScaler or "
                 "MinMaxScaler)."
@@ -249,6 +250,8 @@ class EpochProgressBar(Callback):
 
     def on_train_end(self, net, **kwargs):
         self.bar_.close()
+        # A tqdm object cannot be pickled: drop it so the fitted model can be.
+        del self.bar_
 
 
 class ReconstructionNet(NeuralNet):
@@ -278,16 +281,14 @@ class ReconstructionNet(NeuralNet):
             return
         super()._set_training(training)
 
-    def initialize_callbacks(self):
-        super().initialize_callbacks()
-        self._listeners = {}
-        return self
-
     def _hook_listeners(self, method_name):
         """The callbacks that implement ``method_name`` (cached per callbacks_)."""
-        listeners = self.__dict__.get("_listeners")
-        if listeners is None:
-            listeners = self._listeners = {}
+        cache = self.__dict__.get("_listeners")
+        if cache is None or cache[0] is not self.callbacks_:
+            # (Re)built whenever callbacks_ is a new list (initialize, or the
+            # estimator dropping fit-only callbacks after fit).
+            cache = self._listeners = (self.callbacks_, {})
+        listeners = cache[1]
         if method_name not in listeners:
             empty = getattr(Callback, method_name, None)
             listeners[method_name] = [

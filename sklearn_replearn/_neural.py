@@ -214,29 +214,44 @@ class BaseNeuralTransformer(BaseRepresentation):
         return net
 
     def _train(self, net, X, device, epochs):
-        """Run the net; on a diverged loss leave no half-fitted state behind."""
+        """Run the net; if training fails, leave no fitted state at all.
+
+        (``fit`` has already recorded ``n_features_in_`` for the new data, so an
+        old ``net_`` kept beside it would be silently inconsistent.)
+        """
         try:
             if epochs is None:
                 net.fit(RowDataset(X, device))
+                _drop_fit_only_state(net)
             else:
                 if not net.initialized_:
                     net.initialize()
                 net.partial_fit(RowDataset(X, device), epochs=epochs)
         except Exception:
-            if hasattr(self, "net_") and self.net_ is net:
-                del self.net_
+            self._forget_fitted_state()
             raise
         self.net_ = net
 
+    def _forget_fitted_state(self):
+        for name in [name for name in vars(self)
+                     if name.endswith("_") and not name.startswith("__")]:
+            delattr(self, name)
+        self.__dict__.pop("_n_components_out", None)
+
     def _record_history(self, warn_if_not_converged):
         history = self.net_.history
-        self.n_iter_ = len(history)
         self.loss_curve_ = [float(loss) for loss in history[:, "train_loss"]]
+        # Completed epochs (an epoch interrupted by Ctrl-C has no loss).
+        self.n_iter_ = len(self.loss_curve_)
         if self.early_stopping and "valid_loss" in history[-1]:
             self.validation_scores_ = [
                 -float(loss) for loss in history[:, "valid_loss"]
             ]
             self.best_validation_score_ = max(self.validation_scores_)
+        elif not self.early_stopping:
+            # Left over from an earlier fit with early stopping.
+            self.__dict__.pop("validation_scores_", None)
+            self.__dict__.pop("best_validation_score_", None)
         if warn_if_not_converged and self.n_iter_ >= self.max_iter and (
             self.tol is not None or self.early_stopping
         ):
@@ -328,3 +343,17 @@ class BaseNeuralTransformer(BaseRepresentation):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         return -float(np.mean(self._reconstruction_errors(X), dtype=np.float64))
+
+
+def _drop_fit_only_state(net):
+    """Remove what only ``fit`` needs from a trained net.
+
+    The held-out validation rows (``train_split``), the stopping rules and the
+    best weights they saved would otherwise be pickled with the model (and stay
+    on the GPU); ``partial_fit`` after ``fit`` does not early-stop.
+    """
+    net.train_split = None
+    net.callbacks_ = [
+        (name, callback) for name, callback in net.callbacks_
+        if name not in ("early_stopping", "train_loss_plateau")
+    ]

@@ -315,8 +315,13 @@ def _extract_partition(estimator, paths, out_dir, index, overwrite):
         np.save(handle, features)
     with open(f"{listing}.{pid}.tmp", "w", encoding="utf-8") as handle:
         handle.writelines(f"{path}\n" for path in paths)
-    os.replace(f"{listing}.{pid}.tmp", listing)
+    # The listing is the commit marker: drop the old one first, move the
+    # features in, then the listing, so a listing never sits beside features
+    # of other files.
+    if os.path.exists(listing):
+        os.remove(listing)
     os.replace(f"{stem}.{pid}.tmp.npy", npy)
+    os.replace(f"{listing}.{pid}.tmp", listing)
     return npy
 
 

@@ -152,6 +152,18 @@ def test_pickle_joblib_clone_give_identical_transform(digits, tmp_path):
     np.testing.assert_array_equal(refit.transform(X_test), expected)
 
 
+def test_seeding_touches_no_other_device_generator(monkeypatch):
+    """Only the forked generators are seeded (not every CUDA/MPS device)."""
+    from sklearn_replearn.utils import seeded
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: calls.append(seed))
+    with seeded(0, torch.device("cpu")):
+        torch.rand(1)
+    assert calls == []
+
+
 def test_same_random_state_same_codes_and_global_rng_untouched(digits):
     X_train, X_test, _, _ = digits
     torch.manual_seed(123)
@@ -251,7 +263,7 @@ def test_keyboard_interrupt_leaves_a_usable_model(digits):
                 raise KeyboardInterrupt
 
     ae = fast_ae(max_iter=50, callbacks=[InterruptAtEpoch3()]).fit(X_train)
-    assert ae.n_iter_ == 3
+    assert ae.n_iter_ == 3 == len(ae.loss_curve_)
     assert np.isfinite(ae.transform(X_test)).all()
 
 
@@ -384,3 +396,38 @@ def test_unpickle_maps_to_cpu_module(digits):
     pickle.dump(ae, buffer)
     restored = pickle.loads(buffer.getvalue())
     assert next(restored.module_.parameters()).device.type == "cpu"
+
+
+def test_models_fit_with_progress_bar_or_early_stopping_pickle_lean(digits):
+    """Fit-only state (tqdm bar, validation rows, best weights) is not kept."""
+    X_train, X_test, _, _ = digits
+    plain = fast_ae(max_iter=5, tol=None).fit(X_train)
+    for params in ({"verbose": 1}, {"early_stopping": True}):
+        ae = fast_ae(max_iter=5, tol=None, **params).fit(X_train)
+        restored = pickle.loads(pickle.dumps(ae))
+        np.testing.assert_array_equal(restored.transform(X_test), ae.transform(X_test))
+        assert len(pickle.dumps(ae)) < 1.2 * len(pickle.dumps(plain))
+    # partial_fit after an early-stopped fit trains on (no validation, no stop).
+    n_iter = ae.n_iter_
+    ae.partial_fit(X_train)
+    assert ae.n_iter_ == n_iter + 1
+
+
+def test_failed_refit_leaves_the_estimator_unfitted(digits):
+    X_train, _, _, _ = digits
+    ae = fast_ae(max_iter=2).fit(X_train)
+    ae.set_params(optimizer="sgd", learning_rate=1e3, max_iter=50)
+    with pytest.raises(TrainingDivergedError):
+        ae.fit(X_train[:, :10] * 1e3)
+    with pytest.raises(NotFittedError):
+        ae.transform(X_train[:, :10])
+    assert not hasattr(ae, "n_features_in_")
+
+
+def test_validation_scores_do_not_leak_into_a_refit(digits):
+    X_train, _, _, _ = digits
+    ae = fast_ae(max_iter=3, tol=None, early_stopping=True).fit(X_train)
+    assert len(ae.validation_scores_) == 3
+    ae.set_params(early_stopping=False).fit(X_train)
+    assert not hasattr(ae, "validation_scores_")
+    assert not hasattr(ae, "best_validation_score_")

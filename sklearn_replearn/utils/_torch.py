@@ -150,8 +150,9 @@ def seed_from_random_state(random_state):
 def seeded(random_state, device=None, offset=0):
     """Run a block with torch's RNG seeded from ``random_state``.
 
-    torch's global RNG state (CPU, and the CUDA device in use) is saved before
-    the block and restored after it, so fitting a model never changes the random
+    torch's global RNG state (CPU, and the CUDA or MPS device in use) is saved
+    before the block and restored after it, and no other device's generator is
+    touched, so fitting a model never changes the random
     numbers a user's own code draws afterwards, and the same ``random_state``
     always gives the same result.
 
@@ -182,13 +183,27 @@ def seeded(random_state, device=None, offset=0):
     True
     """
     seed = (seed_from_random_state(random_state) + offset) % np.iinfo(np.int32).max
-    cuda_devices = []
-    if device is not None and torch.device(device).type == "cuda":
-        index = torch.device(device).index
-        cuda_devices = [index if index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(seed)
-        yield seed
+    device = None if device is None else torch.device(device)
+    # Only the generators that are forked (saved and restored) are seeded:
+    # torch.manual_seed would also reseed every other CUDA/MPS device's global
+    # generator and leave them changed after the block.
+    if device is not None and device.type == "cuda":
+        index = device.index if device.index is not None else (
+            torch.cuda.current_device())
+        with torch.random.fork_rng(devices=[index], device_type="cuda"):
+            torch.random.default_generator.manual_seed(seed)
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+            yield seed
+    elif device is not None and device.type == "mps":
+        with torch.random.fork_rng(device_type="mps"):
+            torch.random.default_generator.manual_seed(seed)
+            torch.mps.manual_seed(seed)
+            yield seed
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)
+            yield seed
 
 
 def iter_row_batches(n_samples, batch_size):
