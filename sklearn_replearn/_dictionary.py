@@ -80,7 +80,9 @@ class DictionaryLearner(BaseRepresentation):
         ``y`` (unsupervised dictionary learning even inside a supervised
         pipeline).
     max_iter : int, default=30
-        Maximum number of epochs (passes over the data).
+        Maximum number of epochs (passes over the data) of each phase: a
+        supervised fit runs up to ``max_iter`` unsupervised epochs, then up to
+        ``max_iter`` joint epochs with the labels (``n_iter_`` counts both).
     batch_size : int, default=256
         Samples per minibatch, for fitting and for batched ``transform``.
     learning_rate : float, default=3e-2
