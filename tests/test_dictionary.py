@@ -17,14 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_replearn import DictionaryLearner
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Small matrices: one thread avoids OpenMP contention on a loaded machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ ray_joblib = pytest.importorskip("ray.util.joblib")
 pytest.importorskip("psutil")
 
 import joblib  # noqa: E402
-import torch  # noqa: E402
 from _processes import assert_processes_end, descendants  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
@@ -32,19 +31,7 @@ from sklearn_replearn import AutoencoderTransformer  # noqa: E402
 RAY_INIT_BUDGET_S = 60
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run torch here with one thread, as on the workers.
-
-    Dask and Ray start workers with OMP_NUM_THREADS=1, so the in-process
-    reference runs with the same thread count (same float reductions), and
-    the two workers already occupy both cores of a small machine. (Two torch
-    threads per process on a loaded 2-core machine also run ~8x slower.)
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,7 @@ from sklearn_replearn.sparse import (
     update_inner_stats,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Small matrices: one thread avoids OpenMP contention on a loaded machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
