@@ -5,11 +5,11 @@ from copy import deepcopy
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ._neural import BaseNeuralTransformer
+from .base import check_unit_interval
 from .nn import ACTIVATIONS, Autoencoder, make_conv_decoder, make_conv_encoder, make_mlp
 
 __all__ = ["AutoencoderTransformer"]
@@ -208,13 +208,7 @@ default="adam"
     # ---------------------------------------------------------------- hooks
     def _check_training_values(self, X):
         if self.loss == "bce":
-            values = X.data if sp.issparse(X) else X
-            if values.size and (values.min() < 0 or values.max() > 1):
-                raise ValueError(
-                    f"loss='bce' needs data in [0, 1]; X ranges over "
-                    f"[{values.min():.4g}, {values.max():.4g}]. Scale it with "
-                    "MinMaxScaler or use loss='mse'."
-                )
+            check_unit_interval(X, "loss='bce'", "loss='mse'")
 
     def _make_criterion(self):
         return nn.BCEWithLogitsLoss if self.loss == "bce" else nn.MSELoss

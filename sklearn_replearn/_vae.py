@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._autoencoder import _checked_image_shape, _checked_layer_sizes
 from ._engine import LinearWarmup
 from ._neural import BaseNeuralTransformer
+from .base import check_unit_interval
 from .nn import ACTIVATIONS, VAE, make_conv_decoder, make_conv_encoder, make_mlp
 from .utils import as_tensor, iter_row_batches, seeded, to_numpy
 
@@ -292,15 +293,8 @@ default="adam"
         self._check_likelihood_support(X)
 
     def _check_likelihood_support(self, X):
-        if self.likelihood != "bernoulli":
-            return
-        values = X.data if sp.issparse(X) else X
-        if values.size and (values.min() < 0 or values.max() > 1):
-            raise ValueError(
-                f"likelihood='bernoulli' needs data in [0, 1]; X ranges over "
-                f"[{values.min():.4g}, {values.max():.4g}]. Scale it with "
-                "MinMaxScaler, or use likelihood='gaussian'."
-            )
+        if self.likelihood == "bernoulli":
+            check_unit_interval(X, "likelihood='bernoulli'", "likelihood='gaussian'")
 
     def _make_criterion(self):
         # The VAE module computes its own loss (the negative ELBO).

@@ -1,6 +1,7 @@
 """Skeleton shared by every estimator: validation, tags, batched transforms."""
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -11,7 +12,22 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .utils import batched_apply, resolve_device
 
-__all__ = ["BaseRepresentation"]
+__all__ = ["BaseRepresentation", "check_unit_interval"]
+
+
+def check_unit_interval(X, setting, alternative):
+    """Raise a ValueError unless every value of X (dense or sparse) is in [0, 1].
+
+    ``setting`` names what needs the range (e.g. ``"loss='bce'"``) and
+    ``alternative`` the setting to use instead.
+    """
+    values = X.data if sp.issparse(X) else X
+    if values.size and (values.min() < 0 or values.max() > 1):
+        raise ValueError(
+            f"{setting} needs data in [0, 1]; X ranges over "
+            f"[{values.min():.4g}, {values.max():.4g}]. Scale it with "
+            f"MinMaxScaler, or use {alternative}."
+        )
 
 
 class BaseRepresentation(
