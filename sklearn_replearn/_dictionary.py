@@ -439,6 +439,9 @@ class DictionaryLearner(BaseRepresentation):
 
             bar = tqdm(total=n_epochs, desc="DictionaryLearner", unit="epoch")
         stalled = 0
+        # Compare epochs of this phase only: the supervised objective has a
+        # loss term the unsupervised epochs before it did not.
+        phase_start = len(state.loss_curve)
         try:
             for _ in range(n_epochs):
                 order = torch.randperm(n_samples, device=X.device)
@@ -462,7 +465,8 @@ class DictionaryLearner(BaseRepresentation):
                         f"{self.learning_rate}) or supervision_weight (now "
                         f"{self.supervision_weight}), or scale X to a moderate range."
                     )
-                previous = state.loss_curve[-1] if state.loss_curve else None
+                previous = (state.loss_curve[-1]
+                            if len(state.loss_curve) > phase_start else None)
                 state.loss_curve.append(epoch_loss)
                 state.n_epochs += 1
                 if self.verbose >= 2:
