@@ -556,13 +556,6 @@ class DictionaryLearner(BaseRepresentation):
     def _n_features_out(self):
         return self.components_.shape[0]
 
-    def _inference_device(self):
-        """The requested device, or the CPU when it is missing here (unpickled)."""
-        try:
-            return resolve_device(self.device)
-        except ValueError:
-            return torch.device("cpu")
-
     def _coder(self, algorithm, device):
         """A function mapping a float32 batch to its codes, for ``_batched``."""
         D = as_tensor(self.components_, device=device)

@@ -357,7 +357,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         """
         check_is_fitted(self)
         images, out_dtype = self._image_set(X, reset=False)
-        device = self._resolve_device()
+        device = self._inference_device()
         return self._run(images, self._feature_module(device), self._pool, device,
                          out_dtype, description="transform")
 
@@ -386,7 +386,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
             )
         _check_layer(self.model_, layer)
         images, _ = self._image_set(X, reset=False)
-        device = self._resolve_device()
+        device = self._inference_device()
         return self._run(images, self._feature_module(device, layer), lambda out: out,
                          device, np.float32, description="feature_maps")
 

@@ -1,7 +1,10 @@
 """Skeleton shared by every estimator: validation, tags, batched transforms."""
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
+import torch
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -74,6 +77,23 @@ class BaseRepresentation(
 
     def _resolve_device(self):
         return resolve_device(self.device)
+
+    def _inference_device(self):
+        """The requested device, or the CPU when it does not exist here.
+
+        A model fit on a GPU and unpickled on a CPU-only machine must still
+        transform (its weights are stored on the CPU); it warns once per call.
+        """
+        try:
+            return resolve_device(self.device)
+        except ValueError as exc:
+            warnings.warn(
+                f"{type(self).__name__}: {exc} Running on the CPU instead; set "
+                "device='cpu' (set_params) to silence this warning.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return torch.device("cpu")
 
     def _batched(self, function, X, n_outputs, device):
         """Apply ``function`` to X in batches of ``batch_size`` rows on ``device``.

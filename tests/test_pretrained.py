@@ -418,6 +418,17 @@ def test_pickle_clone_and_pandas_output(photos):
                                        "pretrainedcnnfeatures1"]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_model_saved_for_a_missing_device_still_transforms(photos):
+    """As if fit on a GPU and unpickled on a CPU-only machine."""
+    X, _ = photos
+    features = resnet18().fit(X)
+    expected = features.transform(X)
+    restored = pickle.loads(pickle.dumps(features.set_params(device="cuda")))
+    with pytest.warns(UserWarning, match="Running on the CPU instead"):
+        np.testing.assert_array_equal(restored.transform(X), expected)
+
+
 def test_progress_bar_over_batches(photos, capsys):
     X, _ = photos
     resnet18(verbose=1, batch_size=1).fit(X).transform(X)
