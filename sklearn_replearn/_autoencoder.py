@@ -214,33 +214,12 @@ default="adam"
         return nn.BCEWithLogitsLoss if self.loss == "bce" else nn.MSELoss
 
     def _build_module(self, n_features):
-        encoder, decoder = self._encoder_decoder(n_features)
+        encoder, decoder = encoder_and_decoder(self, n_features, self.n_components)
         return Autoencoder(
             encoder,
             decoder,
             output="sigmoid" if self.loss == "bce" else "identity",
             masking_noise=self.denoising,
-        )
-
-    def _encoder_decoder(self, n_features):
-        if (self.encoder is None) != (self.decoder is None):
-            raise ValueError(
-                "Pass both encoder and decoder modules, or neither (to use the "
-                f"built-in {self.architecture!r} architecture)."
-            )
-        if self.encoder is not None:
-            return deepcopy(self.encoder), deepcopy(self.decoder)
-        hidden = _checked_layer_sizes(self.hidden_layer_sizes)
-        if self.architecture == "mlp":
-            encoder = make_mlp((n_features, *hidden, self.n_components),
-                               self.activation)
-            decoder = make_mlp((self.n_components, *hidden[::-1], n_features),
-                               self.activation)
-            return encoder, decoder
-        image_shape = _checked_image_shape(self.image_shape, n_features)
-        return (
-            make_conv_encoder(image_shape, hidden, self.n_components, self.activation),
-            make_conv_decoder(image_shape, hidden, self.n_components, self.activation),
         )
 
     # ------------------------------------------------------------ attributes
@@ -259,6 +238,36 @@ default="adam"
                 "the input features; this encoder has none."
             )
         return first_linear.weight.detach().cpu().numpy().copy()
+
+
+def encoder_and_decoder(estimator, n_features, encoder_width):
+    """The (encoder, decoder) pair an autoencoder-like estimator asks for.
+
+    The user's ``encoder``/``decoder`` modules (copied), or the built-in
+    ``architecture`` from ``hidden_layer_sizes``/``activation``/``image_shape``.
+    The encoder maps ``n_features`` to ``encoder_width`` values (the code, or a
+    VAE's mean and log-variance); the decoder maps ``n_components`` back to
+    ``n_features``.
+    """
+    if (estimator.encoder is None) != (estimator.decoder is None):
+        raise ValueError(
+            "Pass both encoder and decoder modules, or neither (to use the "
+            f"built-in {estimator.architecture!r} architecture)."
+        )
+    if estimator.encoder is not None:
+        return deepcopy(estimator.encoder), deepcopy(estimator.decoder)
+    hidden = _checked_layer_sizes(estimator.hidden_layer_sizes)
+    n_components, activation = estimator.n_components, estimator.activation
+    if estimator.architecture == "mlp":
+        return (
+            make_mlp((n_features, *hidden, encoder_width), activation),
+            make_mlp((n_components, *hidden[::-1], n_features), activation),
+        )
+    image_shape = _checked_image_shape(estimator.image_shape, n_features)
+    return (
+        make_conv_encoder(image_shape, hidden, encoder_width, activation),
+        make_conv_decoder(image_shape, hidden, n_components, activation),
+    )
 
 
 def _checked_layer_sizes(hidden_layer_sizes):

@@ -1,6 +1,5 @@
 """VAETransformer: a variational autoencoder's posterior mean as features."""
 
-from copy import deepcopy
 from numbers import Integral, Real
 
 import numpy as np
@@ -9,11 +8,11 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._autoencoder import _checked_image_shape, _checked_layer_sizes
+from ._autoencoder import encoder_and_decoder
 from ._engine import LinearWarmup
 from ._neural import BaseNeuralTransformer
 from .base import check_unit_interval
-from .nn import ACTIVATIONS, VAE, make_conv_decoder, make_conv_encoder, make_mlp
+from .nn import ACTIVATIONS, VAE
 from .utils import as_tensor, iter_row_batches, seeded, to_numpy
 
 __all__ = ["VAETransformer"]
@@ -305,26 +304,9 @@ default="adam"
         return [("kl_warmup", warmup)], self.kl_warmup
 
     def _build_module(self, n_features):
-        if (self.encoder is None) != (self.decoder is None):
-            raise ValueError(
-                "Pass both encoder and decoder modules, or neither (to use the "
-                f"built-in {self.architecture!r} architecture)."
-            )
-        if self.encoder is not None:
-            encoder, decoder = deepcopy(self.encoder), deepcopy(self.decoder)
-        else:
-            hidden = _checked_layer_sizes(self.hidden_layer_sizes)
-            n_posterior = 2 * self.n_components
-            if self.architecture == "mlp":
-                encoder = make_mlp((n_features, *hidden, n_posterior), self.activation)
-                decoder = make_mlp((self.n_components, *hidden[::-1], n_features),
-                                   self.activation)
-            else:
-                image_shape = _checked_image_shape(self.image_shape, n_features)
-                encoder = make_conv_encoder(image_shape, hidden, n_posterior,
-                                            self.activation)
-                decoder = make_conv_decoder(image_shape, hidden, self.n_components,
-                                            self.activation)
+        # The encoder outputs the posterior's mean and log-variance.
+        encoder, decoder = encoder_and_decoder(self, n_features,
+                                               2 * self.n_components)
         return VAE(
             encoder,
             decoder,
