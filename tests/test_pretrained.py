@@ -529,3 +529,19 @@ def test_extract_command_writes_the_estimators_features(photos, tmp_path, capsys
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_compiled_backbone_gives_the_same_features():
+    """compile=True runs the backbone through torch.compile (slow to build once)."""
+    from sklearn_replearn.utils import seeded
+
+    with seeded(0):
+        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    X = np.random.RandomState(0).randint(0, 255, (6, 16, 16, 3)).astype(np.uint8)
+    params = dict(weights=None, image_size=16, batch_size=4, device="cpu")
+    eager = PretrainedCNNFeatures(net, **params).fit(X).transform(X)
+    compiled = PretrainedCNNFeatures(net, compile=True, **params).fit(X)
+    np.testing.assert_allclose(compiled.transform(X), eager, rtol=1e-5, atol=1e-6)
+    assert any(type(module).__name__ == "OptimizedModule"
+               for module in compiled._runtime.values())
