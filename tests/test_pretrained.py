@@ -19,14 +19,7 @@ from torch import nn
 from sklearn_replearn import PretrainedCNNFeatures
 from sklearn_replearn._extract import main as extract_main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The machine running the tests is shared; one thread avoids oversubscription.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,7 @@ from sklearn_replearn.utils import seed_from_random_state
 REFERENCE_EPOCHS = 30
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small MLPs train fastest on one thread (and the test machine is shared)."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
