@@ -5,7 +5,9 @@ For each backbone (random weights: speed does not depend on their values) and
 
 * ``eager``: what most users (and img2vec) write: the weights' preprocessing
   (``ImageClassification``: resize 256, crop 224, normalise) on each uint8
-  batch, then ``model(x)`` under ``torch.no_grad()``;
+  batch, then ``model(x)`` under ``torch.no_grad()`` on the contiguous
+  (N, C, H, W) batch that ``torch.stack`` / a DataLoader's collate gives (as
+  img2vec's ``torch.stack`` of per-image tensors does);
 * ``tuned``: the same loop hand-tuned: channels-last model and input,
   ``torch.inference_mode()`` (and float16 autocast on CUDA);
 * ``ours``: ``PretrainedCNNFeatures(...).transform(X)`` on the same uint8 array;
@@ -17,12 +19,22 @@ on a shared one the numbers are noisy::
 
     python benchmarks/bench_pretrained.py            # resnet18 and resnet50
     python benchmarks/bench_pretrained.py --quick    # fewer images and repeats
+    python benchmarks/bench_pretrained.py --memory   # peak memory, not speed
+
+``--memory`` transforms JPEG files of 64, 256 and 1024 images at batch sizes 8 and
+32, each in a fresh process, and prints the peak resident memory the
+transform added: it must grow with the batch size, not with the number of
+images (the features themselves, 2 KiB per image for resnet18, are all that
+scales with the data).
 """
 
 import argparse
 import contextlib
 import os
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -54,7 +66,9 @@ def eager_loop(model, preprocess, images, batch_size, device):
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(images[start:start + batch_size])
-            x = preprocess(batch.permute(0, 3, 1, 2)).to(device)
+            # The permuted uint8 view would carry channels-last strides
+            # through the resize; users' batches come from torch.stack.
+            x = preprocess(batch.permute(0, 3, 1, 2)).contiguous().to(device)
             outputs.append(model(x).cpu())
     return torch.cat(outputs)
 
@@ -111,6 +125,41 @@ def bench_backbone(name, images, paths, args):
     return {key: statistics.median(values) for key, values in rates.items()}
 
 
+def _resident_mib():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_growth(folder, n_images, batch_size, backbone):
+    """Peak RSS added by transforming ``n_images`` files (run in a fresh process)."""
+    paths = sorted(os.path.join(folder, name) for name in os.listdir(folder))
+    paths = (paths * (n_images // len(paths) + 1))[:n_images]
+    features = PretrainedCNNFeatures(backbone, weights=None, batch_size=batch_size,
+                                     random_state=0).fit(make_images(1))
+    features.transform(paths[:1])  # load kernels and caches outside the measure
+    before = _resident_mib()
+    features.transform(paths)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return peak - before
+
+
+def memory_table(backbone):
+    print(f"{backbone}: peak resident memory added by transform (MiB), JPEG files")
+    print(f"{'images':>6} {'batch 8':>8} {'batch 32':>9}")
+    with tempfile.TemporaryDirectory() as folder:
+        for index, image in enumerate(make_images(16)):
+            Image.fromarray(image).save(os.path.join(folder, f"{index:02d}.jpg"))
+        for n_images in (64, 256, 1024):
+            cells = []
+            for batch_size in (8, 32):
+                out = subprocess.run(
+                    [sys.executable, __file__, "--_peak", folder, str(n_images),
+                     str(batch_size), backbone],
+                    check=True, capture_output=True, text=True).stdout
+                cells.append(float(out.split()[-1]))
+            print(f"{n_images:>6} {cells[0]:8.0f} {cells[1]:9.0f}", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -125,7 +174,17 @@ def main(argv=None):
                         "autocast on cuda)")
     parser.add_argument("--compile", action="store_true",
                         help="also time compile=True")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak memory against images and batch size instead")
+    parser.add_argument("--_peak", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args._peak:
+        folder, n_images, batch_size, backbone = args._peak
+        print(peak_growth(folder, int(n_images), int(batch_size), backbone))
+        return
+    if args.memory:
+        memory_table(args.backbones[0])
+        return
     n_images = 32 if args.quick else 128
     args.repeats = 3 if args.quick else 5
     if args.threads:

@@ -30,6 +30,7 @@ from ._images import (
     is_image_list,
     stack_prepared,
 )
+from ._inference import fold_batch_norms
 from .base import BaseRepresentation
 from .utils import iter_row_batches, seeded, to_numpy
 
@@ -51,7 +52,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
     simple model (``LogisticRegression``, ``SVC``, ...) is trained on those
     features in a ``Pipeline``. By default nothing is learned: ``fit`` loads
     the backbone, whose weights stay frozen, and ``transform`` runs it without
-    gradients under ``torch.inference_mode`` in channels-last memory format.
+    gradients under ``torch.inference_mode`` in channels-last memory format,
+    with batch norms folded into the convolutions before them.
     With ``fine_tune_layers=k`` and labels, ``fit`` also trains the last ``k``
     blocks with a temporary linear head, then drops the head.
 
@@ -428,7 +430,12 @@ class PretrainedCNNFeatures(BaseRepresentation):
                              ensure_min_samples=1)
 
     def _feature_module(self, device, layer=None):
-        """The module computing the features (cached; compiled when asked)."""
+        """The module computing the features, cached per layer and device.
+
+        Batch norms are folded into the convolutions before them (a copy:
+        ``model_`` keeps its own layers for plotting, pickling and tuning), and
+        the result is compiled when asked.
+        """
         runtime = self.__dict__.setdefault("_runtime", {})
         layer = self.layer if layer is None else layer
         key = (layer, str(device))
@@ -440,7 +447,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
             module = self.model_
             if layer is not None:
                 module = _NodeOutput(self.model_, layer)
-            module.eval()
+            module = fold_batch_norms(module.eval())
             if self.compile:
                 module = torch.compile(module)
             runtime[key] = module

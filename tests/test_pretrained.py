@@ -326,18 +326,59 @@ def test_frozen_transform_has_no_trainable_parameter_and_no_grad(photos):
     seen = []
 
     def hook(module, inputs, output):
-        seen.append((
-            any(p.requires_grad for p in features.model_.parameters()),
-            torch.is_inference_mode_enabled(), output.requires_grad,
-            module.training,
-        ))
+        # Every module run, including the batch-norm-folded copy of model_.
+        if isinstance(output, torch.Tensor):
+            seen.append((
+                any(p.requires_grad for p in module.parameters()),
+                torch.is_inference_mode_enabled(), output.requires_grad,
+                module.training,
+            ))
 
-    handle = features.model_.register_forward_hook(hook)
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
     try:
         features.transform(X)
     finally:
         handle.remove()
-    assert seen and all(state == (False, True, False, False) for state in seen)
+    assert len(seen) > 20 and all(state == (False, True, False, False)
+                                  for state in seen)
+    assert not any(p.requires_grad for p in features.model_.parameters())
+
+
+def test_batch_norms_are_folded_for_inference_and_untraceable_modules_still_run(
+        photos):
+    X, _ = photos
+    features = resnet18().fit(X)
+    ran = []
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, inputs, output: ran.append(type(module)))
+    try:
+        folded = features.transform(X)
+    finally:
+        handle.remove()
+    assert nn.Conv2d in ran and nn.BatchNorm2d not in ran
+    # model_ itself keeps its batch norms (plots, pickles and fine-tuning see
+    # the real layers), and running it directly gives the same features.
+    assert any(isinstance(m, nn.BatchNorm2d) for m in features.model_.modules())
+    with torch.inference_mode():
+        batch = features._preprocessor().finish(
+            features._preprocessor().prepare(torch.from_numpy(X).permute(0, 3, 1, 2),
+                                             "X"))
+        unfolded = features.model_(batch).numpy()
+    np.testing.assert_allclose(folded, unfolded, rtol=1e-4, atol=1e-5)
+
+    class DataDependent(nn.Module):  # symbolic tracing fails on the `if`
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            if x.sum() > 0:
+                x = x * 1.0
+            return self.norm(self.conv(x))
+
+    user = PretrainedCNNFeatures(DataDependent(), weights=None, image_size=16,
+                                 random_state=0).fit(X)
+    assert user.transform(X).shape == (len(X), 4)
 
 
 def _state(module):
