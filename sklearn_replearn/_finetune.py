@@ -17,7 +17,7 @@ from skorch import NeuralNet
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from torch import nn
 
-from ._engine import EpochProgressBar, NonFiniteLossGuard
+from ._engine import EpochProgressBar, NonFiniteLossGuard, fused_optimizer_kwargs
 from .utils import seeded
 
 __all__ = ["FineTuneClassifier", "fine_tune", "iter_blocks"]
@@ -167,6 +167,8 @@ def fine_tune(estimator, images, y, device):
             callbacks=callbacks,
             device=str(device),
             verbose=estimator.verbose,
+            **{f"optimizer__{name}": value for name, value in
+               fused_optimizer_kwargs(torch.optim.Adam, device).items()},
         )
         net.fit(dataset, y=None)
     for parameter in model.parameters():

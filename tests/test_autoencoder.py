@@ -229,6 +229,17 @@ def test_fitted_attributes(digits):
     assert isinstance(ae.module_, torch.nn.Module)
 
 
+@pytest.mark.parametrize("optimizer, fused", [
+    ("adam", True), ("adamw", True), ("sgd", True), ("rmsprop", None),
+    (torch.optim.Adagrad, None),  # user classes are taken as given
+])
+def test_fused_optimizers_where_torch_has_them(digits, optimizer, fused):
+    X_train, _, _, _ = digits
+    ae = fast_ae(max_iter=2, tol=None, optimizer=optimizer).fit(X_train)
+    assert ae.net_.optimizer_.defaults.get("fused") is fused
+    assert np.isfinite(ae.loss_curve_).all() and ae.loss_curve_[1] < ae.loss_curve_[0]
+
+
 def test_early_stopping_restores_best_weights(digits):
     X_train, _, _, _ = digits
     ae = fast_ae(early_stopping=True, n_iter_no_change=3, max_iter=300,
