@@ -12,8 +12,6 @@ The lasso problem is scaled as in scikit-learn's ``sparse_encode``::
     0.5 * ||x - z @ D||^2 + alpha * ||z||_1      for each sample x
 """
 
-import math
-
 import torch
 
 __all__ = [
@@ -198,11 +196,7 @@ def lasso_fista(
     propagator = eye - step * gram
     scaled_correlations = step * correlations
     Y = Z
-    # FISTA's momentum depends only on the iterations since the sample's last
-    # restart: look its factor up instead of updating per-sample scalars.
-    momentum_factors = _fista_momentum_factors(max_iter + 1, correlations)
-    since_restart = torch.zeros((n_samples, 1), dtype=torch.long,
-                                device=correlations.device)
+    momentum = correlations.new_ones((n_samples, 1))
     # Solved samples are written to ``codes`` and dropped from the working
     # tensors; ``rows`` maps working rows to rows of ``codes`` (None: all).
     codes, rows = Z, None
@@ -216,9 +210,11 @@ def lasso_fista(
         change = Z_new - Z
         # Gradient-based restart: drop the momentum of the samples whose step
         # goes against the last update direction.
-        keep_going = torch.linalg.vecdot(Y.sub_(Z_new), change).unsqueeze(1) <= 0
-        since_restart = since_restart.add_(1).mul_(keep_going)
-        Y = torch.addcmul(Z_new, momentum_factors[since_restart], change)
+        restart = torch.linalg.vecdot(Y - Z_new, change).unsqueeze(1) > 0
+        momentum_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * momentum * momentum))
+        factor = torch.where(restart, 0.0, (momentum - 1.0) / momentum_new)
+        momentum = torch.where(restart, 1.0, momentum_new)
+        Y = torch.addcmul(Z_new, factor, change)
         Z = Z_new
         if n_iter % check_every and n_iter != max_iter:
             continue
@@ -241,28 +237,11 @@ def lasso_fista(
             keep = ~solved
             rows = rows[keep]
             Z, Y, X = Z[keep], Y[keep], X[keep]
-            scaled_correlations = scaled_correlations[keep]
-            since_restart = since_restart[keep]
+            scaled_correlations, momentum = scaled_correlations[keep], momentum[keep]
     if rows is None:
         return Z, n_iter
     codes[rows] = Z
     return codes, n_iter
-
-
-def _fista_momentum_factors(n, like):
-    """FISTA's momentum factor ``j`` iterations after a (re)start, j = 0..n-1.
-
-    Entry 0 is the restart step itself and entry ``j >= 1`` is
-    ``(t_{j-1} - 1) / t_j`` with ``t_0 = 1`` and
-    ``t_j = (1 + sqrt(1 + 4 t_{j-1}^2)) / 2``: 0, 0, 0.28, 0.43, ...
-    """
-    factors = [0.0] * n
-    t = 1.0
-    for j in range(1, n):
-        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
-        factors[j] = (t - 1.0) / t_next
-        t = t_next
-    return torch.tensor(factors, dtype=like.dtype, device=like.device)
 
 
 def lasso_duality_gap(X, D, Z, alpha, *, positive=False):
