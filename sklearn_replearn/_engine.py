@@ -279,6 +279,10 @@ class EpochProgressBar(Callback):
         del self.bar_
 
 
+# Stands for ``module_`` in a pickled net's ``module`` (see __getstate__).
+_SAME_AS_TRAINED_MODULE = "<the trained module_>"
+
+
 class ReconstructionNet(NeuralNet):
     """A skorch net that trains a module to reconstruct its input.
 
@@ -332,7 +336,19 @@ class ReconstructionNet(NeuralNet):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_listeners", None)
+        # skorch keeps the module instance it was given as ``module``, the same
+        # object as the trained ``module_``. It saves ``module_`` with
+        # torch.save (mapped to the CPU on load where CUDA is missing) but
+        # would pickle ``module`` plainly: the weights twice, and a model
+        # trained on a GPU that cannot be unpickled without one.
+        if state.get("module") is self.__dict__.get("module_"):
+            state["module"] = _SAME_AS_TRAINED_MODULE
         return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if isinstance(self.module, str) and self.module == _SAME_AS_TRAINED_MODULE:
+            self.module = self.module_
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
         # history.new_batch(), without History's generic indexing.

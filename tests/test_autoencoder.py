@@ -152,6 +152,24 @@ def test_pickle_joblib_clone_give_identical_transform(digits, tmp_path):
     np.testing.assert_array_equal(refit.transform(X_test), expected)
 
 
+def test_pickle_holds_the_weights_once_and_keeps_training(digits):
+    X_train, X_test, _, _ = digits
+    # Wide enough for the weights to outweigh the history and headers.
+    ae = fast_ae(hidden_layer_sizes=(1024,), max_iter=1).fit(X_train)
+    weights = io.BytesIO()
+    torch.save(ae.module_.state_dict(), weights)
+    blob = pickle.dumps(ae)
+    # The weights plus Adam's two moment buffers: 3x. skorch alone would also
+    # pickle its ``module`` argument (the same module) plainly: 4x, and a GPU
+    # model then fails to unpickle without CUDA (tests/test_gpu.py).
+    assert len(blob) < 3.5 * weights.getbuffer().nbytes
+    restored = pickle.loads(blob)
+    assert restored.net_.module is restored.net_.module_
+    np.testing.assert_array_equal(restored.transform(X_test), ae.transform(X_test))
+    restored.partial_fit(X_train)
+    assert restored.n_iter_ == ae.n_iter_ + 1
+
+
 def test_seeding_touches_no_other_device_generator(monkeypatch):
     """Only the forked generators are seeded (not every CUDA/MPS device)."""
     from sklearn_replearn.utils import seeded

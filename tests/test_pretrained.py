@@ -382,7 +382,8 @@ def test_batch_norms_are_folded_for_inference_and_untraceable_modules_still_run(
 
 
 def _state(module):
-    return {name: tensor.detach().clone() for name, tensor in
+    # On the CPU: the fitted model may live on a GPU (device="auto").
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in
             module.state_dict().items()}
 
 
