@@ -30,13 +30,14 @@ def photos():
 
 
 def small_cnn(in_channels=3, seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(in_channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 16), nn.ReLU(),
-        nn.Linear(16, 3),
-    )
+    with torch.random.fork_rng():  # seeded, leaving the global RNG alone
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Conv2d(in_channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 16), nn.ReLU(),
+            nn.Linear(16, 3),
+        )
 
 
 def resnet18(**params):
@@ -171,8 +172,9 @@ def test_mixed_sizes_grayscale_rgba_and_flat_rows(photos):
 
 # ----------------------------------------------------------------- weights
 def _seeded_resnet18_state():
-    torch.manual_seed(123)
-    return torchvision.models.resnet18().state_dict()
+    with torch.random.fork_rng():
+        torch.manual_seed(123)
+        return torchvision.models.resnet18().state_dict()
 
 
 def test_same_weights_by_cached_name_path_and_state_dict(photos, tmp_path,
@@ -280,22 +282,23 @@ def _shifted(images, rng, pad=2):
 
 def _train_digit_cnn(images, labels, epochs=15):
     """A small CNN trained (with random shifts) to tell digits 0-4 apart."""
-    rng = np.random.RandomState(0)
-    torch.manual_seed(0)
-    cnn = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(2),
-        nn.Flatten(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 5),
-    )
-    y = torch.as_tensor(labels)
-    optimizer = torch.optim.Adam(cnn.parameters(), lr=3e-3)
-    for _ in range(epochs):
-        X = torch.tensor(_shifted(images, rng), dtype=torch.float32)[:, None]
-        for rows in torch.randperm(len(X)).split(64):
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(cnn(X[rows]), y[rows]).backward()
-            optimizer.step()
-    return cnn.eval()
+    with torch.random.fork_rng():  # seeded, leaving the global RNG alone
+        rng = np.random.RandomState(0)
+        torch.manual_seed(0)
+        cnn = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(2),
+            nn.Flatten(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 5),
+        )
+        y = torch.as_tensor(labels)
+        optimizer = torch.optim.Adam(cnn.parameters(), lr=3e-3)
+        for _ in range(epochs):
+            X = torch.tensor(_shifted(images, rng), dtype=torch.float32)[:, None]
+            for rows in torch.randperm(len(X)).split(64):
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(cnn(X[rows]), y[rows]).backward()
+                optimizer.step()
+        return cnn.eval()
 
 
 def test_transfer_from_digits_0_4_beats_raw_pixels_on_digits_5_9():

@@ -56,29 +56,30 @@ def fitted(digits):
 # ------------------------------------------------- the plain torch reference
 def fit_plain_torch_vae(X, epochs, seed, hidden=128, n_latent=8, batch_size=128):
     """A hand-written VAE loop: Bernoulli likelihood, Adam, shuffled batches."""
-    torch.manual_seed(seed)
-    n_features = X.shape[1]
-    encoder = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(),
-                            nn.Linear(hidden, 2 * n_latent))
-    decoder = nn.Sequential(nn.Linear(n_latent, hidden), nn.ReLU(),
-                            nn.Linear(hidden, n_features))
-    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()],
-                                 lr=1e-3)
-    data = torch.from_numpy(X)
-    for _ in range(epochs):
-        order = torch.randperm(len(data))
-        for start in range(0, len(data), batch_size):
-            x = data[order[start:start + batch_size]]
-            mu, logvar = encoder(x).chunk(2, dim=1)
-            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-            nll = F.binary_cross_entropy_with_logits(decoder(z), x,
-                                                     reduction="none").sum(1)
-            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
-            loss = (nll + kl).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return encoder, decoder
+    with torch.random.fork_rng():  # seeded, leaving the global RNG alone
+        torch.manual_seed(seed)
+        n_features = X.shape[1]
+        encoder = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(),
+                                nn.Linear(hidden, 2 * n_latent))
+        decoder = nn.Sequential(nn.Linear(n_latent, hidden), nn.ReLU(),
+                                nn.Linear(hidden, n_features))
+        optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()],
+                                     lr=1e-3)
+        data = torch.from_numpy(X)
+        for _ in range(epochs):
+            order = torch.randperm(len(data))
+            for start in range(0, len(data), batch_size):
+                x = data[order[start:start + batch_size]]
+                mu, logvar = encoder(x).chunk(2, dim=1)
+                z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+                nll = F.binary_cross_entropy_with_logits(decoder(z), x,
+                                                         reduction="none").sum(1)
+                kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+                loss = (nll + kl).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        return encoder, decoder
 
 
 def reference_elbo(encoder, decoder, X, n_draws=100):
