@@ -320,7 +320,9 @@ class DictionaryLearner(BaseRepresentation):
 
         The first call initialises the dictionary from X; later calls must
         pass data with the same number of features. Unlike ``fit``, codes are
-        not warm-started across calls.
+        not warm-started across calls. Supervised calls continue one Adam
+        optimizer (its moments are kept with the model, pickles included),
+        at the current ``learning_rate``.
 
         Parameters
         ----------
@@ -492,6 +494,9 @@ class DictionaryLearner(BaseRepresentation):
         finally:
             if bar is not None:
                 bar.close()
+            if y_t is not None:
+                # Adam's moments carry over to the next partial_fit call.
+                state.optimizer_state = optimizer.state_dict()
 
     def _unsupervised_step(self, state, X, codes, index):
         """One online dictionary-learning step (Mairal et al. 2010) on a batch."""
@@ -540,6 +545,8 @@ class DictionaryLearner(BaseRepresentation):
         self._B = to_numpy(state.B)
         self.n_iter_ = state.n_epochs
         self.n_steps_ = state.n_steps
+        self._optimizer_state = (None if state.optimizer_state is None else
+                                 _map_tensors(state.optimizer_state, to_numpy))
         self.loss_curve_ = list(state.loss_curve)
         if reset:
             for name in ("classes_", "head_coef_", "head_intercept_"):
@@ -688,6 +695,18 @@ def _fit_head(state, codes, y, max_iter=100):
     state.head_intercept = intercept.detach()
 
 
+def _map_tensors(tree, function):
+    """``tree`` (nested dicts and lists) with ``function`` applied to each tensor
+    or array leaf: optimizer state dicts to numpy (picklable anywhere) and back."""
+    if isinstance(tree, dict):
+        return {key: _map_tensors(value, function) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [_map_tensors(value, function) for value in tree]
+    if isinstance(tree, (torch.Tensor, np.ndarray)):
+        return function(tree)
+    return tree
+
+
 class _State:
     """Training state in torch: dictionary, sufficient statistics, head."""
 
@@ -697,6 +716,8 @@ class _State:
         self.B = B
         self.head_coef = None
         self.head_intercept = None
+        # Adam's state_dict after the last supervised epochs (None: fresh Adam).
+        self.optimizer_state = None
         self.n_steps = 0
         self.n_epochs = 0
         self.loss_curve = []
@@ -723,6 +744,10 @@ class _State:
         if hasattr(estimator, "head_coef_"):
             state.head_coef = as_tensor(estimator.head_coef_, device=device)
             state.head_intercept = as_tensor(estimator.head_intercept_, device=device)
+        saved = getattr(estimator, "_optimizer_state", None)
+        if saved is not None:
+            state.optimizer_state = _map_tensors(
+                saved, lambda array: torch.from_numpy(array.copy()))
         state.n_steps = estimator.n_steps_
         state.n_epochs = estimator.n_iter_
         state.loss_curve = list(estimator.loss_curve_)
@@ -739,5 +764,11 @@ class _State:
         optimizer = torch.optim.Adam(
             [self.dictionary, self.head_coef, self.head_intercept], lr=learning_rate
         )
+        if self.optimizer_state is not None:
+            # Continue Adam (partial_fit); load_state_dict moves the moments to
+            # the parameters' device. The learning rate is today's parameter.
+            optimizer.load_state_dict(self.optimizer_state)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate
         self.dictionary.requires_grad_(False)
         return optimizer

@@ -190,6 +190,27 @@ def test_partial_fit_improves_and_checks_labels(digits):
         dl.partial_fit(X[:10, :20])
 
 
+def test_supervised_partial_fit_continues_adam_across_calls(digits):
+    X, y = digits
+    params = dict(n_components=16, batch_size=128, random_state=0, device="cpu")
+    chunked = DictionaryLearner(**params)
+    for _ in range(3):
+        chunked.partial_fit(X[:600], y[:600], classes=np.arange(10))
+    # One Adam over the three calls: 5 batches each, 15 steps, not 3 x 5.
+    steps = {float(s["step"]) for s in chunked._optimizer_state["state"].values()}
+    assert steps == {15.0}
+    # A pickled model continues the same Adam, at today's learning rate.
+    restored = pickle.loads(pickle.dumps(chunked)).set_params(learning_rate=1e-3)
+    restored.partial_fit(X[:600], y[:600])
+    state = restored._optimizer_state
+    assert {float(s["step"]) for s in state["state"].values()} == {20.0}
+    assert state["param_groups"][0]["lr"] == 1e-3
+    # Continuing Adam keeps learning: the task loss keeps falling.
+    assert chunked.loss_curve_[2] < chunked.loss_curve_[0]
+    # An unsupervised refit forgets the optimizer.
+    assert chunked.fit(X[:300])._optimizer_state is None
+
+
 def test_dtype_and_device_fallback(digits):
     X, _ = digits
     dl = DictionaryLearner(n_components=8, alpha=0.3, max_iter=2, random_state=0,
