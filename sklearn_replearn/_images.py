@@ -376,8 +376,10 @@ class Preprocessing:
         if self.in_channels == 3 and batch.shape[1] == 1:
             batch = batch.expand(-1, 3, -1, -1)
         if self.mean is not None:
-            mean = torch.tensor(self.mean, dtype=batch.dtype).view(-1, 1, 1)
-            std = torch.tensor(self.std, dtype=batch.dtype).view(-1, 1, 1)
+            mean = torch.tensor(self.mean, dtype=batch.dtype,
+                                device=batch.device).view(-1, 1, 1)
+            std = torch.tensor(self.std, dtype=batch.dtype,
+                               device=batch.device).view(-1, 1, 1)
             batch = (batch - mean) / std
         return batch.contiguous(memory_format=torch.channels_last)
 

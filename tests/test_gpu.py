@@ -78,6 +78,10 @@ def test_pretrained_features_on_the_gpu_match_the_cpu():
     assert np.corrcoef(on_gpu.ravel(), on_cpu.ravel())[0, 1] > 0.999
     # One image alone gives the same vector as in the batch, on the GPU too.
     np.testing.assert_array_equal(gpu.transform(images[1:]), on_gpu[1:])
+    # Arrays are resized on the GPU, files by the CPU loader: close, not equal.
+    from_files = gpu.transform(list(load_sample_images().filenames))
+    np.testing.assert_allclose(from_files, on_gpu, rtol=0.05,
+                               atol=0.05 * np.abs(on_gpu).max())
 
 
 def test_dictionary_learner_on_the_gpu_matches_the_cpu(digits, monkeypatch):
