@@ -11,6 +11,7 @@ Estimators build a :class:`ReconstructionNet` with :func:`make_net` inside
 * a NaN/inf loss stops training with :class:`TrainingDivergedError`.
 """
 
+import functools
 import math
 import sys
 
@@ -58,26 +59,43 @@ _CLOSURE_FREE = frozenset(OPTIMIZERS.values())
 # Optimizers with a fused implementation: one kernel updates all parameters,
 # instead of about eight small operations per parameter tensor. The updates
 # are the same up to float rounding, and a small MLP trains ~15% faster on a
-# CPU, where per-operation dispatch dominates. (torch has fused kernels for
-# these devices; RMSprop has none.)
+# CPU, where per-operation dispatch dominates. Which devices have fused
+# kernels depends on the torch version (the CPU since torch 2.4), so support
+# is probed once per optimizer and device (see _fused_works).
 _FUSED = frozenset({torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD})
-_FUSED_DEVICE_TYPES = frozenset({"cpu", "cuda", "mps", "xpu"})
 
 
-def fused_optimizer_kwargs(optimizer_class, device):
-    """``{"fused": True}`` where torch has a fused ``optimizer_class`` for ``device``.
+def fused_optimizer_kwargs(optimizer_class, device, prefix=""):
+    """``{prefix + "fused": True}`` where ``optimizer_class`` has a fused kernel
+    for ``device`` in this torch; ``{}`` otherwise.
+
+    ``prefix`` is e.g. ``"optimizer__"`` for skorch's routed parameters.
 
     Examples
     --------
     >>> import torch
-    >>> fused_optimizer_kwargs(torch.optim.Adam, "cpu")
+    >>> fused_optimizer_kwargs(torch.optim.Adam, "cpu")  # torch >= 2.4
     {'fused': True}
     >>> fused_optimizer_kwargs(torch.optim.RMSprop, "cpu")
     {}
     """
-    if optimizer_class in _FUSED and torch.device(device).type in _FUSED_DEVICE_TYPES:
-        return {"fused": True}
+    if optimizer_class in _FUSED and _fused_works(optimizer_class,
+                                                  str(torch.device(device))):
+        return {prefix + "fused": True}
     return {}
+
+
+@functools.cache
+def _fused_works(optimizer_class, device):
+    """Whether a fused ``optimizer_class`` builds and steps on ``device``."""
+    try:
+        parameter = torch.zeros(1, device=device, requires_grad=True)
+        optimizer = optimizer_class([parameter], lr=1e-3, fused=True)
+        parameter.grad = torch.zeros_like(parameter)
+        optimizer.step()
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
 
 
 class RowDataset(torch.utils.data.Dataset):
@@ -452,8 +470,7 @@ def make_net(
     ``loss_terms`` get them recorded per epoch (:class:`LossTermsRecorder`).
     """
     optimizer_class = OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
-    fused = {f"optimizer__{name}": value for name, value in
-             fused_optimizer_kwargs(optimizer_class, device).items()}
+    fused = fused_optimizer_kwargs(optimizer_class, device, prefix="optimizer__")
     all_callbacks = [("nonfinite_loss_guard", NonFiniteLossGuard(learning_rate))]
     if hasattr(module, "loss_terms"):
         all_callbacks.append(("loss_terms", LossTermsRecorder()))

@@ -167,8 +167,7 @@ def fine_tune(estimator, images, y, device):
             callbacks=callbacks,
             device=str(device),
             verbose=estimator.verbose,
-            **{f"optimizer__{name}": value for name, value in
-               fused_optimizer_kwargs(torch.optim.Adam, device).items()},
+            **fused_optimizer_kwargs(torch.optim.Adam, device, prefix="optimizer__"),
         )
         net.fit(dataset, y=None)
     for parameter in model.parameters():

@@ -252,10 +252,20 @@ def test_fitted_attributes(digits):
     (torch.optim.Adagrad, None),  # user classes are taken as given
 ])
 def test_fused_optimizers_where_torch_has_them(digits, optimizer, fused):
+    # (torch >= 2.4 has fused CPU kernels for Adam, AdamW and SGD.)
     X_train, _, _, _ = digits
     ae = fast_ae(max_iter=2, tol=None, optimizer=optimizer).fit(X_train)
     assert ae.net_.optimizer_.defaults.get("fused") is fused
     assert np.isfinite(ae.loss_curve_).all() and ae.loss_curve_[1] < ae.loss_curve_[0]
+
+
+def test_fused_support_is_probed_not_assumed():
+    from sklearn_replearn._engine import _fused_works, fused_optimizer_kwargs
+
+    # RMSprop takes no ``fused`` argument: the probe says no, nothing raises.
+    assert _fused_works(torch.optim.RMSprop, "cpu") is False
+    assert fused_optimizer_kwargs(torch.optim.Adam, "cpu", prefix="optimizer__") == {
+        "optimizer__fused": True}
 
 
 def test_early_stopping_restores_best_weights(digits):
