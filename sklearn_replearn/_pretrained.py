@@ -431,28 +431,43 @@ class PretrainedCNNFeatures(BaseRepresentation):
                              ensure_min_samples=1)
 
     def _feature_module(self, device, layer=None):
-        """The module computing the features, cached per layer and device.
+        """The module computing the features, cached per layer, device and compile.
 
-        Batch norms are folded into the convolutions before them (a copy:
-        ``model_`` keeps its own layers for plotting, pickling and tuning), and
-        the result is compiled when asked.
+        Batch norms are folded into the convolutions before them (in a copy:
+        ``model_`` keeps its own layers for plotting, pickling and tuning;
+        folding is checked on a random image), and the result is compiled
+        when asked. The cache is rebuilt when ``model_``'s weights change in
+        place (``load_state_dict``, a manual edit) or a layer is replaced.
         """
         runtime = self.__dict__.setdefault("_runtime", {})
+        fingerprint = _weights_fingerprint(self.model_)
+        if runtime.get("fingerprint") != fingerprint:
+            runtime.clear()
+            runtime["fingerprint"] = fingerprint
         layer = self.layer if layer is None else layer
-        key = (layer, str(device))
+        key = (layer, str(device), bool(self.compile))
         if key not in runtime:
             if next(self.model_.parameters(), torch.empty(0, device=device)).device \
                     != device:
                 self.model_.to(device)
                 runtime.clear()
+                runtime["fingerprint"] = _weights_fingerprint(self.model_)
             module = self.model_
             if layer is not None:
                 module = _NodeOutput(self.model_, layer)
-            module = fold_batch_norms(module.eval())
+            module = fold_batch_norms(module.eval(), example=self._random_image(device))
             if self.compile:
                 module = torch.compile(module)
             runtime[key] = module
         return runtime[key]
+
+    def _random_image(self, device):
+        """One random preprocessed-size image (checks the folded network)."""
+        generator = torch.Generator().manual_seed(0)
+        channels = self.preprocessing_["in_channels"] or 3
+        image = torch.randn(1, channels, *self._preprocessor().output_size,
+                            generator=generator)
+        return image.to(device).contiguous(memory_format=torch.channels_last)
 
     def _pool(self, output):
         if output.ndim == 2:
@@ -537,6 +552,13 @@ def _forget_input_features(estimator):
     for name in ("n_features_in_", "feature_names_in_"):
         if hasattr(estimator, name):
             delattr(estimator, name)
+
+
+def _weights_fingerprint(model):
+    """Changes whenever a weight or buffer of ``model`` is replaced or edited in
+    place (every in-place operation bumps a tensor's version counter)."""
+    return tuple((id(tensor), tensor._version) for tensor in
+                 (*model.parameters(), *model.buffers()))
 
 
 class _NodeOutput(nn.Module):

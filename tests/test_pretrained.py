@@ -347,8 +347,7 @@ def test_frozen_transform_has_no_trainable_parameter_and_no_grad(photos):
     assert not any(p.requires_grad for p in features.model_.parameters())
 
 
-def test_batch_norms_are_folded_for_inference_and_untraceable_modules_still_run(
-        photos):
+def test_batch_norms_are_folded_for_inference(photos):
     X, _ = photos
     features = resnet18().fit(X)
     ran = []
@@ -362,26 +361,80 @@ def test_batch_norms_are_folded_for_inference_and_untraceable_modules_still_run(
     # model_ itself keeps its batch norms (plots, pickles and fine-tuning see
     # the real layers), and running it directly gives the same features.
     assert any(isinstance(m, nn.BatchNorm2d) for m in features.model_.modules())
-    with torch.inference_mode():
-        batch = features._preprocessor().finish(
-            features._preprocessor().prepare(torch.from_numpy(X).permute(0, 3, 1, 2),
-                                             "X"))
-        unfolded = features.model_(batch).numpy()
+    unfolded = _unfolded_features(features, X)
     np.testing.assert_allclose(folded, unfolded, rtol=1e-4, atol=1e-5)
 
-    class DataDependent(nn.Module):  # symbolic tracing fails on the `if`
-        def __init__(self):
-            super().__init__()
-            self.conv, self.norm = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
 
-        def forward(self, x):
-            if x.sum() > 0:
-                x = x * 1.0
-            return self.norm(self.conv(x))
+def _unfolded_features(features, X):
+    """Features computed by ``model_`` itself (its batch norms not folded)."""
+    preprocess = features._preprocessor()
+    with torch.inference_mode():
+        batch = preprocess.finish(preprocess.prepare(
+            torch.from_numpy(X).permute(0, 3, 1, 2), "X"))
+        return features._pool(features.model_(batch)).numpy()
 
-    user = PretrainedCNNFeatures(DataDependent(), weights=None, image_size=16,
+
+class _DataDependent(nn.Module):
+    """Symbolic tracing fails on the ``if``: the module runs unfolded."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            x = x * 1.0
+        return self.norm(self.conv(x))
+
+
+class _TypeSwitch(_DataDependent):
+    """Tracing silently takes the other branch (a proxy is not a Tensor)."""
+
+    def forward(self, x):
+        if isinstance(x, torch.Tensor):
+            x = x * 2.0
+        return self.norm(self.conv(x))
+
+
+class _TiedConv(nn.Module):
+    """One convolution called twice: folding its first use would change both."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3)
+        self.conv, self.norm = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        x = torch.relu(self.norm(self.conv(self.stem(x))))
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("module_class", [_DataDependent, _TypeSwitch, _TiedConv])
+def test_user_modules_that_cannot_be_folded_safely_give_their_own_features(
+        photos, module_class):
+    X, _ = photos
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = module_class()
+    # Non-trivial batch-norm statistics, so that a wrong fold shows.
+    module.norm.running_mean.uniform_(-1, 1)
+    module.norm.running_var.uniform_(0.5, 2)
+    user = PretrainedCNNFeatures(module, weights=None, image_size=16,
                                  random_state=0).fit(X)
-    assert user.transform(X).shape == (len(X), 4)
+    np.testing.assert_allclose(user.transform(X), _unfolded_features(user, X),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_features_follow_weights_changed_in_place_after_fit(photos):
+    X, _ = photos
+    features = resnet18().fit(X)
+    before = features.transform(X)
+    with torch.no_grad():
+        features.model_.layer4[1].conv2.weight.mul_(0.5)
+    after = features.transform(X)
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, _unfolded_features(features, X), rtol=1e-4,
+                               atol=1e-5)
 
 
 def _state(module):
