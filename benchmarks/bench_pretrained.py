@@ -31,7 +31,6 @@ scales with the data).
 import argparse
 import contextlib
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -125,9 +124,13 @@ def bench_backbone(name, images, paths, args):
     return {key: statistics.median(values) for key, values in rates.items()}
 
 
-def _resident_mib():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mib(field):
+    """A memory figure of this process from /proc/self/status, in MiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def peak_growth(folder, n_images, batch_size, backbone):
@@ -137,10 +140,13 @@ def peak_growth(folder, n_images, batch_size, backbone):
     features = PretrainedCNNFeatures(backbone, weights=None, batch_size=batch_size,
                                      random_state=0).fit(make_images(1))
     features.transform(paths[:1])  # load kernels and caches outside the measure
-    before = _resident_mib()
+    # Reset the peak (VmHWM) to the current resident size, so that the peak
+    # read afterwards is the transform's own, not fit's or the warm-up's.
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    before = _status_mib("VmRSS")
     features.transform(paths)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return peak - before
+    return _status_mib("VmHWM") - before
 
 
 def memory_table(backbone):
