@@ -34,6 +34,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 
 from sklearn_replearn import AutoencoderTransformer
+from sklearn_replearn._engine import fused_optimizer_kwargs
 from sklearn_replearn.nn import make_mlp
 
 N_FEATURES, HIDDEN, CODE, LATENT = 784, 256, 32, 10
@@ -97,7 +98,9 @@ def fit_pca(X, batch_size, epochs):
 
 def fit_torch_loop_fused(X, batch_size, epochs):
     """The same loop with Adam(fused=True), as AutoencoderTransformer's engine."""
-    return fit_torch_loop(X, batch_size, epochs, fused=True)
+    # fused=True where this torch has the kernel (the CPU since torch 2.4).
+    fused = fused_optimizer_kwargs(torch.optim.Adam, "cpu").get("fused")
+    return fit_torch_loop(X, batch_size, epochs, fused=fused)
 
 
 CONTENDERS = {

@@ -50,6 +50,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from sklearn_replearn import VAETransformer
+from sklearn_replearn._engine import fused_optimizer_kwargs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_autoencoder import make_data  # noqa: E402
@@ -149,7 +150,9 @@ def problems(quick):
 
 
 def fit_torch_loop_fused(X, problem, device):
-    return fit_torch_loop(X, problem, device, fused=True)
+    # fused=True where this torch has the kernel (the CPU since torch 2.4).
+    fused = fused_optimizer_kwargs(torch.optim.Adam, device).get("fused")
+    return fit_torch_loop(X, problem, device, fused=fused)
 
 
 CONTENDERS = {"replearn": fit_replearn, "torch loop": fit_torch_loop,

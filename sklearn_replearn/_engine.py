@@ -93,7 +93,8 @@ def _fused_works(optimizer_class, device):
         optimizer = optimizer_class([parameter], lr=1e-3, fused=True)
         parameter.grad = torch.zeros_like(parameter)
         optimizer.step()
-    except (RuntimeError, TypeError, ValueError):
+    except (RuntimeError, TypeError, ValueError, AssertionError):
+        # (AssertionError: "Torch not compiled with CUDA enabled".)
         return False
     return True
 

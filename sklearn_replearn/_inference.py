@@ -111,11 +111,20 @@ def _fold_pairs(traced):
 
 
 def _same_output(module, folded, example):
-    with torch.inference_mode():
-        expected, output = module(example), folded(example)
+    """Whether ``folded`` matches ``module`` on ``example``.
+
+    The tolerance is relative to the largest output: convolutions in TF32 (the
+    default for cuDNN on recent GPUs) round to ~1e-3 of it, while a wrongly
+    folded network is off by about the output's own size.
+    """
+    try:
+        with torch.inference_mode():
+            expected, output = module(example), folded(example)
+    except Exception:  # noqa: BLE001 -- a folded network that fails is not used
+        return False
     if not (isinstance(expected, torch.Tensor) and isinstance(output, torch.Tensor)
             and expected.shape == output.shape):
         return False
     scale = float(expected.abs().max()) if expected.numel() else 0.0
-    return bool(torch.allclose(output, expected, rtol=1e-3,
-                               atol=1e-4 * max(scale, 1e-6)))
+    return bool(torch.allclose(output, expected, rtol=0.0,
+                               atol=5e-3 * max(scale, 1e-6)))

@@ -436,22 +436,26 @@ class PretrainedCNNFeatures(BaseRepresentation):
         Batch norms are folded into the convolutions before them (in a copy:
         ``model_`` keeps its own layers for plotting, pickling and tuning;
         folding is checked on a random image), and the result is compiled
-        when asked. The cache is rebuilt when ``model_``'s weights change in
-        place (``load_state_dict``, a manual edit) or a layer is replaced.
+        when asked. The cache is rebuilt when ``model_`` moves to another
+        device, when a weight or buffer changes in place (``load_state_dict``,
+        an in-place operation on a parameter) or is replaced, and when a layer
+        is replaced. Edits through ``parameter.data`` are not tracked by torch:
+        after those, call ``set_params`` (which clears the cache) or refit.
         """
         runtime = self.__dict__.setdefault("_runtime", {})
+        if not _on_device(self.model_, device):
+            # Outside inference mode (transform runs in it): the moved weights
+            # must stay ordinary tensors, which keep version counters.
+            with torch.inference_mode(False):
+                self.model_.to(device)
         fingerprint = _weights_fingerprint(self.model_)
         if runtime.get("fingerprint") != fingerprint:
             runtime.clear()
             runtime["fingerprint"] = fingerprint
         layer = self.layer if layer is None else layer
         key = (layer, str(device), bool(self.compile))
-        if key not in runtime:
-            if next(self.model_.parameters(), torch.empty(0, device=device)).device \
-                    != device:
-                self.model_.to(device)
-                runtime.clear()
-                runtime["fingerprint"] = _weights_fingerprint(self.model_)
+        module = runtime.get(key)
+        if module is None:
             module = self.model_
             if layer is not None:
                 module = _NodeOutput(self.model_, layer)
@@ -459,7 +463,12 @@ class PretrainedCNNFeatures(BaseRepresentation):
             if self.compile:
                 module = torch.compile(module)
             runtime[key] = module
-        return runtime[key]
+        return module
+
+    def set_params(self, **params):
+        """Set parameters (sklearn's ``set_params``); clears the feature cache."""
+        self.__dict__.pop("_runtime", None)
+        return super().set_params(**params)
 
     def _random_image(self, device):
         """One random preprocessed-size image (checks the folded network)."""
@@ -523,7 +532,9 @@ class PretrainedCNNFeatures(BaseRepresentation):
         return outputs
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: on Python >= 3.11 object.__getstate__ returns the live
+        # __dict__, and pickling must not empty this estimator's cache.
+        state = dict(super().__getstate__())
         state.pop("_runtime", None)
         model = state.get("model_")
         if model is not None and any(p.device.type != "cpu" for p in
@@ -554,11 +565,27 @@ def _forget_input_features(estimator):
             delattr(estimator, name)
 
 
+def _on_device(model, device):
+    """Whether ``model``'s weights are on ``device`` ("cuda" matches "cuda:0")."""
+    parameter = next(model.parameters(), None)
+    if parameter is None:
+        return True
+    if parameter.device.type != device.type:
+        return False
+    # One CPU ("cpu:0" is "cpu"); an accelerator without an index means any.
+    return (device.type == "cpu" or device.index is None
+            or parameter.device.index == device.index)
+
+
 def _weights_fingerprint(model):
-    """Changes whenever a weight or buffer of ``model`` is replaced or edited in
-    place (every in-place operation bumps a tensor's version counter)."""
-    return tuple((id(tensor), tensor._version) for tensor in
-                 (*model.parameters(), *model.buffers()))
+    """Changes when a weight or buffer of ``model`` is replaced, moved or edited
+    in place (in-place operations bump a tensor's version counter), and when
+    a layer is replaced."""
+    tensors = tuple(
+        (id(tensor), tensor.data_ptr(),
+         None if tensor.is_inference() else tensor._version)
+        for tensor in (*model.parameters(), *model.buffers()))
+    return tensors, tuple(id(module) for module in model.modules())
 
 
 class _NodeOutput(nn.Module):
@@ -575,16 +602,21 @@ class _NodeOutput(nn.Module):
 
 
 # --------------------------------------------------------------- batching
+# Largest batch (as float32 bytes, before resizing) resized on the GPU.
+_GPU_RESIZE_MAX_BYTES = 1 << 30
+
+
 def _prepared_batches(images, preprocess, batch_size, num_workers, device):
     """Yield ``(rows, batch)``: resized images of one batch, uint8 or float."""
     if isinstance(images, ArrayImages):
         # In-memory images are resized where the network runs: on a GPU the
         # CPU's resize and crop would bound the throughput (and uint8 images
         # copy 4x fewer bytes than the float batch).
-        move = device.type == "cuda"
         for rows in iter_row_batches(len(images), batch_size):
             batch = images.load_batch(rows)
-            if move:
+            # (Unless the batch is huge: resizing converts it to float32, and
+            # a batch of large photos would then fill the GPU's memory.)
+            if device.type == "cuda" and batch.numel() * 4 <= _GPU_RESIZE_MAX_BYTES:
                 batch = batch.to(device)
             yield rows, preprocess.prepare(batch, "X")
         return

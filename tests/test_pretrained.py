@@ -437,6 +437,38 @@ def test_features_follow_weights_changed_in_place_after_fit(photos):
                                atol=1e-5)
 
 
+def test_feature_cache_is_reused_kept_by_pickling_and_rebuilt_on_change(
+        photos, monkeypatch):
+    import sklearn_replearn._pretrained as pretrained
+
+    X, _ = photos
+    folds = []
+    real_fold = pretrained.fold_batch_norms
+    monkeypatch.setattr(pretrained, "fold_batch_norms",
+                        lambda module, example=None: folds.append(1) or real_fold(
+                            module, example=example))
+    # "cpu:0" names the device the weights are on ("cpu") with an index.
+    features = resnet18(device="cpu:0").fit(X)
+    expected = features.transform(X)
+    for _ in range(2):  # alternating layers reuses both cached modules
+        features.transform(X)
+        features.feature_maps(X, layer="layer3")
+    assert len(folds) == 2
+    # Pickling neither empties this estimator's cache nor moves its model.
+    pickle.dumps(features)
+    features.transform(X)
+    assert len(folds) == 2
+    # Replacing a layer (even one without weights) rebuilds the cache.
+    features.model_.avgpool = nn.AdaptiveMaxPool2d(1)
+    changed = features.transform(X)
+    assert len(folds) == 3 and not np.allclose(changed, expected)
+    np.testing.assert_allclose(changed, _unfolded_features(features, X), rtol=1e-4,
+                               atol=1e-5)
+    # So does set_params (pooling, layer, compile... all change the module).
+    features.set_params(batch_size=2).transform(X)
+    assert len(folds) == 4
+
+
 def _state(module):
     # On the CPU: the fitted model may live on a GPU (device="auto").
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in
