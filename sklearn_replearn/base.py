@@ -95,16 +95,17 @@ class BaseRepresentation(
             )
             return torch.device("cpu")
 
-    def _batched(self, function, X, n_outputs, device):
+    def _batched(self, function, X, n_outputs, device, batch_size=None):
         """Apply ``function`` to X in batches of ``batch_size`` rows on ``device``.
 
-        The result has X's float dtype (float32 or float64).
+        ``batch_size`` defaults to the estimator's. The result has X's float
+        dtype (float32 or float64).
         """
         return batched_apply(
             function,
             X,
             n_outputs=n_outputs,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size if batch_size is None else batch_size,
             device=device,
             out_dtype=X.dtype,
         )

@@ -211,6 +211,18 @@ def test_supervised_partial_fit_continues_adam_across_calls(digits):
     assert chunked.fit(X[:300])._optimizer_state is None
 
 
+def test_transform_tol_bounds_the_objective(digits):
+    X, _ = digits
+    dl = DictionaryLearner(n_components=64, alpha=0.3, max_iter=3, tol=None,
+                           random_state=0, device="cpu").fit(X)
+    exact = -dl.score(X)  # transform_tol=1e-4: within 0.01% of the optimum
+    codes = dl.transform(X)
+    loose = dl.set_params(transform_tol=1e-2)
+    # Each sample's duality gap certifies its objective within 1%.
+    assert exact / 1.0001 <= -loose.score(X) <= 1.01 * exact
+    assert not np.array_equal(loose.transform(X), codes)
+
+
 def test_dtype_and_device_fallback(digits):
     X, _ = digits
     dl = DictionaryLearner(n_components=8, alpha=0.3, max_iter=2, random_state=0,
