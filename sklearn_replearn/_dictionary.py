@@ -17,8 +17,8 @@ from .exceptions import TrainingDivergedError
 from .sparse import (
     differentiable_lasso_codes,
     init_dictionary,
-    lasso_fista,
     lasso_objective,
+    lasso_working_set,
     lipschitz_constant,
     omp,
     project_atoms,
@@ -515,7 +515,7 @@ class DictionaryLearner(BaseRepresentation):
     def _unsupervised_step(self, state, X, codes, index):
         """One online dictionary-learning step (Mairal et al. 2010) on a batch."""
         D = state.dictionary
-        Z, _ = lasso_fista(
+        Z, _ = lasso_working_set(
             X, D, self.alpha, init=codes[index], max_iter=_FIT_CODER_MAX_ITER,
             tol=_FIT_CODER_TOL, positive=self.positive_code,
         )
@@ -529,7 +529,7 @@ class DictionaryLearner(BaseRepresentation):
         """One task-driven step: lasso codes, head, and a gradient step on both."""
         D = state.dictionary
         with torch.no_grad():
-            Z, _ = lasso_fista(
+            Z, _ = lasso_working_set(
                 X, D, self.alpha, init=codes[index], max_iter=_FIT_CODER_MAX_ITER,
                 tol=_FIT_CODER_TOL, positive=self.positive_code,
             )
@@ -590,7 +590,7 @@ class DictionaryLearner(BaseRepresentation):
             lipschitz = lipschitz_constant(gram)
 
             def code(batch):
-                Z, _ = lasso_fista(
+                Z, _ = lasso_working_set(
                     batch, D, alpha, max_iter=self.transform_max_iter,
                     tol=self.transform_tol, positive=self.positive_code, gram=gram,
                     lipschitz=lipschitz,
@@ -678,7 +678,7 @@ class DictionaryLearner(BaseRepresentation):
         lipschitz = lipschitz_constant(gram)
 
         def objective(batch):
-            Z, _ = lasso_fista(
+            Z, _ = lasso_working_set(
                 batch, D, self.alpha, max_iter=self.transform_max_iter,
                 tol=self.transform_tol, positive=self.positive_code, gram=gram,
                 lipschitz=lipschitz,

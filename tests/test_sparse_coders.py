@@ -12,6 +12,7 @@ from sklearn_replearn.sparse import (
     lasso_duality_gap,
     lasso_fista,
     lasso_objective,
+    lasso_working_set,
     omp,
     soft_threshold,
     threshold_codes,
@@ -99,6 +100,61 @@ def test_fista_float64_is_exact_to_tolerance(digits_problem):
     Z, _ = lasso_fista(torch.tensor(X), torch.tensor(D), 0.5, tol=1e-12,
                        max_iter=20000)
     np.testing.assert_allclose(Z.numpy(), reference, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def overcomplete_problem():
+    """8x8 digit patches and 192 coherent atoms (noisy patches): an
+    overcomplete dictionary, where working sets pay off."""
+    images = load_digits().images[:300] / 16.0
+    rng = np.random.RandomState(0)
+    rows, cols = rng.randint(0, 5, 600), rng.randint(0, 5, 600)
+    X = np.stack([np.pad(images[i % 300], 2)[r:r + 8, c:c + 8].ravel()
+                  for i, (r, c) in enumerate(zip(rows, cols))])
+    D = X[rng.choice(len(X), 192, replace=False)] + 0.1 * rng.randn(192, 64)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    return X, D
+
+
+@pytest.mark.parametrize("positive", [False, True])
+def test_working_set_lasso_matches_lasso_lars_and_certifies_each_sample(
+        overcomplete_problem, positive):
+    X, D = overcomplete_problem
+    alpha = 0.5
+    reference = sparse_encode(X, D, algorithm="lasso_lars", alpha=alpha,
+                              positive=positive)
+    X_t, D_t = torch.tensor(X), torch.tensor(D)
+    for tol in (1e-2, 1e-4):
+        Z, n_iter = lasso_working_set(X_t, D_t, alpha, tol=tol, positive=positive)
+        gap, primal = lasso_duality_gap(X_t, D_t, Z, alpha, positive=positive)
+        assert bool((gap <= tol * primal).all())
+        ours = _objective(X, D, Z.numpy(), alpha)
+        theirs = _objective(X, D, reference, alpha)
+        # Each sample within its certified factor of LARS's (exact) optimum.
+        assert (ours <= theirs * (1 + tol) + 1e-9).all()
+        assert ours.mean() >= theirs.mean() * (1 - 1e-6)
+    if positive:
+        assert float(Z.min()) >= 0
+    # Far fewer full-dictionary products than plain FISTA needs.
+    _, fista_iter = lasso_fista(X_t, D_t, alpha, tol=1e-4, positive=positive)
+    assert fista_iter > 100 and n_iter < fista_iter
+
+
+def test_working_set_lasso_delegates_small_problems_and_finishes_hard_ones(
+        digits_problem, overcomplete_problem):
+    X, D = map(torch.tensor, digits_problem)  # 48 atoms: plain FISTA
+    torch.testing.assert_close(lasso_working_set(X, D, 0.3)[0],
+                               lasso_fista(X, D, 0.3)[0], rtol=0, atol=0)
+    X, D = map(torch.tensor, overcomplete_problem)
+    # No working-set round at all: plain FISTA finishes every sample.
+    Z, _ = lasso_working_set(X, D, 0.5, tol=1e-4, max_rounds=0)
+    gap, primal = lasso_duality_gap(X, D, Z, 0.5)
+    assert bool((gap <= 1e-4 * primal).all())
+    # A warm start at the solution is certified in the first round.
+    warm, n_warm = lasso_working_set(X, D, 0.5, tol=1e-4, init=Z)
+    assert n_warm == 40
+    torch.testing.assert_close(lasso_objective(X, D, warm, 0.5),
+                               lasso_objective(X, D, Z, 0.5), rtol=2e-4, atol=0)
 
 
 def _sparse_problem(n_samples=300, n_features=100, n_components=50, n_nonzero=5,

@@ -22,6 +22,7 @@ from ._updates import (
     update_dictionary,
     update_inner_stats,
 )
+from ._working_set import lasso_working_set
 
 __all__ = [
     "differentiable_lasso_codes",
@@ -30,6 +31,7 @@ __all__ = [
     "lasso_duality_gap",
     "lasso_fista",
     "lasso_objective",
+    "lasso_working_set",
     "lipschitz_constant",
     "omp",
     "project_atoms",
