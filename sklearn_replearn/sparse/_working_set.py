@@ -107,6 +107,9 @@ def lasso_working_set(
     rows = torch.arange(X.shape[0], device=X.device)  # the samples not yet solved
     width, n_iter = working_size, 0
     for _ in range(max_rounds):
+        # Room for every atom in use plus as many candidates.
+        in_use = int((Z[rows] != 0).sum(dim=1).max())
+        width = max(width, 2 * in_use)
         if width > n_components // 2:
             break  # as many atoms as that: plain FISTA is as fast
         codes = _solve_on_working_sets(Z[rows], correlations[rows], gram, alpha,
