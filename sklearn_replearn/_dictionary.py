@@ -116,12 +116,14 @@ class DictionaryLearner(BaseRepresentation):
         Atoms per sample for ``"omp"``. None uses
         ``min(max(n_features // 10, 1), n_components)``, as scikit-learn.
     transform_max_iter : int, default=1000
-        Maximum FISTA iterations of the lasso in ``transform`` and ``score``.
+        Maximum iterations of the lasso coder in ``transform`` and ``score``
+        (FISTA's, working-set rounds included).
     transform_tol : float, default=1e-4
         Each sample's lasso code in ``transform`` and ``score`` stops once its
         duality gap certifies an objective within a factor
         ``1 + transform_tol`` of the optimum. ``1e-2`` (within 1%) codes
-        2-3x faster; in float32, values below ~1e-6 are rounding noise.
+        2-3x faster. In float32, values below ~1e-6 are rounding noise: the
+        coder then runs ``transform_max_iter`` iterations.
     positive_code : bool, default=False
         Constrain codes to be non-negative (not available with ``"omp"``).
     positive_dict : bool, default=False
@@ -657,7 +659,10 @@ class DictionaryLearner(BaseRepresentation):
         ``transform_algorithm``), so the score is the negated training
         objective ``0.5 * ||x - code @ components_||^2 + alpha * ||code||_1``
         averaged over samples, comparable across models and with
-        scikit-learn's ``MiniBatchDictionaryLearning``.
+        scikit-learn's ``MiniBatchDictionaryLearning``. Each sample's code is
+        certified within a factor ``1 + transform_tol`` of its optimum, so
+        the score is at most that much below the exact one: compare models
+        at the same ``transform_tol``.
 
         Parameters
         ----------

@@ -158,6 +158,22 @@ def test_working_set_lasso_delegates_small_problems_and_finishes_hard_ones(
                                lasso_objective(X, D, Z, 0.5), rtol=2e-4, atol=0)
 
 
+def test_working_set_lasso_on_symmetric_atoms_and_within_max_iter():
+    # Atoms +u and -u: an all-ones power-iteration start is orthogonal to the
+    # top eigenvector of such working sets (step sizes of ~1e37 gave NaN
+    # codes that compared as "certified").
+    g = torch.Generator().manual_seed(0)
+    U = torch.nn.functional.normalize(torch.randn(64, 20, generator=g), dim=1)
+    D = torch.cat([U, -U])
+    X = torch.randn(30, 20, generator=g)
+    Z, n_iter = lasso_working_set(X, D, 0.5, tol=1e-4)
+    assert bool(torch.isfinite(Z).all())
+    gap, primal = lasso_duality_gap(X, D, Z, 0.5)
+    assert bool((gap <= 1e-4 * primal).all())
+    # max_iter bounds all iterations, rounds included.
+    assert lasso_working_set(X, D, 0.5, tol=1e-12, max_iter=50)[1] <= 50
+
+
 def _sparse_problem(n_samples=300, n_features=100, n_components=50, n_nonzero=5,
                     seed=0):
     rng = np.random.RandomState(seed)

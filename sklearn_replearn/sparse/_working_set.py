@@ -15,7 +15,7 @@ tolerance: only the route there is shorter.
 
 import torch
 
-from ._coders import lasso_duality_gap, lasso_fista, soft_threshold
+from ._coders import lasso_duality_gap, lasso_fista, lipschitz_constant, soft_threshold
 
 __all__ = ["lasso_working_set"]
 
@@ -23,6 +23,8 @@ __all__ = ["lasso_working_set"]
 # cheap (digits patches, k=64: working sets took 1.1-1.4x FISTA's time, while
 # at k=256 they took a sixth to a ninth of it).
 _PLAIN_FISTA_MAX_ATOMS = 64
+# Most floats in one batch of (rows, width, width) working-set Gram matrices.
+_GATHER_BUDGET = 1 << 24
 
 
 def lasso_working_set(
@@ -58,7 +60,8 @@ def lasso_working_set(
     init : torch.Tensor of shape (n, k), default=None
         Starting codes (their supports seed the working sets).
     max_iter : int, default=1000
-        Iterations of the plain-FISTA finish for samples still uncertified.
+        Iterations in all: working-set rounds count ``inner_iter`` each, and
+        plain FISTA finishes the samples still uncertified with the rest.
     tol : float, default=1e-4
         Relative duality gap at which a sample is solved.
     positive : bool, default=False
@@ -73,14 +76,15 @@ def lasso_working_set(
     inner_iter : int, default=40
         FISTA iterations on the working sets per round.
     max_rounds : int, default=6
-        Rounds (while working sets are at most half the dictionary) before
-        the remaining samples are finished by plain FISTA.
+        Rounds (while working sets are at most a quarter of the dictionary)
+        before the remaining samples are finished by plain FISTA.
 
     Returns
     -------
     Z : torch.Tensor of shape (n, k)
     n_iter : int
-        Working-set iterations plus those of the plain-FISTA finish, if any.
+        Iterations run by the slowest sample: ``inner_iter`` per working-set
+        round, plus those of the plain-FISTA finish, if any.
 
     Examples
     --------
@@ -111,30 +115,42 @@ def lasso_working_set(
         if positive:
             Z.clamp_(min=0)
     rows = torch.arange(X.shape[0], device=X.device)  # the samples not yet solved
+    # Largest eigenvalue of the whole Gram matrix: it bounds every submatrix's.
+    if lipschitz is None:
+        lipschitz = lipschitz_constant(gram)
     width, n_iter = working_size, 0
     for _ in range(max_rounds):
         # Room for every atom in use plus as many candidates.
         in_use = int((Z[rows] != 0).sum(dim=1).max())
         width = max(width, 2 * in_use)
-        if width > n_components // 2:
-            break  # as many atoms as that: plain FISTA is as fast
-        codes = _solve_on_working_sets(Z[rows], correlations[rows], gram, alpha,
-                                       width, inner_iter, positive)
+        if width > n_components // 4 or n_iter + inner_iter > max_iter:
+            break  # working sets that wide: plain FISTA is as fast
+        codes = torch.cat([
+            _solve_on_working_sets(Z[chunk], correlations[chunk], gram, alpha, width,
+                                   inner_iter, positive, lipschitz)
+            for chunk in rows.split(max(1, _GATHER_BUDGET // (width * width)))
+        ])
         n_iter += inner_iter
+        # A sample whose round went wrong (non-finite codes) keeps its codes.
+        failed = ~torch.isfinite(codes).all(dim=1)
+        codes[failed] = Z[rows[failed]]
         gap, primal = lasso_duality_gap(X[rows], D, codes, alpha, positive=positive)
         Z[rows] = codes
-        rows = rows[gap > tol * primal]
+        rows = rows[~(gap <= tol * primal)]  # NaN gaps are not solved
         if rows.numel() == 0:
             return Z, n_iter
         width *= 2
-    rest, rest_iter = lasso_fista(X[rows], D, alpha, init=Z[rows], max_iter=max_iter,
-                                  tol=tol, positive=positive, gram=gram,
+    if n_iter >= max_iter:
+        return Z, n_iter
+    rest, rest_iter = lasso_fista(X[rows], D, alpha, init=Z[rows],
+                                  max_iter=max_iter - n_iter, tol=tol,
+                                  positive=positive, gram=gram,
                                   correlations=correlations[rows], lipschitz=lipschitz)
     Z[rows] = rest
     return Z, n_iter + rest_iter
 
 
-def _solve_on_working_sets(Z, C, gram, alpha, width, n_iter, positive):
+def _solve_on_working_sets(Z, C, gram, alpha, width, n_iter, positive, lipschitz):
     """FISTA on each row's ``width`` likeliest atoms; returns full-width codes."""
     # Priority: the current support, then the largest optimality violations
     # |c_j - (z G)_j| (positive codes: the largest positive ones).
@@ -146,7 +162,7 @@ def _solve_on_working_sets(Z, C, gram, alpha, width, n_iter, positive):
     gram_w = gram[atoms.unsqueeze(2), atoms.unsqueeze(1)]             # (m, w, w)
     corr_w = torch.gather(C, 1, atoms)
     z = torch.gather(Z, 1, atoms)
-    step = 1.0 / _largest_eigenvalues(gram_w)                        # (m, 1)
+    step = 1.0 / _step_bounds(gram_w, lipschitz)                     # (m, 1)
     threshold = alpha * step
     y, t = z, 1.0
     for _ in range(n_iter):
@@ -158,16 +174,26 @@ def _solve_on_working_sets(Z, C, gram, alpha, width, n_iter, positive):
     return torch.zeros_like(Z).scatter_(1, atoms, z)
 
 
-def _largest_eigenvalues(matrices, n_iter=10):
-    """Upper estimates of each PSD matrix's largest eigenvalue, shape (m, 1).
+def _step_bounds(matrices, lipschitz, n_iter=10):
+    """Each PSD matrix's largest eigenvalue, estimated from above, shape (m, 1).
 
-    Power iteration, with a 10% margin: a step size from a slight
-    underestimate could make FISTA diverge on that sample (the certificate
-    would then reject its code, but the round would be wasted).
+    A power-iteration estimate with a 10% margin, kept between two sure
+    bounds: the largest diagonal entry (below it, the eigenvalue cannot be)
+    and the smaller of ``lipschitz`` (the whole Gram matrix's) and the
+    Gershgorin bound (above them, it cannot be). Too small a value would let
+    FISTA diverge on that sample; the caller's certificate would reject it.
     """
-    v = matrices.new_ones(matrices.shape[:2]).unsqueeze(2)
+    n, w = matrices.shape[:2]
+    # A start vector with no sign pattern in common with typical atom sets
+    # (all-ones can be orthogonal to the top eigenvector, e.g. for +u and -u).
+    start = torch.cos(torch.arange(1, w + 1, dtype=matrices.dtype,
+                                   device=matrices.device) * 1.7)
+    v = start.expand(n, w).unsqueeze(2)
     for _ in range(n_iter):
         v = torch.bmm(matrices, v)
         v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp(min=1e-30)
-    rayleigh = (torch.bmm(matrices, v) * v).sum(dim=1)
-    return 1.1 * rayleigh.clamp(min=torch.finfo(matrices.dtype).tiny)
+    estimate = 1.1 * (torch.bmm(matrices, v) * v).sum(dim=1)
+    below = torch.diagonal(matrices, dim1=1, dim2=2).amax(dim=1, keepdim=True)
+    above = matrices.abs().sum(dim=2).amax(dim=1, keepdim=True).clamp(max=lipschitz)
+    tiny = torch.finfo(matrices.dtype).tiny
+    return torch.minimum(torch.maximum(estimate, below), above).clamp(min=tiny)
