@@ -184,8 +184,9 @@ def _step_bounds(matrices, lipschitz, n_iter=10):
     FISTA diverge on that sample; the caller's certificate would reject it.
     """
     n, w = matrices.shape[:2]
-    # A start vector with no sign pattern in common with typical atom sets
-    # (all-ones can be orthogonal to the top eigenvector, e.g. for +u and -u).
+    # An irregular start vector: all-ones is orthogonal to the top
+    # eigenvector of symmetric atom sets such as {+u, -u} (the bounds below
+    # keep the step safe should this one be unlucky too).
     start = torch.cos(torch.arange(1, w + 1, dtype=matrices.dtype,
                                    device=matrices.device) * 1.7)
     v = start.expand(n, w).unsqueeze(2)
