@@ -583,21 +583,27 @@ class DictionaryLearner(BaseRepresentation):
         """Rows coded at once by ``transform`` and ``score``."""
         return max(self.batch_size, _CODING_CHUNK_ROWS)
 
+    def _lasso_coder(self, D, gram, alpha):
+        """Lasso codes of a batch over ``D`` at ``alpha`` (transform and score)."""
+        lipschitz = lipschitz_constant(gram)
+
+        def code(batch):
+            Z, _ = lasso_working_set(
+                batch, D, alpha, max_iter=self.transform_max_iter,
+                tol=self.transform_tol, positive=self.positive_code, gram=gram,
+                lipschitz=lipschitz,
+            )
+            return Z
+
+        return code
+
     def _coder(self, algorithm, device):
         """A function mapping a float32 batch to its codes, for ``_batched``."""
         D = as_tensor(self.components_, device=device)
         gram = D @ D.T
         alpha = self.alpha if self.transform_alpha is None else self.transform_alpha
         if algorithm in _LASSO_ALGORITHMS:
-            lipschitz = lipschitz_constant(gram)
-
-            def code(batch):
-                Z, _ = lasso_working_set(
-                    batch, D, alpha, max_iter=self.transform_max_iter,
-                    tol=self.transform_tol, positive=self.positive_code, gram=gram,
-                    lipschitz=lipschitz,
-                )
-                return Z
+            code = self._lasso_coder(D, gram, alpha)
 
         elif algorithm == "omp":
             if self.positive_code:
@@ -679,16 +685,10 @@ class DictionaryLearner(BaseRepresentation):
         X = self._validate_X(X, reset=False)
         device = self._inference_device()
         D = as_tensor(self.components_, device=device)
-        gram = D @ D.T
-        lipschitz = lipschitz_constant(gram)
+        code = self._lasso_coder(D, D @ D.T, self.alpha)
 
         def objective(batch):
-            Z, _ = lasso_working_set(
-                batch, D, self.alpha, max_iter=self.transform_max_iter,
-                tol=self.transform_tol, positive=self.positive_code, gram=gram,
-                lipschitz=lipschitz,
-            )
-            return lasso_objective(batch, D, Z, self.alpha)[:, None]
+            return lasso_objective(batch, D, code(batch), self.alpha)[:, None]
 
         values = self._batched(objective, X, 1, device, batch_size=self._coding_rows())
         return -float(np.mean(values, dtype=np.float64))

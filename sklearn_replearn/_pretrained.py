@@ -327,10 +327,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
 
     def _probe_width(self, device):
         """Output width of the feature module, from one blank image."""
-        size = self._preprocessor().output_size
-        channels = self.preprocessing_["in_channels"] or 3
-        probe = torch.zeros(1, channels, *size, device=device).contiguous(
-            memory_format=torch.channels_last)
+        probe = self._one_image(device, random=False)
         try:
             with torch.inference_mode():
                 output = self._pool(self._feature_module(device)(probe))
@@ -459,7 +456,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
             module = self.model_
             if layer is not None:
                 module = _NodeOutput(self.model_, layer)
-            module = fold_batch_norms(module.eval(), example=self._random_image(device))
+            module = fold_batch_norms(module.eval(),
+                                      example=self._one_image(device, random=True))
             if self.compile:
                 module = torch.compile(module)
             runtime[key] = module
@@ -470,12 +468,13 @@ class PretrainedCNNFeatures(BaseRepresentation):
         self.__dict__.pop("_runtime", None)
         return super().set_params(**params)
 
-    def _random_image(self, device):
-        """One random preprocessed-size image (checks the folded network)."""
-        generator = torch.Generator().manual_seed(0)
-        channels = self.preprocessing_["in_channels"] or 3
-        image = torch.randn(1, channels, *self._preprocessor().output_size,
-                            generator=generator)
+    def _one_image(self, device, random):
+        """A batch of one preprocessed-size image: blank (to probe the output
+        width) or random, from a fixed seed (to check the folded network)."""
+        shape = (1, self.preprocessing_["in_channels"] or 3,
+                 *self._preprocessor().output_size)
+        image = (torch.randn(shape, generator=torch.Generator().manual_seed(0))
+                 if random else torch.zeros(shape))
         return image.to(device).contiguous(memory_format=torch.channels_last)
 
     def _pool(self, output):
