@@ -9,6 +9,7 @@ from sklearn.decomposition import sparse_encode
 from sklearn_replearn.sparse import (
     differentiable_lasso_codes,
     init_dictionary,
+    lasso_active_set,
     lasso_duality_gap,
     lasso_fista,
     lasso_objective,
@@ -172,6 +173,60 @@ def test_working_set_lasso_on_symmetric_atoms_and_within_max_iter():
     assert bool((gap <= 1e-4 * primal).all())
     # max_iter bounds all iterations, rounds included.
     assert lasso_working_set(X, D, 0.5, tol=1e-12, max_iter=50)[1] <= 50
+
+
+@pytest.mark.parametrize("positive", [False, True])
+@pytest.mark.parametrize("problem", ["digits_problem", "overcomplete_problem"])
+def test_active_set_lasso_matches_lasso_lars_cold_and_warm(request, problem,
+                                                           positive):
+    X, D = request.getfixturevalue(problem)
+    alpha = 0.5
+    reference = _objective(X, D, sparse_encode(X, D, algorithm="lasso_lars",
+                                               alpha=alpha, positive=positive),
+                           alpha)
+    X_t, D_t = torch.tensor(X), torch.tensor(D)
+    # Cold: Newton steps from zero, with the first-order finish.
+    Z, _ = lasso_active_set(X_t, D_t, alpha, tol=1e-4, positive=positive)
+    gap, primal = lasso_duality_gap(X_t, D_t, Z, alpha, positive=positive)
+    assert bool((gap <= 1e-4 * primal).all())
+    assert (_objective(X, D, Z.numpy(), alpha) <= reference * (1 + 1e-4) + 1e-9).all()
+    if positive:
+        assert float(Z.min()) >= 0
+    # Warm, from the codes over a slightly moved dictionary (as between
+    # epochs of a fit): a few Newton steps solve every sample, where FISTA
+    # needs far more iterations.
+    rng = np.random.RandomState(1)
+    moved = D + 0.01 * rng.randn(*D.shape)
+    moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+    M_t = torch.tensor(moved)
+    # max_iter=8: Newton steps only, no first-order finish.
+    warm, _ = lasso_active_set(X_t, M_t, alpha, init=Z, tol=1e-4, positive=positive,
+                               max_iter=8)
+    gap, primal = lasso_duality_gap(X_t, M_t, warm, alpha, positive=positive)
+    assert bool((gap <= 1e-4 * primal).all())
+    _, fista_iter = lasso_fista(X_t, M_t, alpha, init=Z, tol=1e-4, positive=positive)
+    assert fista_iter > 200
+
+
+def test_active_set_lasso_survives_dependent_atoms_and_respects_max_iter():
+    # Atoms +u, -u and a duplicate of u: singular support systems (Cholesky
+    # failures) must neither give NaN codes nor count as solved.
+    g = torch.Generator().manual_seed(0)
+    U = torch.nn.functional.normalize(torch.randn(20, 10, generator=g), dim=1)
+    D = torch.cat([U, -U, U[:5]])
+    X = torch.randn(40, 10, generator=g)
+    Z, _ = lasso_active_set(X, D, 0.3, tol=1e-4)
+    assert bool(torch.isfinite(Z).all())
+    gap, primal = lasso_duality_gap(X, D, Z, 0.3)
+    assert bool((gap <= 1e-4 * primal).all())
+    # max_iter bounds Newton steps and the finish together.
+    assert lasso_active_set(X, D, 0.3, tol=1e-12, max_iter=5)[1] <= 5
+    assert lasso_active_set(X, D, 0.3, tol=1e-12, max_iter=20)[1] <= 20
+    # alpha = 0 (least squares) is handed to the first-order coders.
+    Z0, _ = lasso_active_set(X, D[:8], 0.0, tol=1e-6, max_iter=5000)
+    np.testing.assert_allclose((Z0 @ D[:8]).numpy(),
+                               (torch.linalg.lstsq(D[:8].T, X.T).solution.T
+                                @ D[:8]).numpy(), atol=1e-3)
 
 
 def _sparse_problem(n_samples=300, n_features=100, n_components=50, n_nonzero=5,

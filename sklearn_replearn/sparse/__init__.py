@@ -5,6 +5,7 @@ any device and can be tested on their own. Dictionaries hold one atom per row,
 shape ``(n_components, n_features)``, like ``components_``.
 """
 
+from ._active_set import lasso_active_set
 from ._coders import (
     gram_and_correlations,
     lasso_duality_gap,
@@ -28,6 +29,7 @@ __all__ = [
     "differentiable_lasso_codes",
     "gram_and_correlations",
     "init_dictionary",
+    "lasso_active_set",
     "lasso_duality_gap",
     "lasso_fista",
     "lasso_objective",

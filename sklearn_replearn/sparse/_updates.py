@@ -94,12 +94,15 @@ def init_dictionary(X, n_components, *, positive=False):
     return D / norms
 
 
-def update_inner_stats(A, B, Z, X, step):
+def update_inner_stats(A, B, Z, X, step, *, forget_exponent=1.0):
     """Fold one minibatch of codes into the sufficient statistics, in place.
 
-    Past statistics are down-weighted with the forgetting factor of Mairal et
-    al. (2010, section 3.4), on the same schedule as scikit-learn's
-    ``MiniBatchDictionaryLearning``, so early (poor) codes are forgotten.
+    Past statistics are down-weighted by a forgetting factor ``beta`` on the
+    schedule of scikit-learn's ``MiniBatchDictionaryLearning``, raised to the
+    power ``forget_exponent`` ("scaling the past data", Mairal et al. 2010,
+    section 3.4). With exponent 1 (scikit-learn's choice) every past
+    minibatch keeps the same weight; larger exponents forget the early codes,
+    computed with a poor dictionary, sooner.
 
     Parameters
     ----------
@@ -111,13 +114,26 @@ def update_inner_stats(A, B, Z, X, step):
         The minibatch.
     step : int
         Number of minibatch steps taken before this one.
+    forget_exponent : float, default=1.0
+        Exponent on scikit-learn's forgetting factor (0: never forget).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_replearn.sparse import update_inner_stats
+    >>> A, B = torch.ones(2, 2), torch.ones(2, 3)
+    >>> Z, X = torch.eye(2), torch.ones(2, 3)
+    >>> update_inner_stats(A, B, Z, X, step=1)  # beta = 3 / 5
+    >>> A
+    tensor([[1.1000, 0.6000],
+            [0.6000, 1.1000]])
     """
     batch_size = X.shape[0]
     if step < batch_size - 1:
         theta = (step + 1) * batch_size
     else:
         theta = batch_size**2 + step + 1 - batch_size
-    beta = (theta + 1 - batch_size) / (theta + 1)
+    beta = ((theta + 1 - batch_size) / (theta + 1)) ** forget_exponent
     A.mul_(beta).add_(Z.T @ Z, alpha=1.0 / batch_size)
     B.mul_(beta).add_(Z.T @ X, alpha=1.0 / batch_size)
 

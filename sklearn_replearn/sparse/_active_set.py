@@ -1,0 +1,210 @@
+"""The lasso by Newton steps on each sample's active set (warm starts).
+
+Once a lasso code's support and signs are known, the code is the solution of
+a small linear system: on the support ``S``, ``G_SS z_S = c_S - alpha * s_S``
+(``G = D @ D.T``, ``c = D @ x``, ``s`` the signs), and zero elsewhere. The
+primal-dual active-set method (a semismooth Newton method for the lasso;
+Hintermueller, Ito & Kunisch, 2002) guesses the support from one gradient
+step, ``u = z - (z G - c)``: the atoms with ``|u_j| > alpha``, with the signs
+of ``u``. It solves the system and repeats, and stops when the guess no
+longer changes. From a warm start whose support is nearly right, as in online
+dictionary learning, where the dictionary moves a little between epochs, it
+takes 2-5 steps. FISTA needs hundreds of iterations there when the
+dictionary is badly conditioned (digits, k=64: 2.4 ms against 15 ms for a
+256-row batch).
+
+Newton steps are not monotone and can cycle from a poor start, so each
+sample keeps its best code so far, every code is certified by its duality
+gap on the whole problem, and the samples still uncertified after
+``max_newton`` steps are finished by the first-order coders from their best
+code. The guarantee is therefore the same as ``lasso_fista``'s.
+"""
+
+import torch
+
+from ._coders import lasso_duality_gap, lasso_objective, lipschitz_constant
+from ._working_set import lasso_working_set
+
+__all__ = ["lasso_active_set"]
+
+# Most floats in one batch of (rows, width, width) support Gram matrices.
+_GATHER_BUDGET = 1 << 24
+# Relative ridge on the support systems: keeps the Cholesky factorisation of
+# nearly dependent atoms finite; the certificate judges the (tiny) bias.
+_RIDGE = 1e-6
+
+
+def lasso_active_set(
+    X,
+    D,
+    alpha,
+    *,
+    init=None,
+    max_iter=1000,
+    tol=1e-4,
+    positive=False,
+    gram=None,
+    correlations=None,
+    lipschitz=None,
+    max_newton=8,
+    max_new_atoms=2,
+):
+    """Solve the lasso for every row of ``X`` by active-set Newton steps.
+
+    Same problem, arguments and guarantee as :func:`lasso_fista`: each
+    sample's objective ``0.5 * ||x - z @ D||^2 + alpha * ||z||_1`` ends within
+    a factor ``1 + tol`` of its optimum, certified by its duality gap. Made
+    for warm starts (``init`` close to the solution); from zeros it grows the
+    supports ``max_new_atoms`` atoms per step.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n, p)
+    D : torch.Tensor of shape (k, p)
+        Dictionary, one atom per row.
+    alpha : float
+        Weight of the L1 penalty.
+    init : torch.Tensor of shape (n, k), default=None
+        Starting codes; their supports and signs are the first guesses.
+    max_iter : int, default=1000
+        Iterations in all: each Newton step counts one, and
+        :func:`lasso_working_set` finishes the uncertified samples with the
+        rest.
+    tol : float, default=1e-4
+        Relative duality gap at which a sample is solved.
+    positive : bool, default=False
+        Constrain the codes to be non-negative.
+    gram, correlations : torch.Tensor, default=None
+        Precomputed ``D @ D.T`` and ``X @ D.T``.
+    lipschitz : float, default=None
+        Precomputed largest eigenvalue of ``gram`` (for the finish).
+    max_newton : int, default=8
+        Newton steps before the first-order finish.
+    max_new_atoms : int, default=2
+        Atoms a sample's support may gain per step (the largest optimality
+        violations first): from a poor start, a guess that adds every
+        violating atom at once is often far off.
+
+    Returns
+    -------
+    Z : torch.Tensor of shape (n, k)
+    n_iter : int
+        Newton steps, plus the iterations of the finish, if any.
+
+    References
+    ----------
+    Hintermueller, M., Ito, K., & Kunisch, K. (2002). The primal-dual active
+    set strategy as a semismooth Newton method. SIAM J. Optimization, 13(3).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_replearn.sparse import lasso_active_set, lasso_duality_gap
+    >>> g = torch.Generator().manual_seed(0)
+    >>> D = torch.nn.functional.normalize(torch.randn(40, 30, generator=g), dim=1)
+    >>> X = torch.randn(50, 30, generator=g)
+    >>> Z, n_iter = lasso_active_set(X, D, alpha=1.0, tol=1e-4)
+    >>> gap, primal = lasso_duality_gap(X, D, Z, 1.0)
+    >>> bool((gap <= 1e-4 * primal).all())
+    True
+    """
+    if gram is None:
+        gram = D @ D.T
+    if correlations is None:
+        correlations = X @ D.T
+    X = X.to(dtype=correlations.dtype)
+    n_samples, n_components = correlations.shape
+    if init is None:
+        Z = correlations.new_zeros((n_samples, n_components))
+    else:
+        Z = init.to(dtype=correlations.dtype, copy=True)
+        if positive:
+            Z.clamp_(min=0)
+    if n_samples == 0 or n_components == 0:
+        return Z, 0
+    if alpha == 0:
+        # Least squares: every atom is active, no support to guess.
+        return lasso_working_set(X, D, alpha, init=Z, max_iter=max_iter, tol=tol,
+                                 positive=positive, gram=gram,
+                                 correlations=correlations, lipschitz=lipschitz)
+    best = Z  # each sample's lowest-objective code so far (rows of ``rows``)
+    best_objective = lasso_objective(X, D, Z, alpha)
+    rows = torch.arange(n_samples, device=X.device)  # samples not yet solved
+    codes = Z.clone()
+    n_steps = 0
+    for n_steps in range(1, min(max_newton, max_iter) + 1):
+        C = correlations[rows]
+        Z = _newton_step(Z, C, gram, alpha, positive, max_new_atoms)
+        gap, objective = lasso_duality_gap(X[rows], D, Z, alpha, positive=positive)
+        improved = objective <= best_objective  # False for NaN codes
+        best = torch.where(improved[:, None], Z, best)
+        best_objective = torch.where(improved, objective, best_objective)
+        # A certified step is solved (and the best code: it is within tol of
+        # the optimum, and no code is below the optimum).
+        solved = improved & (gap <= tol * objective)
+        codes[rows[solved]] = best[solved]
+        keep = ~solved
+        rows, Z, best, best_objective = (rows[keep], Z[keep], best[keep],
+                                         best_objective[keep])
+        if rows.numel() == 0:
+            return codes, n_steps
+        # A failed step (NaN) restarts that sample from its best code.
+        Z = torch.where(torch.isfinite(Z).all(dim=1, keepdim=True), Z, best)
+    codes[rows] = best
+    if n_steps >= max_iter:
+        return codes, n_steps
+    rest, rest_iter = lasso_working_set(
+        X[rows], D, alpha, init=best, max_iter=max_iter - n_steps, tol=tol,
+        positive=positive, gram=gram, correlations=correlations[rows],
+        lipschitz=lipschitz_constant(gram) if lipschitz is None else lipschitz,
+    )
+    codes[rows] = rest
+    return codes, n_steps + rest_iter
+
+
+def _newton_step(Z, C, gram, alpha, positive, max_new_atoms):
+    """One primal-dual active-set step for every row: guess, then solve."""
+    # A unit gradient step (atoms have norm at most one, so the Gram
+    # diagonal is at most one): its entries beyond alpha are the guess.
+    guess = torch.addmm(C, Z, gram, alpha=-1.0).add_(Z)
+    excess = (guess if positive else guess.abs()) - alpha
+    active = excess > 0
+    new = active & (Z == 0)
+    limit = min(max_new_atoms, Z.shape[1])
+    if limit < Z.shape[1]:
+        # Keep only the largest few new violations per sample.
+        top = torch.where(new, excess, -torch.inf).topk(limit, dim=1).indices
+        allowed = torch.zeros_like(active).scatter_(1, top, True)
+        active = (active & (Z != 0)) | (new & allowed)
+    signs = torch.ones_like(guess) if positive else torch.sign(guess)
+    width = max(int(active.sum(dim=1).max()), 1)
+    chunk = max(1, _GATHER_BUDGET // (width * width))
+    solved = [
+        _solve_supports(C[part], gram, active[part], signs[part], alpha, width)
+        for part in torch.arange(Z.shape[0], device=Z.device).split(chunk)
+    ]
+    Z_new = torch.cat(solved)
+    if positive:
+        Z_new.clamp_(min=0)
+    return Z_new
+
+
+def _solve_supports(C, gram, active, signs, alpha, width):
+    """``G_SS z_S = c_S - alpha s_S`` on each row's support, by batched Cholesky.
+
+    Rows whose system is not positive definite come back as NaN.
+    """
+    # The support first (stable sort keeps atom order), padded to ``width``
+    # by inactive atoms whose rows of the system are the identity.
+    atoms = torch.argsort(active.to(torch.int8), dim=1, descending=True,
+                          stable=True)[:, :width]
+    mask = torch.gather(active, 1, atoms).to(C.dtype)                # (m, w)
+    system = gram[atoms.unsqueeze(2), atoms.unsqueeze(1)]              # (m, w, w)
+    system = system * (mask.unsqueeze(2) * mask.unsqueeze(1))
+    ridge = _RIDGE * torch.diagonal(system, dim1=1, dim2=2).amax(dim=1)
+    system = system + torch.diag_embed((1.0 - mask) + ridge.unsqueeze(1) * mask)
+    rhs = (torch.gather(C, 1, atoms) - alpha * torch.gather(signs, 1, atoms)) * mask
+    factor, info = torch.linalg.cholesky_ex(system)
+    z = torch.cholesky_solve(rhs.unsqueeze(2), factor).squeeze(2) * mask
+    z = torch.where((info == 0).unsqueeze(1), z, torch.nan)
+    return torch.zeros_like(C).scatter_(1, atoms, z)
