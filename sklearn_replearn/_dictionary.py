@@ -76,8 +76,9 @@ class DictionaryLearner(BaseRepresentation):
         mean over samples of  0.5 * ||x - code @ components_||^2 + alpha * ||code||_1
 
     with online dictionary learning (Mairal et al., 2010): minibatch codes by
-    a batched FISTA lasso solver warm-started from the previous epoch,
-    sufficient statistics with forgetting, and block-coordinate atom updates.
+    batched Newton steps on each sample's active set, warm-started from its
+    code of the previous epoch (``sparse.lasso_active_set``), sufficient
+    statistics with forgetting, and block-coordinate atom updates.
 
     With labels (``fit(X, y)`` and ``supervision_weight > 0``) the dictionary
     is learned jointly with a multinomial logistic head on the codes:
@@ -85,7 +86,12 @@ class DictionaryLearner(BaseRepresentation):
     the objective above plus ``supervision_weight`` times the cross-entropy of
     the head, differentiated through the lasso codes on their active set.
     ``transform`` stays the sparse coding; put a classifier after it in a
-    pipeline.
+    pipeline. A supervised fit has two phases of up to ``max_iter`` epochs:
+    a label-consistent start (Jiang, Lin & Davis, 2013: unsupervised
+    dictionary learning on each sample extended by its one-hot label times
+    2, whose atoms are then cut back to the features and rescaled to unit
+    norm), then the joint training, which returns the moving average of its
+    dictionaries (weight 0.95 per step) with the head refitted to it.
 
     Parameters
     ----------
@@ -172,7 +178,8 @@ class DictionaryLearner(BaseRepresentation):
     n_steps_ : int
         Minibatch updates run.
     loss_curve_ : list of float
-        Mean training loss of each epoch: the objective above, plus
+        Mean training loss of each epoch: the objective above (in a
+        supervised fit's first phase, over the label-extended samples), plus
         ``supervision_weight`` times the cross-entropy in supervised epochs.
     classes_ : ndarray of shape (n_classes,)
         Labels of the supervised head (only after a supervised fit).
@@ -194,12 +201,14 @@ class DictionaryLearner(BaseRepresentation):
     Codes are computed in float32 and returned in the input's float dtype.
 
     The supervised defaults (``supervision_weight=30``, head L2 penalty 1e-2
-    per sample, ``learning_rate=3e-2``) were chosen by nested cross-validation
-    on digits scaled to [0, 1] with ``n_components=64``: for each of the 5
-    unshuffled outer training sets, 3-fold unshuffled inner CV of
-    ``DictionaryLearner -> StandardScaler -> LogisticRegression``, never
-    looking at the outer test folds. Mean inner accuracy: unsupervised 0.933,
-    the previous defaults (weight 10, penalty 1e-3) 0.946, these 0.951.
+    per sample, ``learning_rate=3e-2``, label scale 2, average weight 0.95)
+    were chosen by nested cross-validation on digits scaled to [0, 1] with
+    ``n_components=64``: for each of the 5 unshuffled outer training sets,
+    3-fold unshuffled inner CV of ``DictionaryLearner -> StandardScaler ->
+    LogisticRegression``, never looking at the outer test folds. Mean inner
+    accuracy over random_state 0 and 1: unsupervised 0.940; joint training
+    alone 0.952; with the averaged dictionary 0.955; with the label-consistent
+    start too 0.956.
 
     References
     ----------
@@ -208,6 +217,10 @@ class DictionaryLearner(BaseRepresentation):
 
     Mairal, J., Bach, F., & Ponce, J. (2012). Task-driven dictionary learning.
     IEEE TPAMI, 34(4), 791-804.
+
+    Jiang, Z., Lin, Z., & Davis, L. S. (2013). Label consistent K-SVD:
+    learning a discriminative dictionary for recognition. IEEE TPAMI, 35(11),
+    2651-2664.
 
     Beck, A., & Teboulle, M. (2009). A fast iterative shrinkage-thresholding
     algorithm for linear inverse problems. SIAM J. Imaging Sciences, 2(1).
