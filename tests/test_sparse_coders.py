@@ -7,6 +7,7 @@ from sklearn.datasets import load_digits
 from sklearn.decomposition import sparse_encode
 
 from sklearn_replearn.sparse import (
+    _active_set,
     differentiable_lasso_codes,
     init_dictionary,
     lasso_active_set,
@@ -208,7 +209,8 @@ def test_active_set_lasso_matches_lasso_lars_cold_and_warm(request, problem,
     assert fista_iter > 200
 
 
-def test_active_set_lasso_survives_dependent_atoms_and_respects_max_iter():
+def test_active_set_lasso_survives_dependent_atoms_and_respects_max_iter(
+        monkeypatch):
     # Atoms +u, -u and a duplicate of u: singular support systems (Cholesky
     # failures) must neither give NaN codes nor count as solved.
     g = torch.Generator().manual_seed(0)
@@ -219,6 +221,21 @@ def test_active_set_lasso_survives_dependent_atoms_and_respects_max_iter():
     assert bool(torch.isfinite(Z).all())
     gap, primal = lasso_duality_gap(X, D, Z, 0.3)
     assert bool((gap <= 1e-4 * primal).all())
+    # Without the ridge, those supports give singular systems: the failed
+    # Cholesky rows come back as NaN, and the solver still returns finite,
+    # certified codes (a failed step never counts as solved).
+    monkeypatch.setattr(_active_set, "_RIDGE", 0.0)
+    twins = torch.tensor([[True, False, True]])
+    system_rows = _active_set._solve_supports(
+        torch.ones(1, 3), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0],
+                                         [1.0, 0.0, 1.0]]),
+        twins, torch.ones(1, 3), 0.1, width=2)
+    assert bool(torch.isnan(system_rows).any())
+    Z, _ = lasso_active_set(X, D, 0.3, tol=1e-4)
+    assert bool(torch.isfinite(Z).all())
+    gap, primal = lasso_duality_gap(X, D, Z, 0.3)
+    assert bool((gap <= 1e-4 * primal).all())
+    monkeypatch.undo()
     # max_iter bounds Newton steps and the finish together.
     assert lasso_active_set(X, D, 0.3, tol=1e-12, max_iter=5)[1] <= 5
     assert lasso_active_set(X, D, 0.3, tol=1e-12, max_iter=20)[1] <= 20
@@ -227,6 +244,21 @@ def test_active_set_lasso_survives_dependent_atoms_and_respects_max_iter():
     np.testing.assert_allclose((Z0 @ D[:8]).numpy(),
                                (torch.linalg.lstsq(D[:8].T, X.T).solution.T
                                 @ D[:8]).numpy(), atol=1e-3)
+
+
+def test_active_set_lasso_keeps_best_codes_and_limits_new_atoms(digits_problem):
+    X, D = map(torch.tensor, digits_problem)
+    # From zero, one step may add at most max_new_atoms atoms per sample.
+    for limit in (1, 3):
+        Z, _ = lasso_active_set(X, D, 0.1, max_iter=1, max_new_atoms=limit)
+        assert int((Z != 0).sum(dim=1).max()) <= limit
+    # Newton steps are not monotone, but the codes returned never have a
+    # higher objective than the start, whatever the step budget.
+    start, _ = lasso_fista(X, D, 0.1, max_iter=15, tol=0.0)
+    for budget in (1, 2, 12):
+        Z, _ = lasso_active_set(X, D, 0.1, init=start, max_iter=budget, tol=1e-12)
+        assert bool((lasso_objective(X, D, Z, 0.1)
+                     <= lasso_objective(X, D, start, 0.1) + 1e-12).all())
 
 
 def _sparse_problem(n_samples=300, n_features=100, n_components=50, n_nonzero=5,

@@ -100,9 +100,10 @@ def update_inner_stats(A, B, Z, X, step, *, forget_exponent=1.0):
     Past statistics are down-weighted by a forgetting factor ``beta`` on the
     schedule of scikit-learn's ``MiniBatchDictionaryLearning``, raised to the
     power ``forget_exponent`` ("scaling the past data", Mairal et al. 2010,
-    section 3.4). With exponent 1 (scikit-learn's choice) every past
-    minibatch keeps the same weight; larger exponents forget the early codes,
-    computed with a poor dictionary, sooner.
+    section 3.4). With exponent 1 (scikit-learn's choice) the weight of
+    minibatch ``s`` grows about like ``s``, with 0 all weigh the same, and
+    larger exponents forget the early codes, computed with a poor
+    dictionary, sooner (``s**4`` for 4).
 
     Parameters
     ----------
@@ -115,7 +116,8 @@ def update_inner_stats(A, B, Z, X, step, *, forget_exponent=1.0):
     step : int
         Number of minibatch steps taken before this one.
     forget_exponent : float, default=1.0
-        Exponent on scikit-learn's forgetting factor (0: never forget).
+        Exponent on scikit-learn's forgetting factor (0: never forget, every
+        minibatch weighs the same).
 
     Examples
     --------
