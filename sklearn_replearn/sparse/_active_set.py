@@ -22,7 +22,12 @@ code. The guarantee is therefore the same as ``lasso_fista``'s.
 
 import torch
 
-from ._coders import lasso_duality_gap, lasso_objective, lipschitz_constant
+from ._coders import (
+    lasso_duality_gap,
+    lasso_objective,
+    lasso_start,
+    lipschitz_constant,
+)
 from ._working_set import lasso_working_set
 
 __all__ = ["lasso_active_set"]
@@ -108,18 +113,8 @@ def lasso_active_set(
     >>> bool((gap <= 1e-4 * primal).all())
     True
     """
-    if gram is None:
-        gram = D @ D.T
-    if correlations is None:
-        correlations = X @ D.T
-    X = X.to(dtype=correlations.dtype)
+    X, gram, correlations, Z = lasso_start(X, D, init, positive, gram, correlations)
     n_samples, n_components = correlations.shape
-    if init is None:
-        Z = correlations.new_zeros((n_samples, n_components))
-    else:
-        Z = init.to(dtype=correlations.dtype, copy=True)
-        if positive:
-            Z.clamp_(min=0)
     if n_samples == 0 or n_components == 0:
         return Z, 0
     if alpha == 0:

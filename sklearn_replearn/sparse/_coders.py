@@ -91,6 +91,29 @@ def lasso_objective(X, D, Z, alpha):
     return 0.5 * residual.pow(2).sum(dim=1) + alpha * Z.abs().sum(dim=1)
 
 
+def lasso_start(X, D, init, positive, gram=None, correlations=None):
+    """What every lasso coder starts from: ``X`` in the working dtype, the Gram
+    matrix ``D @ D.T``, the correlations ``X @ D.T`` (computed unless given)
+    and a fresh copy of the starting codes (zeros without ``init``; clipped
+    at zero for non-negative codes).
+
+    Returns
+    -------
+    X, gram, correlations, Z : torch.Tensor
+    """
+    if gram is None:
+        gram = D @ D.T
+    if correlations is None:
+        correlations = X @ D.T
+    if init is None:
+        Z = correlations.new_zeros(correlations.shape)
+    else:
+        Z = init.to(dtype=correlations.dtype, copy=True)
+        if positive:
+            Z.clamp_(min=0)
+    return X.to(dtype=correlations.dtype), gram, correlations, Z
+
+
 def lasso_fista(
     X,
     D,
@@ -173,24 +196,14 @@ def lasso_fista(
     >>> Z.shape
     torch.Size([5, 8])
     """
-    if gram is None:
-        gram = D @ D.T
-    if correlations is None:
-        correlations = X @ D.T
+    X, gram, correlations, Z = lasso_start(X, D, init, positive, gram, correlations)
+    n_samples, n_components = correlations.shape
+    if n_samples == 0 or n_components == 0:
+        return Z, 0
     if lipschitz is None:
         lipschitz = lipschitz_constant(gram)
     step = 1.0 / lipschitz
     threshold = alpha * step
-    n_samples, n_components = correlations.shape
-    if init is None:
-        Z = correlations.new_zeros((n_samples, n_components))
-    else:
-        Z = init.to(dtype=correlations.dtype, copy=True)
-        if positive:
-            Z.clamp_(min=0)
-    if n_samples == 0 or n_components == 0:
-        return Z, 0
-    X = X.to(dtype=correlations.dtype)
     # The gradient step Y - step * (Y G - C) as one product: Y (I - step G) + step C.
     eye = torch.eye(n_components, dtype=gram.dtype, device=gram.device)
     propagator = eye - step * gram

@@ -15,7 +15,13 @@ tolerance: only the route there is shorter.
 
 import torch
 
-from ._coders import lasso_duality_gap, lasso_fista, lipschitz_constant, soft_threshold
+from ._coders import (
+    lasso_duality_gap,
+    lasso_fista,
+    lasso_start,
+    lipschitz_constant,
+    soft_threshold,
+)
 
 __all__ = ["lasso_working_set"]
 
@@ -103,17 +109,7 @@ def lasso_working_set(
         return lasso_fista(X, D, alpha, init=init, max_iter=max_iter, tol=tol,
                            positive=positive, gram=gram, correlations=correlations,
                            lipschitz=lipschitz)
-    if gram is None:
-        gram = D @ D.T
-    if correlations is None:
-        correlations = X @ D.T
-    X = X.to(dtype=correlations.dtype)
-    if init is None:
-        Z = correlations.new_zeros(correlations.shape)
-    else:
-        Z = init.to(dtype=correlations.dtype, copy=True)
-        if positive:
-            Z.clamp_(min=0)
+    X, gram, correlations, Z = lasso_start(X, D, init, positive, gram, correlations)
     rows = torch.arange(X.shape[0], device=X.device)  # the samples not yet solved
     # Largest eigenvalue of the whole Gram matrix: it bounds every submatrix's.
     if lipschitz is None:
