@@ -39,9 +39,9 @@ _LASSO_ALGORITHMS = {"lasso_fista", "lasso_lars", "lasso_cd"}
 # dictionary settles), each sample stopping when its duality gap is below 0.1%
 # of its objective. The few samples whose support changed a lot (in the first
 # epochs) get a short first-order finish: 60 iterations in all. A longer one
-# did not lower the objective reached per epoch (digits, k=64: cap 200 took 5
-# epochs to reach scikit-learn's 10-epoch objective, cap 60 took 4) and cost
-# up to half of the fit's time.
+# did not lower the objective reached per epoch (digits, k=64, with
+# forget_exponent=1: cap 200 took 5 epochs to reach scikit-learn's 10-epoch
+# objective, cap 60 took 4) and cost up to half of the fit's time.
 _FIT_CODER_MAX_ITER = 60
 _FIT_CODER_TOL = 1e-3
 # Rows coded at once by transform and score (at least): the batched coders'
@@ -91,9 +91,10 @@ class DictionaryLearner(BaseRepresentation):
     pipeline. A supervised fit has two phases of up to ``max_iter`` epochs:
     a label-consistent start (Jiang, Lin & Davis, 2013: unsupervised
     dictionary learning on each sample extended by its one-hot label times
-    2, whose atoms are then cut back to the features and rescaled to unit
-    norm), then the joint training, which returns the moving average of its
-    dictionaries (weight 0.95 per step) with the head refitted to it.
+    half the mean sample norm, whose atoms are then cut back to the features
+    and rescaled to unit norm), then the joint training, which returns the
+    moving average of its dictionaries (weight 0.95 per step) with the head
+    refitted to it.
 
     Parameters
     ----------

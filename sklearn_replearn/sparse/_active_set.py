@@ -26,14 +26,11 @@ from ._coders import (
     lasso_duality_gap,
     lasso_objective,
     lasso_start,
-    lipschitz_constant,
 )
-from ._working_set import lasso_working_set
+from ._working_set import _GATHER_BUDGET, lasso_working_set
 
 __all__ = ["lasso_active_set"]
 
-# Most floats in one batch of (rows, width, width) support Gram matrices.
-_GATHER_BUDGET = 1 << 24
 # Relative ridge on the support systems: keeps the Cholesky factorisation of
 # nearly dependent atoms finite; the certificate judges the (tiny) bias.
 _RIDGE = 1e-6
@@ -124,11 +121,11 @@ def lasso_active_set(
                                  correlations=correlations, lipschitz=lipschitz)
     best = Z  # each sample's lowest-objective code so far (rows of ``rows``)
     best_objective = lasso_objective(X, D, Z, alpha)
-    rows = torch.arange(n_samples, device=X.device)  # samples not yet solved
+    # The samples not yet solved: their indices, rows of X and correlations.
+    rows, X_rows, C = torch.arange(n_samples, device=X.device), X, correlations
     codes = Z.clone()
     n_steps = 0
     for n_steps in range(1, min(max_newton, max_iter) + 1):
-        C, X_rows = correlations[rows], X[rows]
         Z = _newton_step(Z, C, gram, alpha, positive, max_new_atoms)
         gap, objective = lasso_duality_gap(X_rows, D, Z, alpha, positive=positive)
         improved = objective <= best_objective  # False for NaN codes
@@ -145,21 +142,20 @@ def lasso_active_set(
             codes[rows[done]] = Z[done]
             if left.numel() == 0:
                 return codes, n_steps
-            rows, Z, best, best_objective = (rows[left], Z[left], best[left],
-                                             best_objective[left])
+            rows, X_rows, C = rows[left], X_rows[left], C[left]
+            Z, best, best_objective = Z[left], best[left], best_objective[left]
         # A failed step (NaN) restarts that sample from its best code.
         Z = torch.where(torch.isfinite(Z).all(dim=1, keepdim=True), Z, best)
     codes[rows] = best
     if n_steps >= max_iter:
         return codes, n_steps
     rest, rest_iter = lasso_working_set(
-        X[rows], D, alpha, init=best, max_iter=max_iter - n_steps, tol=tol,
-        positive=positive, gram=gram, correlations=correlations[rows],
-        lipschitz=lipschitz_constant(gram) if lipschitz is None else lipschitz,
+        X_rows, D, alpha, init=best, max_iter=max_iter - n_steps, tol=tol,
+        positive=positive, gram=gram, correlations=C, lipschitz=lipschitz,
     )
     # The finish returns its last iterate: keep the best code should it stop
     # uncertified above it.
-    better = lasso_objective(X[rows], D, rest, alpha) <= best_objective
+    better = lasso_objective(X_rows, D, rest, alpha) <= best_objective
     codes[rows] = torch.where(better[:, None], rest, best)
     return codes, n_steps + rest_iter
 
