@@ -60,6 +60,16 @@ _HEAD_L2 = 1e-2
 # digits scaled to [0, 1]), so each atom leans to a class; the label part is
 # then dropped and the atoms rescaled to unit norm.
 _LABEL_SCALE = 0.5
+# Two regularisers of the supervised phase, chosen by inner cross-validation
+# (see the class Notes). Each minibatch is coded with Gaussian noise added to
+# its samples, of this fraction of the data's feature spread (the root mean
+# square of the features' standard deviations), so the atoms must separate
+# the classes of nearby inputs too, not just of the training samples...
+_INPUT_NOISE = 0.3
+# ... and the head's cross-entropy targets are smoothed by this much (the
+# true class gets 1 - 0.1 + 0.1 / n_classes), which keeps the task gradient
+# shaping the atoms once the training codes are separable.
+_LABEL_SMOOTHING = 0.1
 # The supervised phase keeps an exponential moving average of its
 # dictionaries, from its first step on (this weight on the past per step), and
 # returns it: the average of the last few dozen Adam iterates generalised
@@ -94,7 +104,9 @@ class DictionaryLearner(BaseRepresentation):
     half the mean sample norm, whose atoms are then cut back to the features
     and rescaled to unit norm), then the joint training, which returns the
     moving average of its dictionaries (weight 0.95 per step) with the head
-    refitted to it.
+    refitted to it. The joint phase is regularised: each minibatch is coded
+    with Gaussian noise added to its samples, and the head's targets are
+    smoothed (see Notes).
 
     Parameters
     ----------
@@ -184,7 +196,9 @@ class DictionaryLearner(BaseRepresentation):
     loss_curve_ : list of float
         Mean training loss of each epoch: the objective above (in a
         supervised fit's first phase, over the label-extended samples), plus
-        ``supervision_weight`` times the cross-entropy in supervised epochs.
+        ``supervision_weight`` times the cross-entropy (with smoothed targets)
+        in supervised epochs, whose objective is over the noise-perturbed
+        samples.
     classes_ : ndarray of shape (n_classes,)
         Labels of the supervised head (only after a supervised fit).
     head_coef_ : ndarray of shape (n_classes, n_components)
@@ -213,6 +227,19 @@ class DictionaryLearner(BaseRepresentation):
     accuracy over random_state 0 and 1: unsupervised 0.940; joint training
     alone 0.952; with the averaged dictionary 0.955; with the label-consistent
     start too 0.956 (weight 30), 0.958 with weight 60, 0.957 with 100.
+
+    The joint phase codes each minibatch with Gaussian noise added to its
+    samples (standard deviation 0.3 times the root mean square of the
+    features' standard deviations, measured on the first supervised data and
+    kept with the model) and smooths the head's cross-entropy targets by 0.1.
+    Both were chosen by the same nested CV, now over random_state 0-3:
+    0.9545 without them, 0.9571 with noise 0.05 (absolute, on digits) alone,
+    0.9577 with smoothing alone, 0.9596 with both (higher on each of the four
+    seeds). Tried and rejected there: mixup (0.9565), masking noise (0.948),
+    noise on the codes (0.9593: no gain), smoothing the refitted head too (0.9583), a
+    fixed number of joint epochs (8: 0.9556, 25: 0.9609, 40: 0.9588, within
+    noise), refitting the head every epoch (0.9518), average weights 0.9
+    and 0.98 (0.9590, 0.9554) and ``learning_rate=0.05`` (0.9558).
 
     References
     ----------
@@ -512,6 +539,10 @@ class DictionaryLearner(BaseRepresentation):
         if y_index is not None:
             y_t = torch.as_tensor(y_index, dtype=torch.long, device=X.device)
             optimizer = state.make_optimizer(self.learning_rate)
+            if state.noise_std is None:
+                # Set by the first supervised data seen, then kept with the
+                # model (later partial_fit chunks may be small).
+                state.noise_std = _INPUT_NOISE * _feature_spread(X)
         bar = None
         if progress and self.verbose == 1:
             from tqdm.auto import tqdm
@@ -606,13 +637,16 @@ class DictionaryLearner(BaseRepresentation):
         """One task-driven step: lasso codes, head, and a gradient step on both."""
         D = state.dictionary
         with torch.no_grad():
+            X = X + state.noise_std * torch.randn_like(X)
+            # Warm start from the clean sample's code of the first phase
+            # (left as it is): the noisy sample's code is a few Newton steps
+            # away.
             Z = self._fit_codes(X, D, codes[index])
-        codes[index] = Z
         with torch.enable_grad():
             D.requires_grad_(True)
             differentiable = differentiable_lasso_codes(X, D, Z, self.alpha)
             logits = differentiable @ state.head_coef.T + state.head_intercept
-            task = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+            task = _head_loss(logits, y)
             # Envelope theorem: at the lasso solution the objective's gradient in
             # D is its partial derivative with the codes held fixed.
             objective = lasso_objective(X, D, Z, self.alpha).sum()
@@ -641,6 +675,7 @@ class DictionaryLearner(BaseRepresentation):
         self._optimizer_state = (None if state.optimizer_state is None else
                                  _map_tensors(state.optimizer_state, to_numpy))
         self.loss_curve_ = list(state.loss_curve)
+        self._input_noise_std = state.noise_std
         if reset:
             for name in ("classes_", "head_coef_", "head_intercept_"):
                 if hasattr(self, name):
@@ -785,6 +820,8 @@ def _fit_head(state, codes, y, max_iter=100):
 
     def closure():
         optimizer.zero_grad()
+        # Plain cross-entropy: the head is the L2-penalised logistic regression
+        # on the codes (smoothed targets here lowered inner-CV accuracy).
         logits = codes @ coef.T + intercept
         loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
         loss = (loss + 0.5 * _HEAD_L2 * n_samples * coef.pow(2).sum()) / n_samples
@@ -795,6 +832,17 @@ def _fit_head(state, codes, y, max_iter=100):
         optimizer.step(closure)
     state.head_coef = coef.detach()
     state.head_intercept = intercept.detach()
+
+
+def _head_loss(logits, y):
+    """Summed cross-entropy of the supervised head, with smoothed targets."""
+    return torch.nn.functional.cross_entropy(
+        logits, y, reduction="sum", label_smoothing=_LABEL_SMOOTHING)
+
+
+def _feature_spread(X):
+    """Root mean square of the features' standard deviations (0 for one row)."""
+    return float(X.var(dim=0, correction=0).mean().sqrt())
 
 
 def _with_labels(X, y_index, n_classes):
@@ -828,6 +876,9 @@ class _State:
         self.B = B
         self.head_coef = None
         self.head_intercept = None
+        # Standard deviation of the input noise of supervised steps (None
+        # until the first supervised epoch sets it from the data).
+        self.noise_std = None
         # Adam's state_dict after the last supervised epochs (None: fresh Adam).
         self.optimizer_state = None
         # Moving average of the dictionary in fit's supervised phase, kept
@@ -860,6 +911,7 @@ class _State:
         if hasattr(estimator, "head_coef_"):
             state.head_coef = as_tensor(estimator.head_coef_, device=device)
             state.head_intercept = as_tensor(estimator.head_intercept_, device=device)
+        state.noise_std = getattr(estimator, "_input_noise_std", None)
         saved = getattr(estimator, "_optimizer_state", None)
         if saved is not None:
             state.optimizer_state = _map_tensors(

@@ -54,17 +54,25 @@ def test_unsupervised_objective_no_worse_than_sklearn(digits):
     assert ours.loss_curve_[-1] < ours.loss_curve_[0]
 
 
+# The pipeline comparison is made over these random states: one fit's margin
+# varies by about +-0.4 points with the seed (minibatch order and initial
+# atoms), so the issue's 2-point target is checked on the mean, and each seed
+# on its own must still show a clear gain.
+_PIPELINE_SEEDS = range(5)
+
+
 @pytest.fixture(scope="module")
 def pipeline_accuracies(digits):
     """5-fold unshuffled CV accuracy of codes -> scaler -> logistic regression,
-    with unsupervised and with supervised codes (computed once: 10 fits)."""
+    with unsupervised and with supervised codes, for each random_state of
+    ``_PIPELINE_SEEDS`` (50 fits, about a minute): arrays of shape (5, 5)."""
     X, y = digits
 
-    def accuracy(supervision_weight):
+    def accuracy(supervision_weight, random_state):
         pipeline = Pipeline([
             ("codes", DictionaryLearner(n_components=64,
                                         supervision_weight=supervision_weight,
-                                        random_state=0, device="cpu")),
+                                        random_state=random_state, device="cpu")),
             ("scale", StandardScaler()),
             ("classify", LogisticRegression(max_iter=1000)),
         ])
@@ -72,26 +80,31 @@ def pipeline_accuracies(digits):
             warnings.simplefilter("ignore", ConvergenceWarning)
             return cross_val_score(pipeline, X, y, cv=5)
 
-    return {"unsupervised": accuracy(0.0),
-            "supervised": accuracy(DictionaryLearner().supervision_weight)}
+    weight = DictionaryLearner().supervision_weight
+    return {
+        "unsupervised": np.array([accuracy(0.0, seed) for seed in _PIPELINE_SEEDS]),
+        "supervised": np.array([accuracy(weight, seed) for seed in _PIPELINE_SEEDS]),
+    }
 
 
 def test_supervised_pipeline_beats_unsupervised(pipeline_accuracies):
-    # Issue 5 asks for >= 2 points; that is NOT reliably met (the issue stays
-    # open). Measured with the defaults, which inner CV inside the training
-    # folds chose (class Notes): 0.9455 -> 0.9666, +2.11 points, but +1.78
-    # with 2 threads, and +1.50, +1.95, +2.28 with random_state 1-3. This
-    # asserts what the method does deliver, a clear gain on most folds.
-    unsupervised = pipeline_accuracies["unsupervised"].mean()
-    supervised = pipeline_accuracies["supervised"].mean()
+    # Issue 5: supervised codes beat unsupervised ones by >= 2 points. Measured
+    # with the defaults (which inner CV inside the training folds chose, class
+    # Notes), one torch thread: margins +2.06, +1.67, +2.22, +2.56, +2.56
+    # points for random_state 0-4, mean +2.21 (+2.11 over random_state 0-9,
+    # whose worst is +1.61): the target holds on average, not for every seed.
+    unsupervised = pipeline_accuracies["unsupervised"].mean(axis=1)
+    supervised = pipeline_accuracies["supervised"].mean(axis=1)
+    margins = supervised - unsupervised
+    assert margins.mean() >= 0.02
+    assert margins.min() >= 0.01
     # The baseline is a real one: better than raw pixels (0.920) and than
     # scikit-learn's unsupervised codes (0.932, both measured in issue 5).
-    assert unsupervised > 0.94
-    assert supervised >= unsupervised + 0.01
-    assert supervised > 0.955
-    # Not one lucky fold: supervision helps on most folds.
+    assert unsupervised.min() > 0.935
+    assert supervised.mean() > 0.96
+    # Not one lucky fold: for every seed, supervision helps on most folds.
     gains = pipeline_accuracies["supervised"] - pipeline_accuracies["unsupervised"]
-    assert (gains > 0).sum() >= 3
+    assert ((gains > 0).sum(axis=1) >= 3).all()
 
 
 @pytest.mark.parametrize("algorithm", ["lasso_fista", "lasso_lars", "lasso_cd"])
@@ -187,6 +200,32 @@ def test_supervised_head_and_attributes(digits):
     # Refitting without labels drops the head.
     dl.fit(X[:400])
     assert not hasattr(dl, "head_coef_") and not hasattr(dl, "classes_")
+
+
+def test_supervised_input_noise_is_set_once_from_the_data(digits):
+    X, y = digits
+    params = dict(n_components=16, alpha=0.3, max_iter=2, tol=None,
+                  random_state=0, device="cpu")
+    dl = DictionaryLearner(**params).fit(X[:300], y[:300])
+    # 0.3 times the root mean square of the features' standard deviations.
+    spread = np.sqrt(X[:300].var(axis=0).mean())
+    assert dl._input_noise_std == pytest.approx(0.3 * spread, rel=1e-5)
+    # Kept with the model: a one-row chunk (no spread of its own) and a
+    # pickled copy go on with the same noise.
+    dl.partial_fit(X[300:301], y[300:301])
+    restored = pickle.loads(pickle.dumps(dl)).partial_fit(X[301:302], y[301:302])
+    assert restored._input_noise_std == pytest.approx(0.3 * spread, rel=1e-5)
+    # A first supervised partial_fit measures its own chunk; an unsupervised
+    # fit has no noise.
+    chunked = DictionaryLearner(**params).partial_fit(X[:200], y[:200],
+                                                      classes=np.arange(10))
+    assert chunked._input_noise_std == pytest.approx(
+        0.3 * np.sqrt(X[:200].var(axis=0).mean()), rel=1e-5)
+    assert dl.fit(X[:300])._input_noise_std is None
+    # The noise is drawn from random_state: the same seed, the same dictionary.
+    first, second = (DictionaryLearner(**params).fit(X[:300], y[:300])
+                     for _ in range(2))
+    np.testing.assert_array_equal(first.components_, second.components_)
 
 
 def _head_gradient_norm(dl, codes, y):
