@@ -12,6 +12,10 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits, load_sample_images
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from sklearn_replearn import (
     AutoencoderTransformer,
@@ -106,3 +110,32 @@ def test_dictionary_learner_on_the_gpu_matches_the_cpu(digits, monkeypatch):
     with pytest.warns(UserWarning, match="Running on the CPU instead"):
         np.testing.assert_allclose(restored.transform(digits), codes, rtol=1e-2,
                                    atol=2e-3)
+
+
+def test_supervised_dictionary_learner_on_the_gpu_classifies_like_on_the_cpu():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    # Train on the first 1437 digits, test on the last 360 (other writers).
+    train, test = slice(None, 1437), slice(1437, None)
+    accuracies = {}
+    for device in ("cuda", "cpu"):
+        codes = DictionaryLearner(n_components=64, random_state=0, device=device)
+        pipeline = make_pipeline(codes, StandardScaler(),
+                                 LogisticRegression(max_iter=1000))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            pipeline.fit(X[train], y[train])
+        accuracies[device] = pipeline.score(X[test], y[test])
+        if device == "cuda":
+            gpu = codes
+    # Different random streams, same method: close accuracies (about 0.96).
+    assert accuracies["cuda"] > 0.93
+    assert accuracies["cuda"] > accuracies["cpu"] - 0.02
+    assert gpu.head_coef_.shape == (10, 64)
+    # The input noise scale is a plain float, kept with the pickled model,
+    # whose supervised partial_fit continues on the GPU.
+    restored = pickle.loads(pickle.dumps(gpu))
+    assert restored._input_noise_std == pytest.approx(gpu._input_noise_std)
+    restored.partial_fit(X[:256], y[:256])
+    assert np.isfinite(restored.components_).all()
+    assert restored.n_steps_ == gpu.n_steps_ + 1
