@@ -20,8 +20,10 @@ test's setting). Usage::
     python benchmarks/supervised_margin.py [--seeds 0-9] [--jobs 2] [--inner]
         [--set name=value ...]
 
-``--set`` overrides a ``DictionaryLearner`` parameter of the supervised
-pipeline, e.g. ``--set supervision_weight=30``.
+``--set`` overrides a ``DictionaryLearner`` parameter of both pipelines,
+e.g. ``--set alpha=0.5`` (the unsupervised one keeps
+``supervision_weight=0``; ``--set supervision_weight=30`` changes only the
+supervised one).
 """
 
 import argparse
@@ -41,9 +43,10 @@ from sklearn.preprocessing import StandardScaler
 def _pipeline(random_state, **params):
     from sklearn_replearn import DictionaryLearner
 
+    params = {"n_components": 64, "random_state": random_state, "device": "cpu",
+              **params}
     return Pipeline([
-        ("codes", DictionaryLearner(n_components=64, random_state=random_state,
-                                    device="cpu", **params)),
+        ("codes", DictionaryLearner(**params)),
         ("scale", StandardScaler()),
         ("classify", LogisticRegression(max_iter=1000)),
     ])
@@ -63,7 +66,8 @@ def _cv_accuracy(X, y, random_state, cv, **params):
 
 def margin(X, y, random_state, params):
     """(unsupervised, supervised) 5-fold accuracy of the test's pipeline."""
-    unsupervised = _cv_accuracy(X, y, random_state, 5, supervision_weight=0.0)
+    unsupervised = _cv_accuracy(X, y, random_state, 5,
+                                **{**params, "supervision_weight": 0.0})
     supervised = _cv_accuracy(X, y, random_state, 5, **params)
     return unsupervised, supervised
 
@@ -80,8 +84,13 @@ def _seeds(text):
     """'0-9' or '0,2,5' to a list of ints."""
     if "-" in text:
         first, last = text.split("-")
-        return list(range(int(first), int(last) + 1))
-    return [int(seed) for seed in text.split(",")]
+        seeds = list(range(int(first), int(last) + 1))
+    else:
+        seeds = [int(seed) for seed in text.split(",")]
+    if not seeds:
+        raise argparse.ArgumentTypeError(
+            f"--seeds {text!r} is an empty range; write it low-high, e.g. 0-9")
+    return seeds
 
 
 def _params(pairs):
