@@ -1,5 +1,8 @@
-"""Utilities shared by the estimators (device, dtype, seeding, batching)."""
+"""Utilities shared by the estimators: device, dtype, seeding, array<->tensor,
+optional imports, scikit-learn compatibility, the training policy."""
 
+from ._image_shape import check_image_shape
+from ._optional import import_optional
 from ._torch import (
     as_tensor,
     batched_apply,
@@ -9,10 +12,14 @@ from ._torch import (
     seeded,
     to_numpy,
 )
+from ._training import TrainingPolicy
 
 __all__ = [
+    "TrainingPolicy",
     "as_tensor",
     "batched_apply",
+    "check_image_shape",
+    "import_optional",
     "iter_row_batches",
     "resolve_device",
     "seed_from_random_state",
