@@ -1,16 +1,13 @@
 """AutoencoderTransformer: the code of an encoder-decoder network as features."""
 
-import math
-from copy import deepcopy
-from numbers import Integral, Real
+from numbers import Real
 
-import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ._neural import BaseNeuralTransformer
 from .base import check_unit_interval
-from .nn import ACTIVATIONS, Autoencoder, make_conv_decoder, make_conv_encoder, make_mlp
+from .nn import Autoencoder
+from .utils._sklearn_compat import Interval, StrOptions
 
 __all__ = ["AutoencoderTransformer"]
 
@@ -143,13 +140,6 @@ default="adam"
 
     _parameter_constraints: dict = {
         **BaseNeuralTransformer._parameter_constraints,
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "hidden_layer_sizes": ["array-like"],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "architecture": [StrOptions({"mlp", "conv"})],
-        "image_shape": ["array-like", None],
-        "encoder": [nn.Module, None],
-        "decoder": [nn.Module, None],
         "loss": [StrOptions({"mse", "bce"})],
         "denoising": [Interval(Real, 0, 1, closed="left")],
     }
@@ -181,29 +171,31 @@ default="adam"
         random_state=None,
         verbose=0,
     ):
-        self.n_components = n_components
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.architecture = architecture
-        self.image_shape = image_shape
-        self.encoder = encoder
-        self.decoder = decoder
+        super().__init__(
+            n_components,
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            architecture=architecture,
+            image_shape=image_shape,
+            encoder=encoder,
+            decoder=decoder,
+            max_iter=max_iter,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            callbacks=callbacks,
+            device=device,
+            accelerator=accelerator,
+            random_state=random_state,
+            verbose=verbose,
+        )
         self.loss = loss
         self.denoising = denoising
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.callbacks = callbacks
-        self.device = device
-        self.accelerator = accelerator
-        self.random_state = random_state
-        self.verbose = verbose
 
     # ---------------------------------------------------------------- hooks
     def _check_training_values(self, X):
@@ -213,8 +205,7 @@ default="adam"
     def _make_criterion(self):
         return nn.BCEWithLogitsLoss if self.loss == "bce" else nn.MSELoss
 
-    def _build_module(self, n_features):
-        encoder, decoder = encoder_and_decoder(self, n_features, self.n_components)
+    def _build_module(self, encoder, decoder, n_features):
         return Autoencoder(
             encoder,
             decoder,
@@ -238,66 +229,3 @@ default="adam"
                 "the input features; this encoder has none."
             )
         return first_linear.weight.detach().cpu().numpy().copy()
-
-
-def encoder_and_decoder(estimator, n_features, encoder_width):
-    """The (encoder, decoder) pair an autoencoder-like estimator asks for.
-
-    The user's ``encoder``/``decoder`` modules (copied), or the built-in
-    ``architecture`` from ``hidden_layer_sizes``/``activation``/``image_shape``.
-    The encoder maps ``n_features`` to ``encoder_width`` values (the code, or a
-    VAE's mean and log-variance); the decoder maps ``n_components`` back to
-    ``n_features``.
-    """
-    if (estimator.encoder is None) != (estimator.decoder is None):
-        raise ValueError(
-            "Pass both encoder and decoder modules, or neither (to use the "
-            f"built-in {estimator.architecture!r} architecture)."
-        )
-    if estimator.encoder is not None:
-        return deepcopy(estimator.encoder), deepcopy(estimator.decoder)
-    hidden = _checked_layer_sizes(estimator.hidden_layer_sizes)
-    n_components, activation = estimator.n_components, estimator.activation
-    if estimator.architecture == "mlp":
-        return (
-            make_mlp((n_features, *hidden, encoder_width), activation),
-            make_mlp((n_components, *hidden[::-1], n_features), activation),
-        )
-    image_shape = _checked_image_shape(estimator.image_shape, n_features)
-    return (
-        make_conv_encoder(image_shape, hidden, encoder_width, activation),
-        make_conv_decoder(image_shape, hidden, n_components, activation),
-    )
-
-
-def _checked_layer_sizes(hidden_layer_sizes):
-    """hidden_layer_sizes as a tuple of positive ints, or a clear ValueError."""
-    sizes = np.atleast_1d(np.asarray(hidden_layer_sizes, dtype=object)).tolist()
-    if not all(isinstance(size, Integral) and size > 0 for size in sizes):
-        raise ValueError(
-            "hidden_layer_sizes must be positive integers, e.g. (128,) or (256, 64); "
-            f"got {hidden_layer_sizes!r}."
-        )
-    return tuple(int(size) for size in sizes)
-
-
-def _checked_image_shape(image_shape, n_features):
-    """``(C, H, W)`` matching ``n_features``, or a clear ValueError."""
-    if image_shape is None:
-        raise ValueError(
-            "architecture='conv' needs image_shape=(channels, height, width), e.g. "
-            "(1, 8, 8) for sklearn's digits."
-        )
-    shape = tuple(int(size) for size in image_shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(
-            f"image_shape must be (channels, height, width) of positive ints; got "
-            f"{image_shape!r}."
-        )
-    if math.prod(shape) != n_features:
-        raise ValueError(
-            f"image_shape={shape} has {math.prod(shape)} values per image, but X has "
-            f"{n_features} features; rows of X must be images flattened in C-order "
-            "(images.reshape(n_samples, -1))."
-        )
-    return shape

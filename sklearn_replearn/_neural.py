@@ -1,9 +1,15 @@
-"""Training skeleton shared by the neural estimators (autoencoder, VAE).
+"""The shared base of the encoder-decoder estimators (autoencoder, VAE).
 
-A subclass says how to build its torch module (``_build_module``) and its
-criterion (``_make_criterion``); this class does validation, seeding, the
-optional validation split, building and running the skorch net (``net_``),
-the fitted attributes and batched inference.
+:class:`BaseNeuralTransformer` holds what both estimators share: their common
+parameters and constraints, building the encoder and decoder from
+``architecture``/``hidden_layer_sizes`` (or the user's modules), validation,
+seeding, the optional validation split, and batched inference. It asks the
+engine (``_engine``) to build, train and strip the skorch net (``net_``).
+
+A subclass says how to wrap the encoder and decoder into its torch module
+(``_build_module``), which criterion trains it (``_make_criterion``), and may
+add data checks (``_check_training_values``) and a warm-up
+(``_training_warmup``).
 """
 
 import math
@@ -13,34 +19,51 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
-from ._engine import OPTIMIZERS, RowDataset, make_net
+from ._engine import OPTIMIZERS, build_net, strip_net, train_net, training_device
 from .base import BaseRepresentation
-from .utils import seeded
+from .nn import ACTIVATIONS, make_conv_decoder, make_conv_encoder, make_mlp
+from .utils import check_image_shape, seeded
+from .utils._sklearn_compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    fit_context,
+    validate_params_now,
+)
 
 __all__ = ["BaseNeuralTransformer"]
 
 
 class BaseNeuralTransformer(BaseRepresentation):
-    """Fit/partial_fit/transform machinery for skorch-trained torch modules.
+    """Fit/partial_fit/transform machinery for encoder-decoder torch modules.
 
     Subclasses implement:
 
-    * ``_build_module(n_features)`` -> a ``torch.nn.Module`` with ``encode``,
-      ``decode`` and ``reconstruct`` methods, and ``forward`` giving what the
-      loss takes (the module may define ``loss(output, X)``);
-    * ``_make_criterion()`` -> a torch loss class or instance, or None when the
-      module defines ``loss``;
-    * optionally ``_check_training_values(X)`` for data-dependent checks.
+    * ``_build_module(encoder, decoder, n_features)`` -> a ``torch.nn.Module``
+      with ``encode``, ``decode`` and ``reconstruct`` methods, and ``forward``
+      giving what the loss takes (the module may define ``loss(output, X)``);
+    * ``_encoder_width()`` -> the encoder's output width (``n_components``,
+      or twice that for a VAE's mean and log-variance);
+    * ``_make_criterion()`` -> a torch loss class, or None when the module
+      defines ``loss``;
+    * optionally ``_check_training_values(X)`` (data checks) and
+      ``_training_warmup()``.
     """
 
     _accepts_sparse = True
 
     _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "architecture": [StrOptions({"mlp", "conv"})],
+        "image_shape": ["array-like", None],
+        "encoder": [nn.Module, None],
+        "decoder": [nn.Module, None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -57,9 +80,59 @@ class BaseNeuralTransformer(BaseRepresentation):
         "verbose": ["verbose"],
     }
 
+    def __init__(
+        self,
+        n_components,
+        *,
+        hidden_layer_sizes,
+        activation,
+        architecture,
+        image_shape,
+        encoder,
+        decoder,
+        max_iter,
+        batch_size,
+        learning_rate,
+        optimizer,
+        weight_decay,
+        early_stopping,
+        validation_fraction,
+        n_iter_no_change,
+        tol,
+        callbacks,
+        device,
+        accelerator,
+        random_state,
+        verbose,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.architecture = architecture
+        self.image_shape = image_shape
+        self.encoder = encoder
+        self.decoder = decoder
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.callbacks = callbacks
+        self.device = device
+        self.accelerator = accelerator
+        self.random_state = random_state
+        self.verbose = verbose
+
     # ----------------------------------------------------------------- hooks
-    def _build_module(self, n_features):  # pragma: no cover - abstract
+    def _build_module(self, encoder, decoder, n_features):  # pragma: no cover
         raise NotImplementedError
+
+    def _encoder_width(self):
+        return self.n_components
 
     def _make_criterion(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -67,17 +140,16 @@ class BaseNeuralTransformer(BaseRepresentation):
     def _check_training_values(self, X):
         """Data-dependent checks on validated training data (none by default)."""
 
-    def _training_schedule(self):
-        """Callbacks the model itself needs, and the epochs of warm-up.
+    def _training_warmup(self):
+        """``(module attribute, final value, epochs)`` to anneal, or None.
 
-        Returns ``(callbacks, warmup_epochs)``; during the warm-up epochs
-        neither early stopping nor the ``tol`` plateau rule applies (the VAE
-        anneals its KL weight then). Plain models have none.
+        During the warm-up epochs neither early stopping nor the ``tol``
+        plateau rule applies (the VAE anneals its KL weight then).
         """
-        return [], 0
+        return None
 
     # --------------------------------------------------------------- fitting
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the network on X for up to ``max_iter`` epochs.
 
@@ -93,15 +165,19 @@ class BaseNeuralTransformer(BaseRepresentation):
         self : object
             The fitted estimator.
         """
-        X = self._validate_X(X, reset=True)
-        self._check_training_values(X)
-        device = self._resolve_device()
-        with seeded(self.random_state, device) as seed:
-            train_X, valid_X = self._split_validation(X, seed)
-            module = self._checked_module(X.shape[1], device)
-            net = self._make_net(module, device, valid_X=valid_X)
-            self._train(net, train_X, device, epochs=None)
-        self._record_history(warn_if_not_converged=True)
+        with self._restored_on_failure():
+            X = self._validate_X(X, reset=True)
+            self._check_training_values(X)
+            device = training_device(self.device, self.accelerator)
+            with seeded(self.random_state, device) as seed:
+                train_X, valid_X = self._split_validation(X, seed)
+                module = self._checked_module(X.shape[1], device)
+                net = self._build_net(module, device, valid_X=valid_X)
+                record = train_net(net, train_X)
+            strip_net(net)
+            self.net_ = net
+            self._fit_dtype = X.dtype
+            self._record(record, warn_if_not_converged=True)
         return self
 
     def partial_fit(self, X, y=None):
@@ -124,20 +200,32 @@ class BaseNeuralTransformer(BaseRepresentation):
         """
         first_call = not hasattr(self, "net_")
         if first_call:
-            self._validate_params()
-        X = self._validate_X(X, reset=first_call)
-        self._check_training_values(X)
-        device = torch.device(self.net_.device) if not first_call else (
-            self._resolve_device())
-        with seeded(self.random_state, device, offset=getattr(self, "n_iter_", 0)):
+            validate_params_now(self)
+        with self._restored_on_failure():
+            X = self._validate_X(X, reset=first_call)
+            self._check_training_values(X)
             if first_call:
-                module = self._checked_module(X.shape[1], device)
-                net = self._make_net(module, device, valid_X=None, for_partial_fit=True)
+                device = training_device(self.device, self.accelerator)
             else:
-                net = self.net_
-            self._train(net, X, device, epochs=1)
-        self._record_history(warn_if_not_converged=False)
+                device = torch.device(self.net_.device)
+            with seeded(self.random_state, device,
+                        offset=getattr(self, "n_iter_", 0)):
+                if first_call:
+                    module = self._checked_module(X.shape[1], device)
+                    net = self._build_net(module, device, valid_X=None,
+                                          for_partial_fit=True)
+                else:
+                    net = self.net_
+                record = train_net(net, X, epochs=1)
+            self.net_ = net
+            if first_call:
+                self._fit_dtype = X.dtype
+            self._record(record, warn_if_not_converged=False)
         return self
+
+    def _restored_on_failure(self):
+        """A context in which an error leaves the estimator's state as it was."""
+        return _RestoreOnFailure(self)
 
     def _split_validation(self, X, seed):
         """Hold out ``validation_fraction`` of X, only when early stopping."""
@@ -154,9 +242,40 @@ class BaseNeuralTransformer(BaseRepresentation):
         order = np.random.RandomState(seed).permutation(n_samples)
         return X[order[n_valid:]], X[order[:n_valid]]
 
+    def _encoder_and_decoder(self, n_features):
+        """The user's ``encoder``/``decoder`` (copied), or the built-in pair.
+
+        The encoder maps ``n_features`` to ``_encoder_width()`` values (the
+        code, or a VAE's mean and log-variance); the decoder maps
+        ``n_components`` back to ``n_features``.
+        """
+        if (self.encoder is None) != (self.decoder is None):
+            raise ValueError(
+                "Pass both encoder and decoder modules, or neither (to use the "
+                f"built-in {self.architecture!r} architecture)."
+            )
+        if self.encoder is not None:
+            return deepcopy(self.encoder), deepcopy(self.decoder)
+        hidden = _checked_layer_sizes(self.hidden_layer_sizes)
+        width = self._encoder_width()
+        if self.architecture == "mlp":
+            return (
+                make_mlp((n_features, *hidden, width), self.activation),
+                make_mlp((self.n_components, *hidden[::-1], n_features),
+                         self.activation),
+            )
+        image_shape = check_image_shape(self.image_shape, n_features,
+                                        needed_by="architecture='conv'")
+        return (
+            make_conv_encoder(image_shape, hidden, width, self.activation),
+            make_conv_decoder(image_shape, hidden, self.n_components,
+                              self.activation),
+        )
+
     def _checked_module(self, n_features, device):
         """Build the module and check that it maps X to codes and back."""
-        module = self._build_module(n_features)
+        encoder, decoder = self._encoder_and_decoder(n_features)
+        module = self._build_module(encoder, decoder, n_features)
         with torch.no_grad():
             probe = torch.zeros(2, n_features)
             was_training = module.training
@@ -179,88 +298,53 @@ class BaseNeuralTransformer(BaseRepresentation):
         self._n_components_out = int(code.shape[1])
         return module.to(device)
 
-    def _resolve_device(self):
-        if self.accelerator is None:
-            return super()._resolve_device()
-        from ._accelerate import accelerator_device
-
-        return accelerator_device(self.accelerator, self.device)
-
-    def _make_net(self, module, device, *, valid_X, for_partial_fit=False):
+    def _build_net(self, module, device, *, valid_X, for_partial_fit=False):
         early_stopping = self.early_stopping and not for_partial_fit
-        schedule, warmup_epochs = self._training_schedule()
-        net = make_net(
+        return build_net(
             module,
             criterion=self._make_criterion(),
+            device=device,
+            owner=type(self).__name__,
             max_iter=self.max_iter,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             optimizer=self.optimizer,
             weight_decay=self.weight_decay,
-            device=str(device),
             early_stopping=early_stopping,
-            valid_dataset=RowDataset(valid_X, device) if early_stopping else None,
+            valid_X=valid_X if early_stopping else None,
             n_iter_no_change=self.n_iter_no_change,
             tol=None if for_partial_fit else self.tol,
             verbose=0 if for_partial_fit else self.verbose,
             # Copies, so that fitting never changes the user's callback objects.
-            callbacks=[*schedule, *deepcopy(self.callbacks or [])],
-            warmup_epochs=warmup_epochs,
+            callbacks=deepcopy(self.callbacks or []),
+            warmup=self._training_warmup(),
+            accelerator=self.accelerator,
         )
-        if self.accelerator is not None:
-            from ._accelerate import accelerate_net
 
-            net = accelerate_net(net, self.accelerator)
-        return net
-
-    def _train(self, net, X, device, epochs):
-        """Run the net; if training fails, leave no fitted state at all.
-
-        (``fit`` has already recorded ``n_features_in_`` for the new data, so an
-        old ``net_`` kept beside it would be silently inconsistent.)
-        """
-        try:
-            if epochs is None:
-                net.fit(RowDataset(X, device))
-                _drop_fit_only_state(net)
-            else:
-                if not net.initialized_:
-                    net.initialize()
-                net.partial_fit(RowDataset(X, device), epochs=epochs)
-        except Exception:
-            self._forget_fitted_state()
-            raise
-        self.net_ = net
-
-    def _forget_fitted_state(self):
-        for name in [name for name in vars(self)
-                     if name.endswith("_") and not name.startswith("__")]:
-            delattr(self, name)
-        self.__dict__.pop("_n_components_out", None)
-
-    def _record_history(self, warn_if_not_converged):
-        history = self.net_.history
-        self.loss_curve_ = [float(loss) for loss in history[:, "train_loss"]]
+    def _record(self, record, warn_if_not_converged):
+        """Fitted attributes from the engine's :class:`TrainingRecord`."""
+        self.loss_curve_ = record.loss_curve
         # Completed epochs (an epoch interrupted by Ctrl-C has no loss).
-        self.n_iter_ = len(self.loss_curve_)
-        if self.early_stopping and "valid_loss" in history[-1]:
-            self.validation_scores_ = [
-                -float(loss) for loss in history[:, "valid_loss"]
-            ]
+        self.n_iter_ = record.n_epochs
+        if self.early_stopping and record.valid_curve:
+            self.validation_scores_ = [-loss for loss in record.valid_curve]
             self.best_validation_score_ = max(self.validation_scores_)
         elif not self.early_stopping:
             # Left over from an earlier fit with early stopping.
             self.__dict__.pop("validation_scores_", None)
             self.__dict__.pop("best_validation_score_", None)
-        if warn_if_not_converged and self.n_iter_ >= self.max_iter and (
-            self.tol is not None or self.early_stopping
-        ):
+        self._record_terms(record.terms)
+        if warn_if_not_converged and self.n_iter_ >= self.max_iter and not (
+            record.interrupted) and (self.tol is not None or self.early_stopping):
             warnings.warn(
                 f"{type(self).__name__} stopped at max_iter={self.max_iter} epochs "
                 "while the loss was still improving; increase max_iter for a "
                 "better fit.",
                 ConvergenceWarning,
             )
+
+    def _record_terms(self, terms):
+        """Fitted attributes from the per-epoch loss terms (none by default)."""
 
     # ------------------------------------------------------------- inference
     @property
@@ -345,15 +429,36 @@ class BaseNeuralTransformer(BaseRepresentation):
         return -float(np.mean(self._reconstruction_errors(X), dtype=np.float64))
 
 
-def _drop_fit_only_state(net):
-    """Remove what only ``fit`` needs from a trained net.
+class _RestoreOnFailure:
+    """Put an estimator's attributes back as they were if the block raises.
 
-    The held-out validation rows (``train_split``), the stopping rules and the
-    best weights they saved would otherwise be pickled with the model (and stay
-    on the GPU); ``partial_fit`` after ``fit`` does not early-stop.
+    ``fit`` and ``partial_fit`` validate X first (which records
+    ``n_features_in_``), then build and train a new net: an error anywhere
+    must not leave new attributes beside an old ``net_``. The attributes are
+    rebound, never mutated, until training succeeds, so a shallow copy of
+    ``__dict__`` restores them.
     """
-    net.train_split = None
-    net.callbacks_ = [
-        (name, callback) for name, callback in net.callbacks_
-        if name not in ("early_stopping", "train_loss_plateau")
-    ]
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def __enter__(self):
+        self.saved = dict(vars(self.estimator))
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
+            state = vars(self.estimator)
+            state.clear()
+            state.update(self.saved)
+        return False
+
+
+def _checked_layer_sizes(hidden_layer_sizes):
+    """hidden_layer_sizes as a tuple of positive ints, or a clear ValueError."""
+    sizes = np.atleast_1d(np.asarray(hidden_layer_sizes, dtype=object)).tolist()
+    if not all(isinstance(size, Integral) and size > 0 for size in sizes):
+        raise ValueError(
+            "hidden_layer_sizes must be positive integers, e.g. (128,) or (256, 64); "
+            f"got {hidden_layer_sizes!r}."
+        )
+    return tuple(int(size) for size in sizes)

@@ -5,15 +5,13 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._autoencoder import encoder_and_decoder
-from ._engine import LinearWarmup
 from ._neural import BaseNeuralTransformer
 from .base import check_unit_interval
-from .nn import ACTIVATIONS, VAE
+from .nn import VAE
 from .utils import as_tensor, iter_row_batches, seeded, to_numpy
+from .utils._sklearn_compat import Interval, StrOptions
 
 __all__ = ["VAETransformer"]
 
@@ -215,13 +213,6 @@ default="adam"
 
     _parameter_constraints: dict = {
         **BaseNeuralTransformer._parameter_constraints,
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "hidden_layer_sizes": ["array-like"],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "architecture": [StrOptions({"mlp", "conv"})],
-        "image_shape": ["array-like", None],
-        "encoder": [torch.nn.Module, None],
-        "decoder": [torch.nn.Module, None],
         "likelihood": [StrOptions({"gaussian", "bernoulli"})],
         "noise_variance": [StrOptions({"learned"}),
                            Interval(Real, 0, None, closed="neither")],
@@ -260,32 +251,34 @@ default="adam"
         random_state=None,
         verbose=0,
     ):
-        self.n_components = n_components
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.architecture = architecture
-        self.image_shape = image_shape
-        self.encoder = encoder
-        self.decoder = decoder
+        super().__init__(
+            n_components,
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            architecture=architecture,
+            image_shape=image_shape,
+            encoder=encoder,
+            decoder=decoder,
+            max_iter=max_iter,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            callbacks=callbacks,
+            device=device,
+            accelerator=accelerator,
+            random_state=random_state,
+            verbose=verbose,
+        )
         self.likelihood = likelihood
         self.noise_variance = noise_variance
         self.beta = beta
         self.kl_warmup = kl_warmup
         self.n_importance_samples = n_importance_samples
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.callbacks = callbacks
-        self.device = device
-        self.accelerator = accelerator
-        self.random_state = random_state
-        self.verbose = verbose
 
     # ---------------------------------------------------------------- hooks
     def _check_training_values(self, X):
@@ -299,14 +292,14 @@ default="adam"
         # The VAE module computes its own loss (the negative ELBO).
         return None
 
-    def _training_schedule(self):
-        warmup = LinearWarmup("kl_weight", float(self.beta), self.kl_warmup)
-        return [("kl_warmup", warmup)], self.kl_warmup
+    def _training_warmup(self):
+        return ("kl_weight", float(self.beta), self.kl_warmup)
 
-    def _build_module(self, n_features):
+    def _encoder_width(self):
         # The encoder outputs the posterior's mean and log-variance.
-        encoder, decoder = encoder_and_decoder(self, n_features,
-                                               2 * self.n_components)
+        return 2 * self.n_components
+
+    def _build_module(self, encoder, decoder, n_features):
         return VAE(
             encoder,
             decoder,
@@ -317,11 +310,9 @@ default="adam"
             kl_weight=float(self.beta),
         )
 
-    def _record_history(self, warn_if_not_converged):
-        super()._record_history(warn_if_not_converged)
-        history = self.net_.history
-        self.reconstruction_curve_ = [-float(v) for v in history[:, "train_nll"]]
-        self.kl_curve_ = [float(v) for v in history[:, "train_kl"]]
+    def _record_terms(self, terms):
+        self.reconstruction_curve_ = [-value for value in terms.get("nll", [])]
+        self.kl_curve_ = list(terms.get("kl", []))
 
     # -------------------------------------------------------------- scoring
     def _per_row_bounds(self, X, n_draws, bound):
@@ -444,10 +435,3 @@ default="adam"
                 z = torch.randn(stop - start, self._n_features_out, device=device)
                 out[start:stop] = to_numpy(module.decode(z))
         return out
-
-    # ------------------------------------------------------------- fitting
-    def _validate_X(self, X, *, reset):
-        X = super()._validate_X(X, reset=reset)
-        if reset:
-            self._fit_dtype = X.dtype
-        return X

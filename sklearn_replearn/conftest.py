@@ -11,7 +11,7 @@ import pytest
 
 _DOCTEST_REQUIRES = {
     "sklearn_replearn.scale.dask_transform": ("dask",),
-    "sklearn_replearn._accelerate.accelerator_device": (),
+    "sklearn_replearn._engine._accelerate.accelerator_device": (),
 }
 
 

@@ -1,8 +1,8 @@
 """Training through Hugging Face Accelerate (skorch's AccelerateMixin), on CPU.
 
 Needs ``accelerate`` (the ``scale`` extra); skipped without it. The estimators'
-``accelerator=`` parameter is wired in ``_neural.py`` (``_resolve_device`` and
-``_make_net``); these tests check it end to end.
+``accelerator=`` parameter goes to the engine (``_engine.build_net`` and
+``training_device``); these tests check it end to end.
 """
 
 import pickle
@@ -16,14 +16,13 @@ accelerate = pytest.importorskip("accelerate")
 from sklearn.base import clone  # noqa: E402
 
 from sklearn_replearn import AutoencoderTransformer, VAETransformer  # noqa: E402
-from sklearn_replearn._accelerate import (  # noqa: E402
+from sklearn_replearn._engine import RowDataset, build_net  # noqa: E402
+from sklearn_replearn._engine._accelerate import (  # noqa: E402
     AcceleratedReconstructionNet,
     _ProcessShard,
-    accelerate_net,
     accelerator_device,
     check_accelerator,
 )
-from sklearn_replearn._engine import RowDataset  # noqa: E402
 
 # Short names for the estimators trained through an accelerator.
 AcceleratedAutoencoder = AutoencoderTransformer
@@ -136,11 +135,15 @@ def test_partial_fit_rewraps_and_continues(X, accelerator):
 
 
 def test_net_built_from_the_estimator_module(X, accelerator):
-    """accelerate_net on the net an estimator builds, as the wiring calls it."""
+    """build_net with an accelerator, on the module an estimator builds."""
     est = VAETransformer(**_params())
     module = est._checked_module(X.shape[1], torch.device("cpu"))
-    net = accelerate_net(est._make_net(module, torch.device("cpu"), valid_X=None),
-                         accelerator)
+    settings = {name: getattr(est, name) for name in (
+        "max_iter", "batch_size", "learning_rate", "optimizer", "weight_decay",
+        "early_stopping", "n_iter_no_change", "tol", "verbose")}
+    net = build_net(module, criterion=None, device="cpu", owner="VAETransformer",
+                    accelerator=accelerator, **settings)
+    assert isinstance(net, AcceleratedReconstructionNet)
     net.fit(RowDataset(X, "cpu"))
     assert len(net.history) == 4
     # The VAE's own ELBO was the loss (not the placeholder criterion).
@@ -162,8 +165,6 @@ def test_bad_accelerator_and_device(X, accelerator):
     with pytest.raises(ValueError, match="not a device name"):
         accelerator_device(accelerator, "gpu-please")
     assert accelerator_device(accelerator, "cpu") == torch.device("cpu")
-    with pytest.raises(TypeError, match="ReconstructionNet"):
-        accelerate_net(object(), accelerator)
 
 
 class _Batches:

@@ -260,7 +260,7 @@ def test_fused_optimizers_where_torch_has_them(digits, optimizer, fused):
 
 
 def test_fused_support_is_probed_not_assumed():
-    from sklearn_replearn._engine import _fused_works, fused_optimizer_kwargs
+    from sklearn_replearn._engine._optimizers import _fused_works, fused_optimizer_kwargs
 
     # RMSprop takes no ``fused`` argument: the probe says no, nothing raises.
     assert _fused_works(torch.optim.RMSprop, "cpu") is False
@@ -452,15 +452,19 @@ def test_models_fit_with_progress_bar_or_early_stopping_pickle_lean(digits):
     assert ae.n_iter_ == n_iter + 1
 
 
-def test_failed_refit_leaves_the_estimator_unfitted(digits):
-    X_train, _, _, _ = digits
+def test_failed_refit_leaves_the_estimator_as_it_was(digits):
+    """A fit that raises (here: divergence on new data) changes nothing."""
+    X_train, X_test, _, _ = digits
     ae = fast_ae(max_iter=2).fit(X_train)
+    codes, state = ae.transform(X_test), dict(vars(ae))
     ae.set_params(optimizer="sgd", learning_rate=1e3, max_iter=50)
     with pytest.raises(TrainingDivergedError):
         ae.fit(X_train[:, :10] * 1e3)
-    with pytest.raises(NotFittedError):
+    assert vars(ae).keys() == state.keys() and ae.n_features_in_ == 64
+    assert ae.net_ is state["net_"]
+    np.testing.assert_array_equal(ae.transform(X_test), codes)
+    with pytest.raises(ValueError, match="X has 10 features"):
         ae.transform(X_train[:, :10])
-    assert not hasattr(ae, "n_features_in_")
 
 
 def test_validation_scores_do_not_leak_into_a_refit(digits):

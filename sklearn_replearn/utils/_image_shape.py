@@ -6,7 +6,7 @@ __all__ = ["check_image_shape"]
 
 
 def check_image_shape(image_shape, n_features, *, what="X", allow_2d=False,
-                      needed_by="flat rows"):
+                      needed_by="reading flat rows as images"):
     """``image_shape`` as a tuple of ints that holds ``n_features`` values.
 
     One entry may be -1 (inferred, as in ``numpy.reshape``). With
@@ -22,7 +22,7 @@ def check_image_shape(image_shape, n_features, *, what="X", allow_2d=False,
         What the rows are, for the messages.
     allow_2d : bool, default=False
         Accept ``(height, width)`` as well as ``(channels, height, width)``.
-    needed_by : str, default="flat rows"
+    needed_by : str, default="reading flat rows as images"
         What needs the shape, for the message when it is None.
 
     Returns
@@ -43,7 +43,7 @@ def check_image_shape(image_shape, n_features, *, what="X", allow_2d=False,
     """
     if image_shape is None:
         raise ValueError(
-            f"{what} has {n_features} columns: {needed_by} need "
+            f"{what} has {n_features} columns: {needed_by} needs "
             "image_shape=(channels, height, width), e.g. image_shape=(1, 8, 8) "
             "for sklearn's digits."
         )

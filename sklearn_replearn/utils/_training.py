@@ -62,8 +62,8 @@ class TrainingPolicy:
     verbose : int, default=0
         0 silent, 1 a progress bar over epochs, 2 a line per epoch.
     divergence_hint : str, default=""
-        What the user can change when the loss diverges, e.g.
-        ``"lower learning_rate (it is 0.1)"``.
+        What the user can change when the loss diverges, as the start of a
+        sentence, e.g. ``"Lower learning_rate (it is 0.1)"``.
     explosion_factor : float, default=EXPLOSION_FACTOR
         A batch loss above ``first + explosion_factor * |first|`` (``first``
         being the session's first batch loss) is divergence.
@@ -121,11 +121,11 @@ class TrainingPolicy:
     # ------------------------------------------------------------- helpers
     def _diverged(self, loss, where):
         epoch = self.n_epochs + 1
-        hint = f" To fix it: {self.divergence_hint}." if self.divergence_hint else ""
+        hint = self.divergence_hint or "Lower learning_rate"
         return TrainingDivergedError(
-            f"{self.owner}: the {where} loss {loss} in epoch {epoch}; "
-            f"training was stopped.{hint} Scaling the input to a moderate range "
-            "(e.g. StandardScaler or MinMaxScaler) also helps."
+            f"{self.owner}: the {where} loss {loss} in epoch {epoch}; training "
+            f"was stopped. {hint}, or scale the input to a moderate range (e.g. "
+            "StandardScaler or MinMaxScaler)."
         )
 
 

@@ -4,7 +4,7 @@ The neural estimators take ``accelerator=`` (an ``accelerate.Accelerator``):
 multi-GPU data parallelism, mixed precision (``"fp16"``/``"bf16"``) and
 gradient accumulation then come from skorch's own integration,
 :class:`skorch.hf.AccelerateMixin`, mixed into the engine's
-:class:`~sklearn_replearn._engine.ReconstructionNet`. Nothing here is our own
+:class:`~sklearn_replearn._engine._net.ReconstructionNet`. Nothing here is our own
 distributed code: this module only adapts the engine's net to the mixin.
 
 ``accelerate`` is optional (the ``scale`` extra) and is imported only when an
@@ -31,21 +31,20 @@ import math
 import torch
 from skorch.hf import AccelerateMixin
 
-from ._engine import ReconstructionNet
+from ..utils import import_optional
+from ._net import ReconstructionNet, module_loss
 
-__all__ = ["AcceleratedReconstructionNet", "accelerate_net", "accelerator_device"]
+__all__ = [
+    "AcceleratedReconstructionNet",
+    "accelerator_device",
+    "check_accelerator",
+]
 
 
 def _accelerator_class():
     """``accelerate.Accelerator``, or a clear ImportError."""
-    try:
-        from accelerate import Accelerator
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "accelerator= needs Hugging Face Accelerate; install it with "
-            "`pip install sklearn-replearn[scale]` or `pip install accelerate`."
-        ) from exc
-    return Accelerator
+    return import_optional("accelerate", feature="accelerator=",
+                           extra="scale").Accelerator
 
 
 def check_accelerator(accelerator):
@@ -94,7 +93,7 @@ def accelerator_device(accelerator, device="auto"):
 
     Examples
     --------
-    >>> from sklearn_replearn._accelerate import accelerator_device
+    >>> from sklearn_replearn._engine import accelerator_device
     >>> accelerator_device("cuda")
     Traceback (most recent call last):
     ...
@@ -129,7 +128,8 @@ class AcceleratedReconstructionNet(AccelerateMixin, ReconstructionNet):
     """ReconstructionNet trained through an ``accelerate.Accelerator``.
 
     skorch's :class:`skorch.hf.AccelerateMixin` over the engine's
-    ``ReconstructionNet``; build it with :func:`accelerate_net`. The
+    ``ReconstructionNet``; built by :func:`~sklearn_replearn._engine.build_net` when an
+    accelerator is given. The
     accelerator places and wraps the module; ``device`` records where that is
     (``accelerator.device``), so that inference batches go to the same place and
     a net trained on a GPU unpickles onto the CPU of a machine without one.
@@ -151,10 +151,7 @@ class AcceleratedReconstructionNet(AccelerateMixin, ReconstructionNet):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         module = self.accelerator.unwrap_model(self.module_, keep_fp32_wrapper=True)
-        module_loss = getattr(module, "loss", None)
-        if module_loss is not None:
-            return module_loss(y_pred, y_true)
-        return self.criterion_(y_pred, y_true)
+        return module_loss(module, self.criterion_, y_pred, y_true)
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         super().on_train_begin(net, X=X, y=y, **kwargs)
@@ -198,41 +195,3 @@ class _ProcessShard:
                 yield batch
         for _ in range(len(self) - n_yielded):
             yield first
-
-
-def accelerate_net(net, accelerator):
-    """Rebuild an engine net so that it trains through ``accelerator``.
-
-    Parameters
-    ----------
-    net : ReconstructionNet
-        The net built by :func:`~sklearn_replearn._engine.make_net` (not yet
-        trained); its parameters (module, optimizer, callbacks, ...) are kept.
-    accelerator : accelerate.Accelerator
-        Places the module, wraps it for multi-process training and runs the
-        forward/backward passes under its mixed-precision settings.
-
-    Returns
-    -------
-    AcceleratedReconstructionNet
-        A new net with the same parameters and skorch's ``AccelerateMixin``,
-        on ``accelerator.device``.
-
-    Raises
-    ------
-    TypeError
-        If ``accelerator`` is not an ``accelerate.Accelerator``, or ``net``
-        not a ReconstructionNet.
-    """
-    check_accelerator(accelerator)
-    if not isinstance(net, ReconstructionNet):
-        raise TypeError(
-            f"accelerate_net expects the engine's ReconstructionNet; got "
-            f"{type(net).__name__}."
-        )
-    params = {
-        name: value for name, value in net.get_params(deep=False).items()
-        if not name.startswith("_")
-    }
-    params["device"] = str(accelerator_device(accelerator, params["device"]))
-    return AcceleratedReconstructionNet(accelerator=accelerator, **params)

@@ -1,0 +1,83 @@
+"""Training data for the engine's nets: rows fetched a whole batch at a time.
+
+skorch's default ``DataLoader`` collates batches sample by sample, which costs
+~40% of a small MLP's step on a CPU; these slice whole batches out of one
+tensor instead.
+"""
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..utils import as_tensor
+
+__all__ = ["RowBatchLoader", "RowDataset"]
+
+
+class RowDataset(torch.utils.data.Dataset):
+    """Rows of a dense tensor or of a scipy CSR matrix, fetched a batch at a time.
+
+    Dense data is held as one float32 tensor on the training device, so a batch
+    is one indexing operation. Sparse data stays sparse on the host and only the
+    current batch is densified.
+    """
+
+    def __init__(self, X, device):
+        self.device = device
+        if sp.issparse(X):
+            self.data = X.tocsr()
+        else:
+            self.data = as_tensor(X, device=device)
+
+    def __len__(self):
+        return self.data.shape[0]
+
+    def __getitem__(self, index):
+        return self.batch(np.atleast_1d(index))[0]
+
+    def batch(self, indices):
+        """Return the rows ``indices`` (a tensor or array) as a float32 tensor."""
+        if sp.issparse(self.data):
+            rows = self.data[np.asarray(indices.cpu() if torch.is_tensor(indices)
+                                        else indices)]
+            return as_tensor(rows, device=self.device)
+        if torch.is_tensor(indices):
+            indices = indices.to(self.data.device)
+        return self.data[indices]
+
+
+class RowBatchLoader:
+    """Iterate over a :class:`RowDataset` in (optionally shuffled) whole batches.
+
+    Yields ``(X_batch, X_batch)``: for a reconstruction the target is the input.
+    Shuffling uses torch's global RNG, which the estimators seed and fork
+    (``utils.seeded``), so runs are repeatable.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=False):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def __len__(self):
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self):
+        n_samples = len(self.dataset)
+        if self.shuffle:
+            order = torch.randperm(n_samples)
+            for start in range(0, n_samples, self.batch_size):
+                batch = self.dataset.batch(order[start:start + self.batch_size])
+                yield batch, batch
+        elif sp.issparse(self.dataset.data):
+            for start in range(0, n_samples, self.batch_size):
+                batch = self.dataset.batch(np.arange(start, min(start + self.batch_size,
+                                                                n_samples)))
+                yield batch, batch
+        else:
+            # Contiguous slices of the tensor: no copy at all.
+            for start in range(0, n_samples, self.batch_size):
+                batch = self.dataset.data[start:start + self.batch_size]
+                yield batch, batch

@@ -1,0 +1,173 @@
+"""The engine's skorch net: :class:`ReconstructionNet`.
+
+Compared with a plain ``skorch.NeuralNet``:
+
+* the target of a reconstruction is the input itself, so no ``y`` is copied
+  (the loaders yield ``(X, X)``);
+* a module that defines ``loss(output, X)`` (the VAE's ELBO) computes its own
+  loss (:func:`module_loss`);
+* per-batch bookkeeping is trimmed (see "skorch internals" below).
+
+**skorch internals.** Five methods below override skorch internals to cut
+per-batch Python on small steps (``_set_training``, ``notify`` through
+``_hook_listeners``, ``on_batch_begin``, ``run_single_epoch``, ``train_step``,
+``infer``). They are the only such overrides in the package, are written for
+the skorch versions pinned in ``pyproject.toml``, and
+``tests/test_engine.py::test_skorch_internals_are_as_overridden`` fails loudly
+if a new skorch changes what they replace.
+"""
+
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EpochTimer, PassthroughScoring
+
+from ._optimizers import CLOSURE_FREE
+
+__all__ = ["ModuleDefinedLoss", "ReconstructionNet", "module_loss"]
+
+
+def module_loss(module, criterion, y_pred, y_true):
+    """The loss of a batch: the module's own ``loss`` if it has one.
+
+    The one loss lookup of the engine, used by the plain and the accelerated
+    nets (the latter passes the module it unwrapped from its DDP wrapper).
+    """
+    own_loss = getattr(module, "loss", None)
+    if own_loss is not None:
+        return own_loss(y_pred, y_true)
+    return criterion(y_pred, y_true)
+
+
+# Stands for ``module_`` in a pickled net's ``module`` (see __getstate__).
+_SAME_AS_TRAINED_MODULE = "<the trained module_>"
+
+
+class ReconstructionNet(NeuralNet):
+    """A skorch net that trains a module to reconstruct its input.
+
+    ``get_loss`` asks the module for its loss when it defines
+    ``loss(output, X)`` (the VAE's ELBO, for example); otherwise it applies the
+    criterion to the module's output and the input.
+    """
+
+    @property
+    def _default_callbacks(self):
+        # No PrintLog here: verbosity is chosen by the estimator (make_net).
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+        ]
+
+    # Per-batch bookkeeping, trimmed: skorch walks the module tree to set the
+    # training mode and calls every callback's (mostly empty) hooks three times
+    # per batch, which costs ~10% of a small MLP's step on the CPU.
+    def _set_training(self, training=True):
+        modules = [getattr(self, name + "_") for name in self._modules + self._criteria]
+        if all(getattr(module, "training", training) == training
+               for module in modules):
+            return
+        super()._set_training(training)
+
+    def _hook_listeners(self, method_name):
+        """The callbacks that implement ``method_name`` (cached per callbacks_)."""
+        cache = self.__dict__.get("_listeners")
+        if cache is None or cache[0] is not self.callbacks_:
+            # (Re)built whenever callbacks_ is a new list (initialize, or the
+            # estimator dropping fit-only callbacks after fit).
+            cache = self._listeners = (self.callbacks_, {})
+        listeners = cache[1]
+        if method_name not in listeners:
+            empty = getattr(Callback, method_name, None)
+            listeners[method_name] = [
+                callback for _, callback in self.callbacks_
+                if method_name in vars(callback)
+                or getattr(type(callback), method_name, None) is not empty
+            ]
+        return listeners[method_name]
+
+    def notify(self, method_name, **cb_kwargs):
+        """skorch's notify, skipping callbacks that do not implement the hook."""
+        getattr(self, method_name)(self, **cb_kwargs)
+        for callback in self._hook_listeners(method_name):
+            getattr(callback, method_name)(self, **cb_kwargs)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_listeners", None)
+        # skorch keeps the module instance it was given as ``module``, the same
+        # object as the trained ``module_``. It saves ``module_`` with
+        # torch.save (mapped to the CPU on load where CUDA is missing) but
+        # would pickle ``module`` plainly: the weights twice, and a model
+        # trained on a GPU that cannot be unpickled without one.
+        if state.get("module") is self.__dict__.get("module_"):
+            state["module"] = _SAME_AS_TRAINED_MODULE
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if isinstance(self.module, str) and self.module == _SAME_AS_TRAINED_MODULE:
+            self.module = self.module_
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        # history.new_batch(), without History's generic indexing.
+        list.__getitem__(self.history, -1)["batches"].append({})
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """skorch's epoch loop, writing the batch rows of the history directly.
+
+        Same notifications and history entries as skorch's (``<prefix>_loss``
+        and ``<prefix>_batch_size`` per batch, ``<prefix>_batch_count`` per
+        epoch); our loaders always yield ``(X, X)`` tuples.
+        """
+        if iterator is None:
+            return
+        batches = list.__getitem__(self.history, -1)["batches"]
+        batch_count = 0
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            row = batches[-1]
+            row[prefix + "_loss"] = step["loss"].item()
+            row[prefix + "_batch_size"] = len(batch[0])
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+            batch_count += 1
+        self.history.record(prefix + "_batch_count", batch_count)
+
+    def train_step(self, batch, **fit_params):
+        """One optimizer update on ``batch``.
+
+        skorch steps the optimizer through a closure, with a step accumulator
+        and an ``on_grad_computed`` notification. For the closure-free
+        optimizers of :data:`OPTIMIZERS`, with no callback listening to
+        ``on_grad_computed`` and skorch's own optimizer stepping, this is the
+        same update with less Python per batch; anything else takes skorch's
+        path.
+        """
+        if (fit_params or type(self)._step_optimizer is not NeuralNet._step_optimizer
+                or self._hook_listeners("on_grad_computed")
+                or not all(type(getattr(self, name + "_")) in CLOSURE_FREE
+                           for name in self._optimizers)):
+            return super().train_step(batch, **fit_params)
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch)
+        for name in self._optimizers:
+            getattr(self, name + "_").step()
+        return step
+
+    def infer(self, x, **fit_params):
+        # Batches are already tensors (on the training device): skip skorch's
+        # generic conversion of dicts, arrays and frames.
+        if torch.is_tensor(x) and not fit_params:
+            return self.module_(x.to(self.device))
+        return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        return module_loss(self.module_, self.criterion_, y_pred, y_true)
+
+
+class ModuleDefinedLoss(torch.nn.Module):
+    """The criterion of nets whose module defines ``loss`` (never called)."""
+
+    def forward(self, y_pred, y_true):
+        raise RuntimeError("This module computes its own loss; see get_loss.")

@@ -1,0 +1,170 @@
+"""The engine as a service: build, train and strip a net for an estimator.
+
+An estimator hands over its module and its training settings and gets back a
+trained net and a :class:`TrainingRecord`; it never builds the engine's
+datasets, names its callbacks or rebuilds a net for Accelerate itself.
+"""
+
+from dataclasses import dataclass, field
+
+from skorch.helper import predefined_split
+
+from ..utils import resolve_device
+from ._callbacks import (
+    LinearWarmup,
+    LossTermsRecorder,
+    check_callbacks,
+    make_policy_callback,
+)
+from ._data import RowBatchLoader, RowDataset
+from ._net import ModuleDefinedLoss, ReconstructionNet
+from ._optimizers import check_optimizer, fused_optimizer_kwargs
+
+__all__ = [
+    "TrainingRecord",
+    "build_net",
+    "strip_net",
+    "train_net",
+    "training_device",
+]
+
+# The name of the training-policy callback in a net's callbacks_ (the engine's
+# own business: estimators read the policy through TrainingRecord).
+_POLICY = "training_policy"
+
+
+@dataclass
+class TrainingRecord:
+    """What a training run leaves for the estimator's fitted attributes.
+
+    Only completed epochs count: an epoch cut short by Ctrl-C has no loss.
+    """
+
+    loss_curve: list
+    valid_curve: list
+    terms: dict = field(default_factory=dict)
+    converged: bool = False
+    interrupted: bool = False
+
+    @property
+    def n_epochs(self):
+        return len(self.loss_curve)
+
+
+def training_device(device, accelerator=None):
+    """The device a net trains on: ``device`` resolved, or the accelerator's.
+
+    ``device`` is the estimator's parameter (``"auto"``, ``"cpu"``, ...).
+    With an accelerator it must be ``"auto"`` or the accelerator's own device.
+    """
+    if accelerator is None:
+        return resolve_device(device)
+    from ._accelerate import accelerator_device
+
+    return accelerator_device(accelerator, device)
+
+
+def build_net(module, *, criterion, device, owner, max_iter, batch_size,
+              learning_rate, optimizer, weight_decay, early_stopping,
+              n_iter_no_change, tol, verbose, callbacks=None, valid_X=None,
+              warmup=None, accelerator=None):
+    """Build the net that trains ``module`` to reconstruct its input.
+
+    Parameters mirror the estimators' (see ``AutoencoderTransformer``).
+    ``criterion`` is a torch loss class, or None when the module defines
+    ``loss``. ``valid_X`` is the held-out data when ``early_stopping`` (the
+    best epoch's weights are then restored). ``warmup=(attribute, value,
+    n_epochs)`` ramps a module attribute from 0 to ``value`` (the VAE's KL
+    weight); those epochs do not count for stopping. ``callbacks`` are the
+    user's skorch callbacks (already copied). ``accelerator`` trains through
+    Hugging Face Accelerate.
+    """
+    optimizer_class = check_optimizer(optimizer)
+    all_callbacks = []
+    warmup_epochs = 0
+    if warmup is not None:
+        attribute, value, warmup_epochs = warmup
+        all_callbacks.append(("warmup", LinearWarmup(attribute, value, warmup_epochs)))
+    if hasattr(module, "loss_terms"):
+        all_callbacks.append(("loss_terms", LossTermsRecorder()))
+    all_callbacks.extend(check_callbacks(callbacks))
+    # Last: it may end training at the end of an epoch the others have seen.
+    all_callbacks.append((_POLICY, make_policy_callback(
+        owner=owner, max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
+        warmup_epochs=warmup_epochs, verbose=verbose, learning_rate=learning_rate,
+        early_stopping=early_stopping,
+    )))
+    params = dict(
+        criterion=ModuleDefinedLoss if criterion is None else criterion,
+        optimizer=optimizer_class,
+        lr=learning_rate,
+        optimizer__weight_decay=weight_decay,
+        max_epochs=max_iter,
+        batch_size=batch_size,
+        iterator_train=RowBatchLoader,
+        iterator_train__shuffle=True,
+        iterator_valid=RowBatchLoader,
+        train_split=(predefined_split(RowDataset(valid_X, device))
+                     if early_stopping else None),
+        callbacks=all_callbacks,
+        device=str(device),
+        # The policy prints (verbose=2) and draws the bar (verbose=1).
+        verbose=0,
+        # Pickled estimators hold whole modules; trust comes from the pickle itself.
+        torch_load_kwargs={"weights_only": False},
+        **fused_optimizer_kwargs(optimizer_class, device, prefix="optimizer__"),
+    )
+    if accelerator is None:
+        return ReconstructionNet(module, **params)
+    from ._accelerate import AcceleratedReconstructionNet, check_accelerator
+
+    check_accelerator(accelerator)
+    return AcceleratedReconstructionNet(module, accelerator=accelerator, **params)
+
+
+def train_net(net, X, *, epochs=None):
+    """Train ``net`` on X: a whole fit (``epochs=None``) or more epochs.
+
+    ``epochs=None`` trains from scratch for up to ``max_iter`` epochs under
+    the stopping rule; an int continues training the (initialised) net for
+    that many epochs, as ``partial_fit`` does. Returns the
+    :class:`TrainingRecord` of all epochs the net has trained.
+    """
+    data = RowDataset(X, net.device)
+    if epochs is None:
+        net.fit(data)
+    else:
+        if not net.initialized_:
+            net.initialize()
+        net.partial_fit(data, epochs=epochs)
+    return training_record(net)
+
+
+def training_record(net):
+    """The :class:`TrainingRecord` of ``net``'s completed epochs."""
+    policy = dict(net.callbacks_)[_POLICY].policy
+    rows = [row for row in net.history if "train_loss" in row]
+    term_names = [name for name in (rows[0] if rows else {})
+                  if name.startswith("train_") and name not in (
+                      "train_loss", "train_batch_count")]
+    return TrainingRecord(
+        loss_curve=[float(row["train_loss"]) for row in rows],
+        valid_curve=[float(row["valid_loss"]) for row in rows if "valid_loss" in row],
+        terms={name[len("train_"):]: [float(row[name]) for row in rows]
+               for name in term_names},
+        converged=policy.converged,
+        interrupted=policy.interrupted,
+    )
+
+
+def strip_net(net):
+    """Remove what only ``fit`` needs from a trained net.
+
+    The held-out validation rows (``train_split``) and the stopping rule
+    would otherwise be pickled with the model (and stay on the GPU); later
+    ``partial_fit`` calls train one epoch each, with no early stopping.
+    """
+    net.train_split = None
+    callback = dict(net.callbacks_)[_POLICY]
+    callback.restore_best = False
+    callback.policy.tol = None
