@@ -260,7 +260,10 @@ def test_fused_optimizers_where_torch_has_them(digits, optimizer, fused):
 
 
 def test_fused_support_is_probed_not_assumed():
-    from sklearn_replearn._engine._optimizers import _fused_works, fused_optimizer_kwargs
+    from sklearn_replearn._engine._optimizers import (
+        _fused_works,
+        fused_optimizer_kwargs,
+    )
 
     # RMSprop takes no ``fused`` argument: the probe says no, nothing raises.
     assert _fused_works(torch.optim.RMSprop, "cpu") is False

@@ -10,7 +10,8 @@ internals), ``_accelerate`` (the same net through Hugging Face Accelerate),
 """
 
 from ._data import RowBatchLoader, RowDataset
-from ._net import ReconstructionNet
+from ._legacy import LEGACY_NAMES
+from ._net import ReconstructionNet, _ModuleDefinedLoss
 from ._optimizers import OPTIMIZERS, check_optimizer, fused_optimizer_kwargs
 from ._service import (
     TrainingRecord,
@@ -33,3 +34,7 @@ __all__ = [
     "train_net",
     "training_device",
 ]
+
+# Pickles written by version 0.1 name these under ``sklearn_replearn._engine``.
+globals().update(LEGACY_NAMES)
+_ModuleDefinedLoss = _ModuleDefinedLoss

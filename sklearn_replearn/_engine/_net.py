@@ -23,7 +23,15 @@ from skorch.callbacks import Callback, EpochTimer, PassthroughScoring
 
 from ._optimizers import CLOSURE_FREE
 
-__all__ = ["ModuleDefinedLoss", "ReconstructionNet", "module_loss"]
+__all__ = [
+    "POLICY_CALLBACK_NAME",
+    "ModuleDefinedLoss",
+    "ReconstructionNet",
+    "module_loss",
+]
+
+# The name of the training-policy callback in a net's callbacks_.
+POLICY_CALLBACK_NAME = "training_policy"
 
 
 def module_loss(module, criterion, y_pred, y_true):
@@ -108,6 +116,11 @@ class ReconstructionNet(NeuralNet):
         super().__setstate__(state)
         if isinstance(self.module, str) and self.module == _SAME_AS_TRAINED_MODULE:
             self.module = self.module_
+        # A net pickled by version 0.1 has its guard, stopping rule and
+        # progress as separate callbacks: give it the training policy.
+        from ._legacy import upgrade_callbacks
+
+        upgrade_callbacks(self, POLICY_CALLBACK_NAME)
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
         # history.new_batch(), without History's generic indexing.
@@ -171,3 +184,7 @@ class ModuleDefinedLoss(torch.nn.Module):
 
     def forward(self, y_pred, y_true):
         raise RuntimeError("This module computes its own loss; see get_loss.")
+
+
+# The name 0.1 pickles refer to.
+_ModuleDefinedLoss = ModuleDefinedLoss

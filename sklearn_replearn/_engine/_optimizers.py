@@ -48,7 +48,7 @@ def check_optimizer(optimizer):
     >>> check_optimizer(dict)
     Traceback (most recent call last):
     ...
-    TypeError: optimizer must be one of 'adam', 'adamw', 'rmsprop', 'sgd' or a torch.optim.Optimizer subclass that steps without a closure (e.g. torch.optim.NAdam); got dict.
+    TypeError: optimizer must be one of 'adam', ... got dict.
     """
     if isinstance(optimizer, str):
         if optimizer not in OPTIMIZERS:

@@ -17,7 +17,7 @@ from ._callbacks import (
     make_policy_callback,
 )
 from ._data import RowBatchLoader, RowDataset
-from ._net import ModuleDefinedLoss, ReconstructionNet
+from ._net import POLICY_CALLBACK_NAME, ModuleDefinedLoss, ReconstructionNet
 from ._optimizers import check_optimizer, fused_optimizer_kwargs
 
 __all__ = [
@@ -28,9 +28,9 @@ __all__ = [
     "training_device",
 ]
 
-# The name of the training-policy callback in a net's callbacks_ (the engine's
-# own business: estimators read the policy through TrainingRecord).
-_POLICY = "training_policy"
+# The policy callback's name is the engine's own business: estimators read
+# the policy through TrainingRecord.
+_POLICY = POLICY_CALLBACK_NAME
 
 
 @dataclass

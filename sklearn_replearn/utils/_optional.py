@@ -26,7 +26,7 @@ def import_optional(module, *, feature, extra, package=None):
     >>> import_optional("no_such_module_xyz", feature="This demo", extra="demo")
     Traceback (most recent call last):
     ...
-    ImportError: This demo needs no_such_module_xyz: pip install 'sklearn-replearn[demo]' (or pip install no_such_module_xyz).
+    ImportError: This demo needs no_such_module_xyz: pip install ...
     """
     try:
         return importlib.import_module(module)

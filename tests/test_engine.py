@@ -1,0 +1,190 @@
+"""The engine and the training policy shared by every training loop."""
+
+import inspect
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skorch
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+
+from sklearn_replearn import AutoencoderTransformer, VAETransformer
+from sklearn_replearn._engine import check_optimizer
+from sklearn_replearn._engine._net import ReconstructionNet
+from sklearn_replearn.exceptions import TrainingDivergedError
+from sklearn_replearn.utils import TrainingPolicy
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def X():
+    from sklearn.datasets import load_digits
+
+    return (load_digits().data / 16.0)[:400]
+
+
+# --------------------------------------------------------------- the policy
+def _run(policy, losses):
+    with policy.session() as session:
+        for loss in losses:
+            session.check_batch_loss(loss)
+            if session.end_epoch(loss):
+                break
+    return policy
+
+
+def test_policy_stops_on_a_plateau_relative_to_the_best_loss():
+    policy = _run(TrainingPolicy(owner="t", max_iter=50, tol=0.01,
+                                 n_iter_no_change=2), [1.0, 0.5, 0.499, 0.498, 0.1])
+    assert policy.loss_curve == [1.0, 0.5, 0.499, 0.498] and policy.converged
+    # tol=None: never stops before max_iter.
+    policy = _run(TrainingPolicy(owner="t", max_iter=4, tol=None), [1.0] * 10)
+    assert policy.n_epochs == 4 and not policy.converged
+    # Negative losses (a Gaussian VAE's): the threshold uses the magnitude.
+    policy = _run(TrainingPolicy(owner="t", max_iter=50, tol=0.01,
+                                 n_iter_no_change=1), [-10.0, -10.05, -12.0])
+    assert policy.loss_curve == [-10.0, -10.05]
+
+
+def test_policy_warmup_epochs_neither_count_nor_provide_the_best():
+    policy = _run(TrainingPolicy(owner="t", max_iter=50, tol=0.01,
+                                 n_iter_no_change=1, warmup_epochs=2),
+                  [0.1, 0.2, 5.0, 4.0, 4.0, 4.0])
+    assert policy.loss_curve == [0.1, 0.2, 5.0, 4.0, 4.0]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e5])
+def test_policy_detects_divergence(bad):
+    policy = TrainingPolicy(owner="Demo", max_iter=5,
+                            divergence_hint="Lower learning_rate (it is 3)")
+    message = r"Demo: the training loss .* Lower learning_rate \(it is 3\)"
+    with pytest.raises(TrainingDivergedError, match=message):
+        with policy.session() as session:
+            session.check_batch_loss(2.0)
+            session.check_batch_loss(1.0)
+            session.check_batch_loss(bad)
+    # A loss that grows a few-fold on a noisy batch is not divergence.
+    with policy.session() as session:
+        for loss in [2.0, 9.0, 40.0, 1.0]:
+            session.check_batch_loss(loss)
+
+
+def test_policy_turns_ctrl_c_into_an_interruption():
+    policy = TrainingPolicy(owner="t", max_iter=10)
+    with pytest.warns(UserWarning, match="interrupted after 2 completed"):
+        with policy.session() as session:
+            for epoch in range(10):
+                if epoch == 2:
+                    raise KeyboardInterrupt
+                session.end_epoch(1.0 / (epoch + 1))
+    assert policy.interrupted and policy.n_epochs == 2
+
+
+# ------------------------------------------------------- through the estimators
+@pytest.mark.parametrize("make", [
+    lambda: AutoencoderTransformer(learning_rate=1e3, max_iter=20),
+    lambda: AutoencoderTransformer(learning_rate=1e3, optimizer="rmsprop",
+                                   max_iter=20),
+    lambda: VAETransformer(learning_rate=1e2, max_iter=20),
+])
+def test_finite_but_exploding_loss_stops_training(X, make):
+    """Issue 14.2: a loss of ~1e33 is divergence, not a result."""
+    estimator = make().set_params(random_state=0)
+    with pytest.raises(TrainingDivergedError, match="exploded|became"):
+        estimator.fit(X)
+    assert not hasattr(estimator, "net_")
+
+
+class _InterruptInFirstEpoch(Callback):
+    def on_batch_end(self, net, **kwargs):
+        if len(net.history) == 1 and len(net.history[-1]["batches"]) == 2:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("cls", [AutoencoderTransformer, VAETransformer])
+def test_ctrl_c_in_the_first_epoch_leaves_a_usable_model(X, cls):
+    """Issue 14.5: no KeyError; the weights trained so far are kept."""
+    with pytest.warns(UserWarning, match="interrupted after 0 completed"):
+        est = cls(n_components=3, max_iter=5, batch_size=64, random_state=0,
+                  callbacks=[_InterruptInFirstEpoch()]).fit(X)
+    assert est.n_iter_ == 0 == len(est.loss_curve_)
+    assert np.isfinite(est.transform(X)).all()
+
+
+def test_bad_optimizers_and_callbacks_are_refused_with_a_message(X):
+    """Issue 14.6: not deep inside skorch."""
+    with pytest.raises(TypeError, match="torch.optim.Optimizer subclass"):
+        AutoencoderTransformer(optimizer=dict, max_iter=1).fit(X)
+    with pytest.raises(TypeError, match="needs a closure"):
+        AutoencoderTransformer(optimizer=torch.optim.LBFGS, max_iter=1).fit(X)
+    with pytest.raises(TypeError, match=r"callbacks\[0\] must be a skorch callback"):
+        AutoencoderTransformer(callbacks=["x"], max_iter=1).fit(X)
+    assert check_optimizer(torch.optim.NAdam) is torch.optim.NAdam
+    est = AutoencoderTransformer(optimizer=torch.optim.NAdam, max_iter=2,
+                                 tol=None).fit(X)
+    assert type(est.net_.optimizer_) is torch.optim.NAdam
+
+
+def test_verbose_2_prints_one_row_per_epoch(X, capsys):
+    AutoencoderTransformer(max_iter=3, tol=None, verbose=2).fit(X)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "train_loss" in lines[0] and len(lines) == 2 + 3
+
+
+# ----------------------------------------------------------- skorch pinning
+def test_skorch_internals_are_as_overridden():
+    """ReconstructionNet overrides skorch internals written for skorch 1.4.
+
+    If this fails after a skorch upgrade, re-read each override in
+    ``sklearn_replearn/_engine/_net.py`` against the new skorch, then update
+    the pin in pyproject.toml and the signatures here.
+    """
+    major, minor = (int(part) for part in skorch.__version__.split(".")[:2])
+    assert (major, minor) == (1, 4), (
+        f"skorch {skorch.__version__} is outside the tested range (1.4.x)")
+    expected = {
+        "_set_training": "(self, training=True)",
+        "notify": "(self, method_name, **cb_kwargs)",
+        "on_batch_begin": "(self, net, batch=None, training=False, **kwargs)",
+        "run_single_epoch":
+            "(self, iterator, training, prefix, step_fn, **fit_params)",
+        "train_step": "(self, batch, **fit_params)",
+        "train_step_single": "(self, batch, **fit_params)",
+        "infer": "(self, x, **fit_params)",
+        "_step_optimizer": "(self, step_fn)",
+        "_zero_grad_optimizer": "(self, set_to_none=None)",
+    }
+    for name, signature in expected.items():
+        assert str(inspect.signature(getattr(NeuralNet, name))) == signature, name
+    source = inspect.getsource(NeuralNet.run_single_epoch)
+    assert 'self.history.record_batch(prefix + "_loss"' in source
+    assert 'self.history.record(prefix + "_batch_count"' in source
+    assert issubclass(ReconstructionNet, NeuralNet)
+
+
+# ------------------------------------------------------------- old pickles
+def test_pickles_of_version_0_1_load_transform_and_train_on():
+    """AE/VAE pickled by the code before the engine became a package."""
+    with open(DATA / "neural_v0.pkl", "rb") as file:
+        models = pickle.load(file)
+    expected = np.load(DATA / "neural_v0_expected.npz")
+    X = expected["X"]
+    ae, vae = models["ae"], models["vae"]
+    np.testing.assert_array_equal(ae.transform(X), expected["ae"])
+    np.testing.assert_array_equal(
+        ae.inverse_transform(ae.transform(X)), expected["ae_inv"])
+    np.testing.assert_array_equal(vae.transform(X), expected["vae"])
+    np.testing.assert_allclose(vae.score_samples(X), expected["vae_score"],
+                               rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for model in (ae, vae):
+            n_iter = model.n_iter_
+            model.partial_fit(X)
+            assert model.n_iter_ == n_iter + 1
+            assert np.isfinite(model.transform(X)).all()
