@@ -93,7 +93,7 @@ def accelerator_device(accelerator, device="auto"):
 
     Examples
     --------
-    >>> from sklearn_replearn._engine import accelerator_device
+    >>> from sklearn_replearn._engine._accelerate import accelerator_device
     >>> accelerator_device("cuda")
     Traceback (most recent call last):
     ...
