@@ -13,6 +13,8 @@ import math
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from .utils import check_image_shape, import_optional
+
 __all__ = [
     "ComponentsDisplay",
     "FeatureMapsDisplay",
@@ -24,14 +26,8 @@ __all__ = [
 
 
 def _pyplot():
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "Plotting needs matplotlib, the 'plot' extra: "
-            "pip install 'sklearn-replearn[plot]' (or pip install matplotlib)."
-        ) from exc
-    return plt
+    return import_optional("matplotlib.pyplot", feature="Plotting", extra="plot",
+                           package="matplotlib")
 
 
 def _as_images(rows, image_shape, what):
@@ -53,13 +49,7 @@ def _as_images(rows, image_shape, what):
                 "pass image_shape=(height, width) or (channels, height, width)."
             )
         image_shape = (side, side)
-    image_shape = tuple(int(size) for size in image_shape)
-    if len(image_shape) not in (2, 3) or math.prod(image_shape) != n_values:
-        raise ValueError(
-            f"image_shape={image_shape} does not fit {what} rows of {n_values} "
-            "values; pass (height, width) or (channels, height, width) whose "
-            f"product is {n_values}."
-        )
+    image_shape = check_image_shape(image_shape, n_values, what=what, allow_2d=True)
     if len(image_shape) == 2:
         return rows.reshape(-1, *image_shape)
     channels, height, width = image_shape

@@ -24,23 +24,19 @@ import uuid
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from .utils import import_optional
+
 __all__ = ["dask_transform", "extract_features", "load_features"]
 
 _PART_FORMAT = "features-{:05d}"
 
 
 def _import_dask():
-    try:
-        import dask
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "This helper needs Dask; install it with `pip install "
-            "sklearn-replearn[scale]` or `pip install 'dask[distributed]'`."
-        ) from exc
-    return dask
+    return import_optional("dask", feature="This helper", extra="scale",
+                           package="dask[distributed]")
 
 
-def _output_width(estimator, n_features):
+def _output_width(estimator):
     """Width of ``estimator.transform``'s output, without running it."""
     try:
         return len(estimator.get_feature_names_out())
@@ -125,7 +121,7 @@ def dask_transform(estimator, X, *, dtype=None):
     if dtype is None:
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     dtype = np.dtype(dtype)
-    width = _output_width(estimator, X.shape[1])
+    width = _output_width(estimator)
     if X.numblocks[1] != 1:
         X = X.rechunk({1: -1})
     return X.map_blocks(

@@ -74,7 +74,8 @@ def test_components_of_conv_kernels(digits):
 
 
 def test_components_wrong_image_shape(autoencoder):
-    with pytest.raises(ValueError, match=r"image_shape=\(7, 7\) does not fit"):
+    message = r"image_shape=\(7, 7\) has 49 values per image"
+    with pytest.raises(ValueError, match=message):
         ComponentsDisplay.from_estimator(autoencoder, image_shape=(7, 7))
 
 
