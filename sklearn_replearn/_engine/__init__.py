@@ -5,10 +5,11 @@ The only package that imports skorch. Its modules, from the bottom up:
 fused kernels), ``_callbacks`` (the training policy as a skorch callback, loss
 terms, warm-up), ``_net`` (the net, and the only overrides of skorch
 internals), ``_accelerate`` (the same net through Hugging Face Accelerate),
-``_finetune_net`` (the classifier net that fine-tunes a CNN's last blocks) and
+``_classifier`` (the classifier net that fine-tunes a CNN's last blocks) and
 ``_service`` (what estimators call: build, train, strip).
 """
 
+from ._classifier import train_classifier
 from ._data import RowBatchLoader, RowDataset
 from ._legacy import LEGACY_NAMES
 from ._net import ReconstructionNet, _ModuleDefinedLoss
@@ -31,6 +32,7 @@ __all__ = [
     "check_optimizer",
     "fused_optimizer_kwargs",
     "strip_net",
+    "train_classifier",
     "train_net",
     "training_device",
 ]
