@@ -367,10 +367,6 @@ default="adam"
         X = self._validate_X(X, reset=False)
         self._check_likelihood_support(X)
         n_draws = self.n_importance_samples
-        if not (isinstance(n_draws, Integral) and n_draws >= 1):
-            raise ValueError(
-                f"n_importance_samples must be an integer >= 1; got {n_draws!r}."
-            )
         if n_draws == 1:
             return self._per_row_bounds(
                 X, 1, lambda module, batch, eps: module.elbo(batch, eps[:, 0])[:, None]
@@ -422,6 +418,7 @@ default="adam"
             In the float dtype of the training data.
         """
         check_is_fitted(self)
+        self._check_params_after_fit()
         if not (isinstance(n_samples, Integral) and not isinstance(n_samples, bool)
                 and n_samples >= 1):
             raise ValueError(

@@ -14,6 +14,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .utils import batched_apply, resolve_device
+from .utils._sklearn_compat import validate_params_now
 
 __all__ = ["BaseRepresentation", "check_unit_interval"]
 
@@ -54,7 +55,14 @@ class BaseRepresentation(
         return tags
 
     def _validate_X(self, X, *, reset):
-        """Validate X; ``reset=True`` in ``fit`` records ``n_features_in_``."""
+        """Validate X; ``reset=True`` in ``fit`` records ``n_features_in_``.
+
+        Outside ``fit`` (``reset=False``: transform, score, ...) the
+        parameters are checked too, since ``set_params`` may have changed them
+        after fitting (``fit`` has checked them already).
+        """
+        if not reset:
+            self._check_params_after_fit()
         return validate_data(
             self,
             X,
@@ -63,9 +71,14 @@ class BaseRepresentation(
             dtype=[np.float64, np.float32],
         )
 
+    def _check_params_after_fit(self):
+        """Check the parameters that inference uses (all, by default)."""
+        validate_params_now(self)
+
     def _validate_codes(self, codes):
         """Validate the input of ``inverse_transform`` (one row of codes per sample)."""
         check_is_fitted(self)
+        self._check_params_after_fit()
         codes = check_array(codes, dtype=[np.float64, np.float32])
         if codes.shape[1] != self._n_features_out:
             raise ValueError(

@@ -216,12 +216,15 @@ class _Session:
         self.improved = False
         stop = False
         if self.epochs_run > policy.warmup_epochs:
-            if self.best is None or monitored < self.best - self._threshold():
-                self.best = monitored
-                self.misses = 0
-                self.improved = True
-            else:
+            # scikit-learn's MLP rule: a miss unless the loss beats the best
+            # so far by tol (relative); the best is the lowest loss seen.
+            if self.best is not None and monitored >= self.best - self._threshold():
                 self.misses += 1
+            else:
+                self.misses = 0
+            if self.best is None or monitored < self.best:
+                self.best = monitored
+                self.improved = True
             rule_on = policy.tol is not None or valid_loss is not None
             if rule_on and self.misses >= policy.n_iter_no_change:
                 policy.converged = True
