@@ -659,7 +659,7 @@ class DictionaryLearner(BaseRepresentation):
             Z = self._fit_codes(X, D, codes[index])
         with torch.enable_grad():
             D.requires_grad_(True)
-            differentiable = differentiable_lasso_codes(X, D, Z, self.alpha)
+            differentiable = differentiable_lasso_codes(X, D, Z)
             logits = differentiable @ state.head_coef.T + state.head_intercept
             task = _head_loss(logits, y)
             # Envelope theorem: at the lasso solution the objective's gradient in

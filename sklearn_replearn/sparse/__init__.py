@@ -7,7 +7,6 @@ shape ``(n_components, n_features)``, like ``components_``.
 
 from ._active_set import lasso_active_set
 from ._coders import (
-    gram_and_correlations,
     lasso_duality_gap,
     lasso_fista,
     lasso_objective,
@@ -27,7 +26,6 @@ from ._working_set import lasso_working_set
 
 __all__ = [
     "differentiable_lasso_codes",
-    "gram_and_correlations",
     "init_dictionary",
     "lasso_active_set",
     "lasso_duality_gap",
