@@ -11,8 +11,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from .base import BaseRepresentation
 from .sparse import (
@@ -34,6 +33,7 @@ from .utils import (
     seeded,
     to_numpy,
 )
+from .utils._labels import encode_class_labels
 from .utils._sklearn_compat import (
     Interval,
     StrOptions,
@@ -68,19 +68,16 @@ class DictionaryLearner(BaseRepresentation):
 
     With labels (``fit(X, y)`` and ``supervision_weight > 0``) the dictionary
     is learned jointly with a multinomial logistic head on the codes:
-    task-driven dictionary learning (Mairal, Bach & Ponce, 2012). The loss is
-    the objective above plus ``supervision_weight`` times the cross-entropy of
-    the head, differentiated through the lasso codes on their active set.
-    ``transform`` stays the sparse coding; put a classifier after it in a
-    pipeline. A supervised fit has two phases of up to ``max_iter`` epochs:
-    a label-consistent start (Jiang, Lin & Davis, 2013: unsupervised
-    dictionary learning on each sample extended by its one-hot label times
-    half the mean sample norm, whose atoms are then cut back to the features
-    and rescaled to unit norm), then the joint training, which returns the
-    moving average of its dictionaries (weight 0.95 per step) with the head
-    refitted to it. The joint phase is regularised: each minibatch is coded
-    with Gaussian noise added to its samples, and the head's targets are
-    smoothed (see Notes).
+    task-driven dictionary learning (Mairal, Bach & Ponce, 2012), the loss
+    being the objective above plus ``supervision_weight`` times the head's
+    cross-entropy, differentiated through the lasso codes on their active
+    set. ``transform`` stays the sparse coding; put a classifier after it. A
+    supervised fit has two phases of up to ``max_iter`` epochs: a
+    label-consistent start (Jiang, Lin & Davis, 2013: atoms learned on the
+    samples extended by their scaled one-hot labels, then cut back to the
+    features), then the joint training, regularised by input noise and
+    smoothed targets, which returns the moving average of its dictionaries
+    with the head refitted to it (``sparse.fit_task_driven``).
 
     Parameters
     ----------
@@ -105,20 +102,18 @@ class DictionaryLearner(BaseRepresentation):
         Adam step size of the supervised updates (the unsupervised updates
         need none).
     tol : float or None, default=1e-3
-        Stop when the epoch objective improved by less than ``tol`` (relative)
-        for ``n_iter_no_change`` consecutive epochs. None runs ``max_iter``
-        epochs.
+        Stop a phase when its epoch objective has not improved on its best by
+        more than ``tol`` (relative) for ``n_iter_no_change`` epochs (the rule
+        of ``utils.TrainingPolicy``). None runs ``max_iter`` epochs.
     n_iter_no_change : int, default=2
-        Epochs without relative improvement of ``tol`` before stopping.
+        Epochs without such an improvement before stopping.
     forget_exponent : float, default=4.0
         How fast the sufficient statistics forget old minibatches: each step
         multiplies them by scikit-learn's forgetting factor raised to this
         power (Mairal et al. 2010, section 3.4). 1 is scikit-learn's schedule,
         where minibatch ``s`` weighs about ``s`` (early in training), so the
         first ones, coded with poor dictionaries, fade slowly; 0 weighs all
-        alike; 4 weighs them about like ``s**4``. On digits (k=64, alpha=1) 4
-        reached scikit-learn's 10-epoch objective in 3 epochs instead of 4-5
-        and stayed lower after 10 and 20 epochs (3.816 vs 3.822 at 10).
+        alike; 4 weighs them about like ``s**4`` (faster on digits, README).
     transform_algorithm : {"lasso_fista", "lasso_lars", "lasso_cd", "omp", \
 "threshold"}, default="lasso_fista"
         Sparse coder of ``transform``. ``"lasso_fista"`` solves the lasso
@@ -330,7 +325,7 @@ class DictionaryLearner(BaseRepresentation):
         supervised = y is not None and self.supervision_weight > 0
         classes = None
         if supervised:
-            classes, y_index = self._encode_labels(y, X.shape[0], classes=None)
+            classes, y_index = encode_class_labels(y, X.shape[0], classes=None)
         n_components = self._resolved_n_components(X.shape[1])
         device = resolve_device(self.device)
         X_t = as_tensor(X, device=device)
@@ -369,10 +364,9 @@ class DictionaryLearner(BaseRepresentation):
         pass data with the same number of features. Unlike ``fit``, codes are
         not warm-started across calls. Supervised calls continue one Adam
         optimizer (its moments are kept with the model, pickles included),
-        at the current ``learning_rate``. The scale of their input noise (see
-        Notes) is measured on the first supervised chunk of at least two
-        rows and kept from then on: make that chunk representative (shuffled
-        classes), as for the first call's initial dictionary.
+        at the current ``learning_rate``. Their input noise's scale is
+        measured on the first supervised chunk of two rows or more and kept:
+        make that chunk representative, as for the initial dictionary.
 
         Parameters
         ----------
@@ -400,7 +394,7 @@ class DictionaryLearner(BaseRepresentation):
         has_head = hasattr(self, "classes_")
         if supervised:
             known = self.classes_ if has_head else classes
-            head_classes, y_index = self._encode_labels(y, X.shape[0], classes=known)
+            head_classes, y_index = encode_class_labels(y, X.shape[0], classes=known)
         device = self._inference_device() if not first_call else resolve_device(
             self.device)
         X_t = as_tensor(X, device=device)
@@ -443,54 +437,9 @@ class DictionaryLearner(BaseRepresentation):
     def _resolved_n_components(self, n_features):
         return n_features if self.n_components is None else int(self.n_components)
 
-    def _encode_labels(self, y, n_samples, classes):
-        """Labels as indices into ``classes`` (the sorted labels of y by default)."""
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
-        if y.ndim != 1:
-            raise ValueError(
-                f"y must be a 1-D array of class labels; got an array of shape "
-                f"{y.shape}. Pass one label per sample, or y=None (or "
-                "supervision_weight=0) for unsupervised learning."
-            )
-        if y.shape[0] != n_samples:
-            raise ValueError(
-                f"y has {y.shape[0]} labels but X has {n_samples} samples; pass one "
-                "label per row of X."
-            )
-        y = column_or_1d(y)
-        target_type = type_of_target(y, input_name="y")
-        if target_type == "unknown":
-            raise ValueError(
-                f"Unknown label type: y of dtype {y.dtype} holds no class labels "
-                "sklearn can read (e.g. Python objects). Pass integer or string "
-                "labels, or supervision_weight=0 to learn the dictionary without y."
-            )
-        if target_type not in ("binary", "multiclass"):
-            raise ValueError(
-                f"Supervised dictionary learning needs class labels, but y is "
-                f"{target_type!r} (e.g. {y[:3].tolist()}). Pass class labels, or "
-                "supervision_weight=0 to learn the dictionary without y."
-            )
-        if classes is None:
-            classes, y_index = np.unique(y, return_inverse=True)
-            return classes, y_index
-        classes = np.asarray(classes)
-        unseen = np.setdiff1d(y, classes)
-        if unseen.size:
-            raise ValueError(
-                f"y contains labels {unseen[:5].tolist()} that are not among the "
-                f"classes {classes.tolist()} of the first supervised partial_fit "
-                "call; pass classes=<all labels> on that first call."
-            )
-        sorted_classes = np.unique(classes)
-        return sorted_classes, np.searchsorted(sorted_classes, y)
-
     def _learner_settings(self):
         return dict(alpha=self.alpha, forget_exponent=self.forget_exponent,
-                    positive_code=self.positive_code,
-                    positive_dict=self.positive_dict)
+                    positive_code=self.positive_code, positive_dict=self.positive_dict)
 
     def _training_policy(self, max_iter, tol, *, bar=True):
         """The stopping rule, progress display and divergence checks."""
@@ -544,11 +493,8 @@ class DictionaryLearner(BaseRepresentation):
     def _store(self, learner, policy, dtype, *, reset, head=None, classes=None,
                noise_std=None, optimizer_state=None):
         """Copy the trained state into fitted attributes (numpy, picklable).
-
-        ``reset`` (fit, first partial_fit) starts the attributes afresh; else
-        the epochs and losses add to the fitted ones, and an unsupervised call
-        keeps the fitted head, input noise and Adam state.
-        """
+        Without ``reset`` epochs add up and an unsupervised call keeps the
+        head, input noise and Adam state."""
         self.components_ = to_numpy(learner.dictionary, dtype=dtype)
         self._A = to_numpy(learner.A)
         self._B = to_numpy(learner.B)
