@@ -1,80 +1,54 @@
-"""DictionaryLearner: sparse codes over a learned dictionary, optionally supervised."""
+"""DictionaryLearner: sparse codes over a learned dictionary, optionally supervised.
 
-import math
+The estimator: parameters, validation, fitted attributes and inference. The
+training algorithms (online and task-driven dictionary learning) live in
+``sparse/``, in torch only.
+"""
+
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from .base import BaseRepresentation
-from .exceptions import TrainingDivergedError
 from .sparse import (
-    differentiable_lasso_codes,
-    init_dictionary,
-    lasso_active_set,
+    LogisticHead,
+    OnlineDictionaryLearning,
+    TaskDrivenPhase,
+    fit_task_driven,
     lasso_objective,
     lasso_working_set,
     lipschitz_constant,
     omp,
-    project_atoms,
+    run_epochs,
     threshold_codes,
-    update_dictionary,
-    update_inner_stats,
 )
-from .utils import as_tensor, iter_row_batches, resolve_device, seeded, to_numpy
+from .utils import (
+    TrainingPolicy,
+    as_tensor,
+    resolve_device,
+    seeded,
+    to_numpy,
+)
+from .utils._labels import encode_class_labels
+from .utils._sklearn_compat import (
+    Interval,
+    StrOptions,
+    fit_context,
+    validate_params_now,
+)
 
 __all__ = ["DictionaryLearner"]
 
 # Names accepted for the lasso problem (scikit-learn's solvers are all solved by
 # FISTA here: same problem, same solution).
 _LASSO_ALGORITHMS = {"lasso_fista", "lasso_lars", "lasso_cd"}
-# The lasso coder while fitting: Newton steps on each sample's active set,
-# warm-started from its code of the previous epoch (2-5 steps once the
-# dictionary settles), each sample stopping when its duality gap is below 0.1%
-# of its objective. The few samples whose support changed a lot (in the first
-# epochs) get a short first-order finish: 60 iterations in all. A longer one
-# did not lower the objective reached per epoch (digits, k=64, with
-# forget_exponent=1: cap 200 took 5 epochs to reach scikit-learn's 10-epoch
-# objective, cap 60 took 4) and cost up to half of the fit's time.
-_FIT_CODER_MAX_ITER = 60
-_FIT_CODER_TOL = 1e-3
 # Rows coded at once by transform and score (at least): the batched coders'
-# iterations cost mostly per-operation overhead below a few thousand rows
-# (digits patches, k=64: 256-row chunks took 3.8x as long as 4096-row ones).
+# iterations cost mostly per-operation overhead below a few thousand rows.
 _CODING_CHUNK_ROWS = 8192
-# L2 penalty on the weights of the supervised (logistic) head, per sample. A
-# head that is not allowed to grow keeps a margin-seeking cross-entropy, so the
-# task gradient still shapes the dictionary once the training codes are
-# separable (chosen with supervision_weight by inner cross-validation, see
-# ``fit``'s notes in the class docstring).
-_HEAD_L2 = 1e-2
-# Supervised fits start from a label-consistent dictionary (Jiang, Lin &
-# Davis, 2013): the unsupervised phase learns atoms over samples extended by
-# their one-hot label times this fraction of the mean sample norm (about 2 on
-# digits scaled to [0, 1]), so each atom leans to a class; the label part is
-# then dropped and the atoms rescaled to unit norm.
-_LABEL_SCALE = 0.5
-# Two regularisers of the supervised phase, chosen by inner cross-validation
-# (see the class Notes). Each minibatch is coded with Gaussian noise added to
-# its samples, of this fraction of the data's feature spread (the root mean
-# square of the features' standard deviations), so the atoms must separate
-# the classes of nearby inputs too, not just of the training samples...
-_INPUT_NOISE = 0.3
-# ... and the head's cross-entropy targets are smoothed by this much (the
-# true class gets 1 - 0.1 + 0.1 / n_classes), which keeps the task gradient
-# shaping the atoms once the training codes are separable.
-_LABEL_SMOOTHING = 0.1
-# The supervised phase keeps an exponential moving average of its
-# dictionaries, from its first step on (this weight on the past per step), and
-# returns it: the average of the last few dozen Adam iterates generalised
-# better than the last iterate (see the class Notes).
-_DICTIONARY_AVERAGE = 0.95
 
 
 class DictionaryLearner(BaseRepresentation):
@@ -94,19 +68,16 @@ class DictionaryLearner(BaseRepresentation):
 
     With labels (``fit(X, y)`` and ``supervision_weight > 0``) the dictionary
     is learned jointly with a multinomial logistic head on the codes:
-    task-driven dictionary learning (Mairal, Bach & Ponce, 2012). The loss is
-    the objective above plus ``supervision_weight`` times the cross-entropy of
-    the head, differentiated through the lasso codes on their active set.
-    ``transform`` stays the sparse coding; put a classifier after it in a
-    pipeline. A supervised fit has two phases of up to ``max_iter`` epochs:
-    a label-consistent start (Jiang, Lin & Davis, 2013: unsupervised
-    dictionary learning on each sample extended by its one-hot label times
-    half the mean sample norm, whose atoms are then cut back to the features
-    and rescaled to unit norm), then the joint training, which returns the
-    moving average of its dictionaries (weight 0.95 per step) with the head
-    refitted to it. The joint phase is regularised: each minibatch is coded
-    with Gaussian noise added to its samples, and the head's targets are
-    smoothed (see Notes).
+    task-driven dictionary learning (Mairal, Bach & Ponce, 2012), the loss
+    being the objective above plus ``supervision_weight`` times the head's
+    cross-entropy, differentiated through the lasso codes on their active
+    set. ``transform`` stays the sparse coding; put a classifier after it. A
+    supervised fit has two phases of up to ``max_iter`` epochs: a
+    label-consistent start (Jiang, Lin & Davis, 2013: atoms learned on the
+    samples extended by their scaled one-hot labels, then cut back to the
+    features), then the joint training, regularised by input noise and
+    smoothed targets, which returns the moving average of its dictionaries
+    with the head refitted to it (``sparse.fit_task_driven``).
 
     Parameters
     ----------
@@ -131,20 +102,18 @@ class DictionaryLearner(BaseRepresentation):
         Adam step size of the supervised updates (the unsupervised updates
         need none).
     tol : float or None, default=1e-3
-        Stop when the epoch objective improved by less than ``tol`` (relative)
-        for ``n_iter_no_change`` consecutive epochs. None runs ``max_iter``
-        epochs.
+        Stop a phase when its epoch objective has not improved on its best by
+        more than ``tol`` (relative) for ``n_iter_no_change`` epochs (the rule
+        of ``utils.TrainingPolicy``). None runs ``max_iter`` epochs.
     n_iter_no_change : int, default=2
-        Epochs without relative improvement of ``tol`` before stopping.
+        Epochs without such an improvement before stopping.
     forget_exponent : float, default=4.0
         How fast the sufficient statistics forget old minibatches: each step
         multiplies them by scikit-learn's forgetting factor raised to this
         power (Mairal et al. 2010, section 3.4). 1 is scikit-learn's schedule,
         where minibatch ``s`` weighs about ``s`` (early in training), so the
         first ones, coded with poor dictionaries, fade slowly; 0 weighs all
-        alike; 4 weighs them about like ``s**4``. On digits (k=64, alpha=1) 4
-        reached scikit-learn's 10-epoch objective in 3 epochs instead of 4-5
-        and stayed lower after 10 and 20 epochs (3.816 vs 3.822 at 10).
+        alike; 4 weighs them about like ``s**4`` (faster on digits, README).
     transform_algorithm : {"lasso_fista", "lasso_lars", "lasso_cd", "omp", \
 "threshold"}, default="lasso_fista"
         Sparse coder of ``transform``. ``"lasso_fista"`` solves the lasso
@@ -219,36 +188,14 @@ class DictionaryLearner(BaseRepresentation):
     constraint of Mairal et al.; atoms that the codes use end with unit norm.
     Codes are computed in float32 and returned in the input's float dtype.
 
-    The supervised defaults (``supervision_weight=60``, head L2 penalty 1e-2
-    per sample, ``learning_rate=3e-2``, label scale, average weight 0.95)
-    were chosen by nested cross-validation on digits scaled to [0, 1] with
-    ``n_components=64``: for each of the 5 unshuffled outer training sets,
-    3-fold unshuffled inner CV of ``DictionaryLearner -> StandardScaler ->
-    LogisticRegression``, never looking at the outer test folds. Mean inner
-    accuracy over random_state 0 and 1: unsupervised 0.940; joint training
-    alone 0.952; with the averaged dictionary 0.955; with the label-consistent
-    start too 0.956 (weight 30), 0.958 with weight 60, 0.957 with 100.
-
-    The joint phase codes each minibatch with Gaussian noise added to its
-    samples (standard deviation 0.3 times the root mean square of the
-    features' standard deviations, 0.081 on digits scaled to [0, 1], measured
-    on the first supervised data and kept with the model) and smooths the
-    head's cross-entropy targets by 0.1. Both were chosen by the same nested
-    CV, over random_state 0-3, keeping a change only when it scored higher on
-    each of the four seeds and neighbouring settings agreed. With this code:
-    0.9557 with neither, 0.9599 with both (higher on each seed). The screening
-    ran on the code before it, which also updated the joint phase's warm
-    starts (0.9545 with neither): absolute noise 0.05, 0.1 and 0.2 alone
-    0.9571, 0.9573 and 0.9525; smoothing 0.1, 0.2 and 0.3 alone 0.9577,
-    0.9584 and 0.9582; noise 0.07-0.1 with smoothing 0.1, 0.9598-0.9601.
-    Rejected there: mixup (0.9565), masking noise (0.948), noise on the codes
-    (0.9593: no gain), smoothing the refitted head too (0.9583), a fixed
-    number of joint epochs (8: 0.9556, 15: 0.9591, 25: 0.9609, 40: 0.9588,
-    60: 0.9598, no trend), refitting the head every epoch (0.9518), average
-    weights 0.9 and 0.98 (0.9590, 0.9554), ``learning_rate=0.05`` (0.9558);
-    and with this code: noise scaled per feature (0.9584), warm starts from
-    the noisy codes (0.9594), head penalties 1e-3 to 3e-2 and label scales
-    0.35 and 0.75 (0.9581-0.9614, no trend).
+    The supervised defaults (``supervision_weight=60``, ``learning_rate``,
+    the head's L2 penalty, the label scale of the start, the averaging
+    weight, the input noise of 0.3 times the root mean square of the
+    features' standard deviations, measured on the first supervised data and
+    kept with the model, and the label smoothing of 0.1) were chosen by
+    nested cross-validation on digits scaled to [0, 1]; the README's
+    DictionaryLearner section lists the measurements, and
+    ``benchmarks/supervised_margin.py --inner`` reruns them.
 
     References
     ----------
@@ -355,7 +302,7 @@ class DictionaryLearner(BaseRepresentation):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the dictionary from X (and, with labels, for predicting y).
 
@@ -373,53 +320,35 @@ class DictionaryLearner(BaseRepresentation):
         self : object
             The fitted estimator.
         """
-        self._check_param_combination()
+        self._check_params()
         X = self._validate_X(X, reset=True)
         supervised = y is not None and self.supervision_weight > 0
+        classes = None
         if supervised:
-            classes, y_index = self._encode_labels(y, X.shape[0], classes=None)
+            classes, y_index = encode_class_labels(y, X.shape[0], classes=None)
         n_components = self._resolved_n_components(X.shape[1])
         device = resolve_device(self.device)
         X_t = as_tensor(X, device=device)
+        policy = self._training_policy(self.max_iter, self.tol)
+        noise_std = optimizer_state = head = None
         with seeded(self.random_state, device):
-            # A supervised fit starts from a label-consistent dictionary: the
-            # first phase sees each sample extended by its scaled label.
-            X_first = _with_labels(X_t, y_index, len(classes)) if supervised else X_t
-            state = _State.initial(X_first, n_components, self.positive_dict)
-            codes = X_t.new_zeros((X.shape[0], n_components))
-            self._run_epochs(
-                state, X_first, None, codes, n_epochs=self.max_iter, tol=self.tol,
-                progress=True,
-            )
             if supervised:
-                state.drop_label_part(X.shape[1], self.positive_dict)
-                state.add_head(len(classes))
-            if supervised and not state.interrupted:
                 y_t = torch.as_tensor(y_index, dtype=torch.long, device=device)
-                # Start the head at the logistic regression on the codes over
-                # that dictionary, then train dictionary and head together.
-                codes = self._training_codes(state, X_t, codes)
-                _fit_head(state, codes, y_t)
-                state.converged = False
-                state.averaging = True
-                self._run_epochs(
-                    state, X_t, y_index, codes, n_epochs=self.max_iter,
-                    tol=self.tol, progress=True,
+                learner, head, noise_std, optimizer_state = fit_task_driven(
+                    X_t, y_t, len(classes), n_components, policy,
+                    learner_settings=self._learner_settings(),
+                    supervision_weight=self.supervision_weight,
+                    learning_rate=self.learning_rate, max_iter=self.max_iter,
+                    batch_size=self.batch_size, chunk_rows=self._coding_rows(),
                 )
-                state.averaging = False
-                if not state.interrupted and state.average is not None:
-                    # Return the averaged dictionary, with the head refitted
-                    # to its codes so that head_coef_ matches components_.
-                    # (Interrupted: the last iterate and its head, at once.)
-                    state.dictionary = state.average
-                    codes = self._training_codes(state, X_t, codes)
-                    _fit_head(state, codes, y_t)
-                    # Adam's moments belong to the last iterate: a later
-                    # partial_fit starts a fresh Adam from the average.
-                    state.optimizer_state = None
-                state.average = None
-        self._store(state, X.dtype, classes if supervised else None, reset=True)
-        if self.tol is not None and not (state.converged or state.interrupted):
+            else:
+                learner = OnlineDictionaryLearning.initial(
+                    X_t, n_components, **self._learner_settings())
+                self._run_online(learner, X_t, policy, n_epochs=self.max_iter)
+        self._store(learner, policy, X.dtype, reset=True, head=head,
+                    classes=classes, noise_std=noise_std,
+                    optimizer_state=optimizer_state)
+        if self.tol is not None and not (policy.converged or policy.interrupted):
             warnings.warn(
                 f"DictionaryLearner stopped at max_iter={self.max_iter} epochs while "
                 f"the objective was still improving by more than tol={self.tol}; "
@@ -435,10 +364,9 @@ class DictionaryLearner(BaseRepresentation):
         pass data with the same number of features. Unlike ``fit``, codes are
         not warm-started across calls. Supervised calls continue one Adam
         optimizer (its moments are kept with the model, pickles included),
-        at the current ``learning_rate``. The scale of their input noise (see
-        Notes) is measured on the first supervised chunk of at least two
-        rows and kept from then on: make that chunk representative (shuffled
-        classes), as for the first call's initial dictionary.
+        at the current ``learning_rate``. Their input noise's scale is
+        measured on the first supervised chunk of two rows or more and kept:
+        make that chunk representative, as for the initial dictionary.
 
         Parameters
         ----------
@@ -459,37 +387,46 @@ class DictionaryLearner(BaseRepresentation):
         """
         first_call = not hasattr(self, "components_")
         if first_call:
-            self._validate_params()
-            self._check_param_combination()
+            validate_params_now(self)
+            self._check_params()
         X = self._validate_X(X, reset=first_call)
         supervised = y is not None and self.supervision_weight > 0
         has_head = hasattr(self, "classes_")
         if supervised:
             known = self.classes_ if has_head else classes
-            head_classes, y_index = self._encode_labels(y, X.shape[0], classes=known)
+            head_classes, y_index = encode_class_labels(y, X.shape[0], classes=known)
         device = self._inference_device() if not first_call else resolve_device(
             self.device)
         X_t = as_tensor(X, device=device)
+        # One epoch, no stopping rule; a progress bar only in fit.
+        policy = self._training_policy(1, None, bar=False)
         offset = 0 if first_call else self.n_iter_
         with seeded(self.random_state, device, offset=offset):
             if first_call:
-                n_components = self._resolved_n_components(X.shape[1])
-                state = _State.initial(X_t, n_components, self.positive_dict)
+                learner = OnlineDictionaryLearning.initial(
+                    X_t, self._resolved_n_components(X.shape[1]),
+                    **self._learner_settings())
             else:
-                state = _State.from_estimator(self, device)
-            if supervised and state.head_coef is None:
-                state.add_head(len(head_classes))
-            codes = X_t.new_zeros((X.shape[0], state.dictionary.shape[0]))
-            self._run_epochs(
-                state, X_t, y_index if supervised else None, codes,
-                n_epochs=1, tol=None, progress=False,
-            )
-        new_classes = head_classes if supervised and not has_head else None
-        self._store(state, X.dtype, new_classes, reset=first_call)
+                learner = self._learner(device)
+            codes = X_t.new_zeros((X.shape[0], learner.dictionary.shape[0]))
+            if not supervised:
+                self._run_online(learner, X_t, policy, n_epochs=1, codes=codes)
+                self._store(learner, policy, X.dtype, reset=first_call)
+                return self
+            phase = self._task_phase(learner, len(head_classes), device)
+            y_t = torch.as_tensor(y_index, dtype=torch.long, device=device)
+            with policy.session(1) as session:
+                phase.run(X_t, y_t, codes, session, n_epochs=1,
+                          batch_size=self.batch_size)
+        self._store(learner, policy, X.dtype, reset=first_call, head=phase.head,
+                    classes=None if has_head else head_classes,
+                    noise_std=phase.noise_std,
+                    optimizer_state=phase.optimizer_state())
         return self
 
     # ------------------------------------------------------------- helpers
-    def _check_param_combination(self):
+    def _check_params(self):
+        """Checks that ``_parameter_constraints`` cannot express."""
         if self.positive_code and self.transform_algorithm == "omp":
             raise ValueError(
                 "positive_code=True is not available with transform_algorithm='omp' "
@@ -500,206 +437,85 @@ class DictionaryLearner(BaseRepresentation):
     def _resolved_n_components(self, n_features):
         return n_features if self.n_components is None else int(self.n_components)
 
-    def _encode_labels(self, y, n_samples, classes):
-        """Labels as indices into ``classes`` (the sorted labels of y by default)."""
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
-        if y.ndim != 1:
-            raise ValueError(
-                f"y must be a 1-D array of class labels; got an array of shape "
-                f"{y.shape}. Pass one label per sample, or y=None (or "
-                "supervision_weight=0) for unsupervised learning."
-            )
-        if y.shape[0] != n_samples:
-            raise ValueError(
-                f"y has {y.shape[0]} labels but X has {n_samples} samples; pass one "
-                "label per row of X."
-            )
-        y = column_or_1d(y)
-        target_type = type_of_target(y, input_name="y")
-        if target_type == "unknown":
-            raise ValueError(
-                f"Unknown label type: y of dtype {y.dtype} holds no class labels "
-                "sklearn can read (e.g. Python objects). Pass integer or string "
-                "labels, or supervision_weight=0 to learn the dictionary without y."
-            )
-        if target_type not in ("binary", "multiclass"):
-            raise ValueError(
-                f"Supervised dictionary learning needs class labels, but y is "
-                f"{target_type!r} (e.g. {y[:3].tolist()}). Pass class labels, or "
-                "supervision_weight=0 to learn the dictionary without y."
-            )
-        if classes is None:
-            classes, y_index = np.unique(y, return_inverse=True)
-            return classes, y_index
-        classes = np.asarray(classes)
-        unseen = np.setdiff1d(y, classes)
-        if unseen.size:
-            raise ValueError(
-                f"y contains labels {unseen[:5].tolist()} that are not among the "
-                f"classes {classes.tolist()} of the first supervised partial_fit "
-                "call; pass classes=<all labels> on that first call."
-            )
-        sorted_classes = np.unique(classes)
-        return sorted_classes, np.searchsorted(sorted_classes, y)
+    def _learner_settings(self):
+        return dict(alpha=self.alpha, forget_exponent=self.forget_exponent,
+                    positive_code=self.positive_code, positive_dict=self.positive_dict)
 
-    def _run_epochs(self, state, X, y_index, codes, *, n_epochs, tol, progress):
-        """Train ``state`` in place for up to ``n_epochs`` passes over X."""
-        n_samples = X.shape[0]
-        y_t = None
-        if y_index is not None:
-            y_t = torch.as_tensor(y_index, dtype=torch.long, device=X.device)
-            optimizer = state.make_optimizer(self.learning_rate)
-            if state.noise_std is None and X.shape[0] >= 2:
-                # Measured on the first supervised data that has a spread, then
-                # kept with the model (later partial_fit chunks may be small).
-                # Until then (one-row chunks) supervised steps add no noise.
-                state.noise_std = _INPUT_NOISE * _feature_spread(X)
-        bar = None
-        if progress and self.verbose == 1:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n_epochs, desc="DictionaryLearner", unit="epoch")
-        stalled = 0
-        # Compare epochs of this phase only: the supervised objective has a
-        # loss term the unsupervised epochs before it did not.
-        phase_start = len(state.loss_curve)
-        try:
-            for _ in range(n_epochs):
-                order = torch.randperm(n_samples, device=X.device)
-                total = 0.0
-                for rows in iter_row_batches(n_samples, self.batch_size):
-                    index = order[rows]
-                    if y_t is None:
-                        batch_loss = self._unsupervised_step(state, X[index], codes,
-                                                             index)
-                    else:
-                        batch_loss = self._supervised_step(
-                            state, optimizer, X[index], y_t[index], codes, index
-                        )
-                    total += batch_loss
-                    state.n_steps += 1
-                epoch_loss = total / max(n_samples, 1)
-                if not math.isfinite(epoch_loss):
-                    raise TrainingDivergedError(
-                        f"DictionaryLearner's training loss became {epoch_loss} at "
-                        f"epoch {state.n_epochs + 1}; lower learning_rate (now "
-                        f"{self.learning_rate}) or supervision_weight (now "
-                        f"{self.supervision_weight}), or scale X to a moderate range."
-                    )
-                previous = (state.loss_curve[-1]
-                            if len(state.loss_curve) > phase_start else None)
-                state.loss_curve.append(epoch_loss)
-                state.n_epochs += 1
-                if self.verbose >= 2:
-                    print(f"DictionaryLearner epoch {state.n_epochs}: "
-                          f"loss {epoch_loss:.6g}")
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{epoch_loss:.4g}")
-                if tol is not None and previous is not None:
-                    improvement = (previous - epoch_loss) / max(abs(previous), 1e-12)
-                    stalled = stalled + 1 if improvement < tol else 0
-                    if stalled >= self.n_iter_no_change:
-                        state.converged = True
-                        break
-        except KeyboardInterrupt:
-            # Keep the dictionary learned so far: it is a usable model.
-            state.interrupted = True
-            warnings.warn(
-                f"DictionaryLearner was interrupted after {state.n_epochs} epochs; "
-                "the dictionary learned so far is kept.",
-                UserWarning,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
-            if y_t is not None:
-                # Adam's moments carry over to the next partial_fit call.
-                state.optimizer_state = optimizer.state_dict()
-
-    def _fit_codes(self, X, D, init):
-        """Lasso codes of a training batch, warm-started from ``init``."""
-        Z, _ = lasso_active_set(
-            X, D, self.alpha, init=init, max_iter=_FIT_CODER_MAX_ITER,
-            tol=_FIT_CODER_TOL, positive=self.positive_code,
+    def _training_policy(self, max_iter, tol, *, bar=True):
+        """The stopping rule, progress display and divergence checks."""
+        return TrainingPolicy(
+            owner="DictionaryLearner", max_iter=max_iter, tol=tol,
+            n_iter_no_change=self.n_iter_no_change,
+            verbose=self.verbose if bar or self.verbose >= 2 else 0,
+            divergence_hint=(
+                f"lower learning_rate (now {self.learning_rate}) or "
+                f"supervision_weight (now {self.supervision_weight})"
+            ),
         )
-        return Z
 
-    def _training_codes(self, state, X, codes):
-        """Codes of all of X over the current dictionary (warm-started)."""
-        with torch.no_grad():
-            return torch.cat([
-                self._fit_codes(X[rows], state.dictionary, codes[rows])
-                for rows in iter_row_batches(X.shape[0], self._coding_rows())
-            ])
+    def _run_online(self, learner, X, policy, *, n_epochs, codes=None):
+        """One session of unsupervised online epochs over X."""
+        if codes is None:
+            codes = X.new_zeros((X.shape[0], learner.dictionary.shape[0]))
+        with policy.session(n_epochs) as session:
+            run_epochs(
+                X.shape[0], lambda index: learner.step(X[index], codes, index),
+                session, n_epochs=n_epochs, batch_size=self.batch_size,
+                device=X.device,
+            )
 
-    def _unsupervised_step(self, state, X, codes, index):
-        """One online dictionary-learning step (Mairal et al. 2010) on a batch."""
-        D = state.dictionary
-        Z = self._fit_codes(X, D, codes[index])
-        batch_loss = float(lasso_objective(X, D, Z, self.alpha).sum())
-        update_inner_stats(state.A, state.B, Z, X, state.n_steps,
-                           forget_exponent=self.forget_exponent)
-        update_dictionary(D, state.A, state.B, X, Z, positive=self.positive_dict)
-        codes[index] = Z
-        return batch_loss
+    def _learner(self, device):
+        """The fitted state as an ``OnlineDictionaryLearning`` on ``device``."""
+        return OnlineDictionaryLearning(
+            as_tensor(self.components_, device=device),
+            as_tensor(self._A, device=device),
+            as_tensor(self._B, device=device),
+            n_steps=self.n_steps_, **self._learner_settings(),
+        )
 
-    def _supervised_step(self, state, optimizer, X, y, codes, index):
-        """One task-driven step: lasso codes, head, and a gradient step on both."""
-        D = state.dictionary
-        with torch.no_grad():
-            if state.noise_std:
-                X = X + state.noise_std * torch.randn_like(X)
-            # Warm start from the clean sample's code (in fit, over the
-            # dictionary the joint phase started from; zeros in partial_fit),
-            # left as it is: the noisy sample's code is a few coder
-            # iterations away (7 on average on digits).
-            Z = self._fit_codes(X, D, codes[index])
-        with torch.enable_grad():
-            D.requires_grad_(True)
-            differentiable = differentiable_lasso_codes(X, D, Z, self.alpha)
-            logits = differentiable @ state.head_coef.T + state.head_intercept
-            task = _head_loss(logits, y)
-            # Envelope theorem: at the lasso solution the objective's gradient in
-            # D is its partial derivative with the codes held fixed.
-            objective = lasso_objective(X, D, Z, self.alpha).sum()
-            penalty = 0.5 * _HEAD_L2 * X.shape[0] * state.head_coef.pow(2).sum()
-            loss = objective + self.supervision_weight * task
-            optimizer.zero_grad(set_to_none=True)
-            ((loss + penalty) / X.shape[0]).backward()
-            optimizer.step()
-            D.requires_grad_(False)
-        with torch.no_grad():
-            project_atoms(D, positive=self.positive_dict)
-            if state.averaging:
-                if state.average is None:
-                    state.average = D.clone()
-                else:
-                    state.average.lerp_(D, 1.0 - _DICTIONARY_AVERAGE)
-        return float(loss.detach())
+    def _task_phase(self, learner, n_classes, device):
+        """A joint phase continuing the fitted head, input noise and Adam."""
+        if hasattr(self, "head_coef_"):
+            head = LogisticHead(as_tensor(self.head_coef_, device=device),
+                                as_tensor(self.head_intercept_, device=device))
+        else:
+            head = LogisticHead.zeros(n_classes, learner.dictionary)
+        saved = getattr(self, "_optimizer_state", None)
+        if saved is not None:
+            saved = _map_tensors(saved, lambda array: torch.from_numpy(array.copy()))
+        return TaskDrivenPhase(
+            learner, head, supervision_weight=self.supervision_weight,
+            learning_rate=self.learning_rate,
+            noise_std=getattr(self, "_input_noise_std", None),
+            optimizer_state=saved,
+        )
 
-    def _store(self, state, dtype, classes, *, reset):
-        """Copy the trained state into fitted attributes (numpy, picklable)."""
-        self.components_ = to_numpy(state.dictionary, dtype=dtype)
-        self._A = to_numpy(state.A)
-        self._B = to_numpy(state.B)
-        self.n_iter_ = state.n_epochs
-        self.n_steps_ = state.n_steps
-        self._optimizer_state = (None if state.optimizer_state is None else
-                                 _map_tensors(state.optimizer_state, to_numpy))
-        self.loss_curve_ = list(state.loss_curve)
-        self._input_noise_std = state.noise_std
+    def _store(self, learner, policy, dtype, *, reset, head=None, classes=None,
+               noise_std=None, optimizer_state=None):
+        """Copy the trained state into fitted attributes (numpy, picklable).
+        Without ``reset`` epochs add up and an unsupervised call keeps the
+        head, input noise and Adam state."""
+        self.components_ = to_numpy(learner.dictionary, dtype=dtype)
+        self._A = to_numpy(learner.A)
+        self._B = to_numpy(learner.B)
+        self.n_steps_ = learner.n_steps
+        previous = [] if reset else self.loss_curve_
+        self.loss_curve_ = list(previous) + list(policy.loss_curve)
+        self.n_iter_ = len(self.loss_curve_)
         if reset:
             for name in ("classes_", "head_coef_", "head_intercept_"):
                 if hasattr(self, name):
                     delattr(self, name)
-        if state.head_coef is not None:
+        if head is None and not reset:
+            return
+        self._input_noise_std = noise_std
+        self._optimizer_state = (None if optimizer_state is None else
+                                 _map_tensors(optimizer_state, to_numpy))
+        if head is not None:
             if classes is not None:
                 self.classes_ = classes
-            self.head_coef_ = to_numpy(state.head_coef, dtype=dtype)
-            self.head_intercept_ = to_numpy(state.head_intercept, dtype=dtype)
+            self.head_coef_ = to_numpy(head.coef, dtype=dtype)
+            self.head_intercept_ = to_numpy(head.intercept, dtype=dtype)
 
     # ------------------------------------------------------------ inference
     @property
@@ -734,7 +550,7 @@ class DictionaryLearner(BaseRepresentation):
 
         elif algorithm == "omp":
             if self.positive_code:
-                self._check_param_combination()
+                self._check_params()
             n_nonzero = self.transform_n_nonzero_coefs
             if n_nonzero is None:
                 n_nonzero = min(max(self.n_features_in_ // 10, 1), D.shape[0])
@@ -821,55 +637,6 @@ class DictionaryLearner(BaseRepresentation):
         return -float(np.mean(values, dtype=np.float64))
 
 
-def _fit_head(state, codes, y, max_iter=100):
-    """Multinomial logistic regression of ``y`` on fixed codes (L-BFGS).
-
-    Initialises the supervised head before the joint training.
-    """
-    n_samples = codes.shape[0]
-    coef = state.head_coef.detach().clone().requires_grad_(True)
-    intercept = state.head_intercept.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS(
-        [coef, intercept], max_iter=max_iter, line_search_fn="strong_wolfe"
-    )
-
-    def closure():
-        optimizer.zero_grad()
-        # Plain cross-entropy: the head is the L2-penalised logistic regression
-        # on the codes (smoothed targets here lowered inner-CV accuracy).
-        logits = codes @ coef.T + intercept
-        loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
-        loss = (loss + 0.5 * _HEAD_L2 * n_samples * coef.pow(2).sum()) / n_samples
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    state.head_coef = coef.detach()
-    state.head_intercept = intercept.detach()
-
-
-def _head_loss(logits, y):
-    """Summed cross-entropy of the supervised head, with smoothed targets."""
-    return torch.nn.functional.cross_entropy(
-        logits, y, reduction="sum", label_smoothing=_LABEL_SMOOTHING)
-
-
-def _feature_spread(X):
-    """Root mean square of the features' standard deviations."""
-    return float(X.var(dim=0, correction=0).mean().sqrt())
-
-
-def _with_labels(X, y_index, n_classes):
-    """X extended by its one-hot labels times ``_LABEL_SCALE`` of the mean
-    sample norm (label-consistent dictionary learning: atoms fitted to these
-    rows lean to one class, whatever the scale of X)."""
-    labels = torch.as_tensor(y_index, dtype=torch.long, device=X.device)
-    one_hot = torch.nn.functional.one_hot(labels, n_classes).to(X.dtype)
-    scale = _LABEL_SCALE * torch.linalg.vector_norm(X, dim=1).mean()
-    return torch.cat([X, scale * one_hot], dim=1)
-
-
 def _map_tensors(tree, function):
     """``tree`` (nested dicts and lists) with ``function`` applied to each tensor
     or array leaf: optimizer state dicts to numpy (picklable anywhere) and back."""
@@ -880,92 +647,3 @@ def _map_tensors(tree, function):
     if isinstance(tree, (torch.Tensor, np.ndarray)):
         return function(tree)
     return tree
-
-
-class _State:
-    """Training state in torch: dictionary, sufficient statistics, head."""
-
-    def __init__(self, dictionary, A, B):
-        self.dictionary = dictionary
-        self.A = A
-        self.B = B
-        self.head_coef = None
-        self.head_intercept = None
-        # Standard deviation of the input noise of supervised steps (None
-        # until the first supervised epoch sets it from the data).
-        self.noise_std = None
-        # Adam's state_dict after the last supervised epochs (None: fresh Adam).
-        self.optimizer_state = None
-        # Moving average of the dictionary in fit's supervised phase, kept
-        # while ``averaging`` (None until its first step).
-        self.averaging = False
-        self.average = None
-        self.n_steps = 0
-        self.n_epochs = 0
-        self.loss_curve = []
-        self.converged = False
-        self.interrupted = False
-
-    @classmethod
-    def initial(cls, X, n_components, positive_dict):
-        # The SVD of a random subset is enough to initialise the atoms.
-        n_init = min(X.shape[0], 10_000)
-        subset = X[torch.randperm(X.shape[0], device=X.device)[:n_init]]
-        D = init_dictionary(subset, n_components, positive=positive_dict)
-        A = X.new_zeros((n_components, n_components))
-        B = X.new_zeros((n_components, X.shape[1]))
-        return cls(D, A, B)
-
-    @classmethod
-    def from_estimator(cls, estimator, device):
-        state = cls(
-            as_tensor(estimator.components_, device=device),
-            as_tensor(estimator._A, device=device),
-            as_tensor(estimator._B, device=device),
-        )
-        if hasattr(estimator, "head_coef_"):
-            state.head_coef = as_tensor(estimator.head_coef_, device=device)
-            state.head_intercept = as_tensor(estimator.head_intercept_, device=device)
-        state.noise_std = getattr(estimator, "_input_noise_std", None)
-        saved = getattr(estimator, "_optimizer_state", None)
-        if saved is not None:
-            state.optimizer_state = _map_tensors(
-                saved, lambda array: torch.from_numpy(array.copy()))
-        state.n_steps = estimator.n_steps_
-        state.n_epochs = estimator.n_iter_
-        state.loss_curve = list(estimator.loss_curve_)
-        return state
-
-    def drop_label_part(self, n_features, positive_dict):
-        """Keep the first ``n_features`` columns of the atoms (and of B), the
-        atoms rescaled to unit norm: the label-consistent start's dictionary
-        over the samples alone."""
-        atoms = self.dictionary[:, :n_features]
-        norms = torch.linalg.vector_norm(atoms, dim=1, keepdim=True)
-        # An atom made only of label (none in practice) stays as it is.
-        scale = torch.where(norms > 1e-12, norms, torch.ones_like(norms))
-        self.dictionary = project_atoms(atoms / scale, positive=positive_dict)
-        # Atom j shrunk by 1/n_j means codes n_j times larger: the statistics
-        # follow, so that partial_fit continues consistently.
-        self.A = self.A * (scale @ scale.T)
-        self.B = self.B[:, :n_features] * scale
-
-    def add_head(self, n_classes):
-        n_components = self.dictionary.shape[0]
-        self.head_coef = self.dictionary.new_zeros((n_classes, n_components))
-        self.head_intercept = self.dictionary.new_zeros(n_classes)
-
-    def make_optimizer(self, learning_rate):
-        for tensor in (self.dictionary, self.head_coef, self.head_intercept):
-            tensor.requires_grad_(True)
-        optimizer = torch.optim.Adam(
-            [self.dictionary, self.head_coef, self.head_intercept], lr=learning_rate
-        )
-        if self.optimizer_state is not None:
-            # Continue Adam (partial_fit); load_state_dict moves the moments to
-            # the parameters' device. The learning rate is today's parameter.
-            optimizer.load_state_dict(self.optimizer_state)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate
-        self.dictionary.requires_grad_(False)
-        return optimizer

@@ -2,6 +2,7 @@
 
 import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +16,14 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_replearn import DictionaryLearner, _dictionary
-from sklearn_replearn.sparse import update_inner_stats
+from sklearn_replearn import DictionaryLearner
+from sklearn_replearn.exceptions import TrainingDivergedError
+from sklearn_replearn.sparse import (
+    OnlineDictionaryLearning,
+    TaskDrivenPhase,
+    _task_driven,
+    update_inner_stats,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -240,7 +247,7 @@ def test_supervised_input_noise_is_seeded_and_used(digits, monkeypatch):
     np.testing.assert_array_equal(first.components_, second.components_)
     # ... which the noise did shape: without it the joint phase ends elsewhere
     # (the unsupervised phase before it is the same).
-    monkeypatch.setattr(_dictionary, "_INPUT_NOISE", 0.0)
+    monkeypatch.setattr(_task_driven, "_INPUT_NOISE", 0.0)
     quiet = DictionaryLearner(**params).fit(X[:300], y[:300])
     assert quiet._input_noise_std == 0.0
     assert np.abs(quiet.components_ - first.components_).max() > 1e-2
@@ -255,17 +262,17 @@ def test_supervised_head_loss_smooths_the_targets(digits, monkeypatch):
     targets = torch.full((2, 3), 0.1 / 3, dtype=torch.float64)
     targets[[0, 1], [0, 1]] += 0.9
     expected = -(targets * log_p).sum()
-    assert float(_dictionary._head_loss(logits, y)) == pytest.approx(float(expected))
+    assert float(_task_driven._head_loss(logits, y)) == pytest.approx(float(expected))
     # Confident, correct logits still cost something: the task gradient keeps
     # shaping the atoms once the training codes are separable.
     confident = torch.tensor([[30.0, 0.0, 0.0]], dtype=torch.float64)
-    assert float(_dictionary._head_loss(confident, torch.tensor([0]))) > 0.5
+    assert float(_task_driven._head_loss(confident, torch.tensor([0]))) > 0.5
     # And the joint phase uses it: without smoothing it ends elsewhere.
     X, labels = digits
     params = dict(n_components=16, alpha=0.3, max_iter=2, tol=None,
                   random_state=0, device="cpu")
     smoothed = DictionaryLearner(**params).fit(X[:300], labels[:300])
-    monkeypatch.setattr(_dictionary, "_LABEL_SMOOTHING", 0.0)
+    monkeypatch.setattr(_task_driven, "_LABEL_SMOOTHING", 0.0)
     plain = DictionaryLearner(**params).fit(X[:300], labels[:300])
     assert np.abs(plain.components_ - smoothed.components_).max() > 1e-2
     # The loss curve's supervised epochs carry the smoothed cross-entropy.
@@ -285,10 +292,10 @@ def _head_gradient_norm(dl, codes, y):
     return float(torch.cat([coef.grad.ravel(), intercept.grad]).norm())
 
 
-@pytest.mark.parametrize("phase", ["_unsupervised_step", "_supervised_step"])
+@pytest.mark.parametrize("phase", [OnlineDictionaryLearning, TaskDrivenPhase])
 def test_supervised_fit_interrupted_in_either_phase(digits, monkeypatch, phase):
     X, y = digits
-    step = getattr(DictionaryLearner, phase)
+    step = phase.step
     calls = []
 
     def interrupted_step(self, *args):
@@ -297,7 +304,7 @@ def test_supervised_fit_interrupted_in_either_phase(digits, monkeypatch, phase):
             raise KeyboardInterrupt
         return step(self, *args)
 
-    monkeypatch.setattr(DictionaryLearner, phase, interrupted_step)
+    monkeypatch.setattr(phase, "step", interrupted_step)
     dl = DictionaryLearner(n_components=20, alpha=0.3, max_iter=3, tol=None,
                            random_state=0, device="cpu")
     with pytest.warns(UserWarning, match="interrupted"):
@@ -465,3 +472,32 @@ def test_bad_transform_input():
         dl.inverse_transform(np.ones((2, 4)))
     with pytest.raises(ValueError, match="NaN"):
         dl.transform(np.full((2, 5), np.nan))
+
+
+def test_pickle_of_version_0_loads_transforms_and_continues():
+    # tests/data/dictionary_v0.pkl: a supervised DictionaryLearner (fit, then
+    # one supervised partial_fit, so Adam's moments are saved too) pickled by
+    # the code before the algorithm moved to sparse/ (commit fe5dd87), with
+    # its codes of fixed inputs and its state after one more partial_fit.
+    data = Path(__file__).parent / "data"
+    with open(data / "dictionary_v0.pkl", "rb") as file:
+        dl = pickle.load(file)
+    expected = np.load(data / "dictionary_v0_expected.npz")
+    np.testing.assert_array_equal(dl.transform(expected["X"]), expected["codes"])
+    dl.partial_fit(expected["X_next"], expected["y_next"])
+    np.testing.assert_allclose(dl.components_,
+                               expected["components_after_partial_fit"],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dl.loss_curve_, expected["loss_after"], rtol=1e-5)
+
+
+def test_supervised_divergence_raises_and_leaves_the_estimator(digits):
+    # Adam at learning_rate=1e6 blows up the head's logits within the first
+    # joint epoch: the per-sample batch loss explodes past 1e4 times the
+    # first one's, and the error says what to change.
+    X, y = digits
+    dl = DictionaryLearner(n_components=16, alpha=0.3, max_iter=3, tol=None,
+                           learning_rate=1e6, random_state=0, device="cpu")
+    with pytest.raises(TrainingDivergedError, match=r"learning_rate \(now 1000000"):
+        dl.fit(X[:300], y[:300])
+    assert not hasattr(dl, "components_")

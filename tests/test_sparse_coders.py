@@ -388,7 +388,7 @@ def test_implicit_gradient_matches_finite_differences():
 
     D_var = D.clone().requires_grad_(True)
     Z, _ = lasso_fista(X, D, alpha, tol=1e-12, max_iter=50000)
-    codes = differentiable_lasso_codes(X, D_var, Z, alpha, ridge=0.0)
+    codes = differentiable_lasso_codes(X, D_var, Z, ridge=0.0)
     torch.testing.assert_close(codes.detach(), Z)
     (weights * codes).sum().backward()
     direction = torch.randn(6, 12, generator=g, dtype=torch.float64)
@@ -424,7 +424,7 @@ def test_implicit_gradient_matches_autograd_through_active_set(digits_problem, r
     weights = torch.randn(Z.shape, generator=torch.Generator().manual_seed(1),
                           dtype=torch.float64)
     ours = D.clone().requires_grad_(True)
-    codes = differentiable_lasso_codes(X, ours, Z, 0.2, ridge=ridge)
+    codes = differentiable_lasso_codes(X, ours, Z, ridge=ridge)
     (weights * codes).sum().backward()
     explicit = D.clone().requires_grad_(True)
     codes = _explicit_active_set_codes(X, explicit, Z, 0.2, ridge)

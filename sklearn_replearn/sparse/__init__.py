@@ -1,13 +1,17 @@
 """Batched sparse coders and dictionary updates in plain torch.
 
 No scikit-learn here: these functions take and return tensors, so they run on
-any device and can be tested on their own. Dictionaries hold one atom per row,
-shape ``(n_components, n_features)``, like ``components_``.
+any device and can be tested on their own. The training algorithms of
+``DictionaryLearner`` live here too: online dictionary learning
+(``OnlineDictionaryLearning``, ``run_epochs``) and task-driven dictionary
+learning (``TaskDrivenPhase``, ``LogisticHead``, ``fit_task_driven``); their
+epoch loop asks a training session (``utils.TrainingPolicy``) when to stop.
+Dictionaries hold one atom per row, shape ``(n_components, n_features)``, like
+``components_``.
 """
 
 from ._active_set import lasso_active_set
 from ._coders import (
-    gram_and_correlations,
     lasso_duality_gap,
     lasso_fista,
     lasso_objective,
@@ -17,6 +21,8 @@ from ._coders import (
     threshold_codes,
 )
 from ._implicit import differentiable_lasso_codes
+from ._online import OnlineDictionaryLearning, run_epochs
+from ._task_driven import LogisticHead, TaskDrivenPhase, fit_task_driven
 from ._updates import (
     init_dictionary,
     project_atoms,
@@ -26,8 +32,11 @@ from ._updates import (
 from ._working_set import lasso_working_set
 
 __all__ = [
+    "LogisticHead",
+    "OnlineDictionaryLearning",
+    "TaskDrivenPhase",
     "differentiable_lasso_codes",
-    "gram_and_correlations",
+    "fit_task_driven",
     "init_dictionary",
     "lasso_active_set",
     "lasso_duality_gap",
@@ -37,6 +46,7 @@ __all__ = [
     "lipschitz_constant",
     "omp",
     "project_atoms",
+    "run_epochs",
     "soft_threshold",
     "threshold_codes",
     "update_dictionary",

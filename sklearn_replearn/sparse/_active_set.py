@@ -27,6 +27,7 @@ from ._coders import (
     lasso_objective,
     lasso_start,
 )
+from ._linalg import solve_on_supports
 from ._working_set import _GATHER_BUDGET, lasso_working_set
 
 __all__ = ["lasso_active_set"]
@@ -190,19 +191,8 @@ def _newton_step(Z, C, gram, alpha, positive, max_new_atoms):
 def _solve_supports(C, gram, active, signs, alpha, width):
     """``G_SS z_S = c_S - alpha s_S`` on each row's support, by batched Cholesky.
 
-    Rows whose system is not positive definite come back as NaN.
+    Rows whose system is not positive definite come back as NaN (and restart
+    from their best code).
     """
-    # The support first (stable sort keeps atom order), padded to ``width``
-    # by inactive atoms whose rows of the system are the identity.
-    atoms = torch.argsort(active.to(torch.int8), dim=1, descending=True,
-                          stable=True)[:, :width]
-    mask = torch.gather(active, 1, atoms).to(C.dtype)                # (m, w)
-    system = gram[atoms.unsqueeze(2), atoms.unsqueeze(1)]              # (m, w, w)
-    system = system * (mask.unsqueeze(2) * mask.unsqueeze(1))
-    ridge = _RIDGE * torch.diagonal(system, dim1=1, dim2=2).amax(dim=1)
-    system = system + torch.diag_embed((1.0 - mask) + ridge.unsqueeze(1) * mask)
-    rhs = (torch.gather(C, 1, atoms) - alpha * torch.gather(signs, 1, atoms)) * mask
-    factor, info = torch.linalg.cholesky_ex(system)
-    z = torch.cholesky_solve(rhs.unsqueeze(2), factor).squeeze(2) * mask
-    z = torch.where((info == 0).unsqueeze(1), z, torch.nan)
-    return torch.zeros_like(C).scatter_(1, atoms, z)
+    return solve_on_supports(gram, active, C - alpha * signs, _RIDGE,
+                             relative_ridge=True, width=width)

@@ -15,7 +15,6 @@ The lasso problem is scaled as in scikit-learn's ``sparse_encode``::
 import torch
 
 __all__ = [
-    "gram_and_correlations",
     "lasso_duality_gap",
     "lasso_fista",
     "lasso_objective",
@@ -57,11 +56,6 @@ def soft_threshold(Z, threshold, *, positive=False):
     if isinstance(threshold, torch.Tensor):
         return torch.sign(Z) * torch.clamp(Z.abs() - threshold, min=0)
     return torch.nn.functional.softshrink(Z, float(threshold))
-
-
-def gram_and_correlations(X, D):
-    """``G = D @ D.T`` of shape ``(k, k)`` and ``C = X @ D.T`` of shape ``(n, k)``."""
-    return D @ D.T, X @ D.T
 
 
 def lipschitz_constant(gram):

@@ -15,10 +15,12 @@ solve per minibatch, and no solve at all in the forward pass.
 
 import torch
 
+from ._linalg import solve_on_supports
+
 __all__ = ["differentiable_lasso_codes"]
 
 
-def differentiable_lasso_codes(X, D, codes, alpha, *, ridge=1e-4):
+def differentiable_lasso_codes(X, D, codes, *, ridge=1e-4):
     """Lasso codes whose value is ``codes`` and whose gradient flows to ``D``.
 
     The forward value is exactly ``codes`` (a lasso solution found by any
@@ -36,10 +38,6 @@ def differentiable_lasso_codes(X, D, codes, alpha, *, ridge=1e-4):
         Dictionary; gradients flow to it (and through it to earlier graphs).
     codes : torch.Tensor of shape (n, k)
         Lasso solutions for ``X`` and ``D`` (detached).
-    alpha : float
-        The lasso penalty used to compute ``codes``. The gradient does not
-        depend on it (it enters the right-hand side only through the signs,
-        which are locally constant); it is kept for the explicit signature.
     ridge : float, default=1e-4
         Tikhonov term added to the active Gram matrix in the backward pass.
 
@@ -60,12 +58,11 @@ def differentiable_lasso_codes(X, D, codes, alpha, *, ridge=1e-4):
     >>> D = torch.eye(3, requires_grad=True)
     >>> X = torch.tensor([[2.0, 0.1, -3.0]])
     >>> Z, _ = lasso_fista(X, D.detach(), alpha=0.5)
-    >>> codes = differentiable_lasso_codes(X, D, Z, alpha=0.5)
+    >>> codes = differentiable_lasso_codes(X, D, Z)
     >>> codes.sum().backward()
     >>> D.grad.shape
     torch.Size([3, 3])
     """
-    del alpha  # the active-set gradient does not depend on it
     return _ActiveSetLasso.apply(X.detach(), D, codes.detach(), float(ridge))
 
 
@@ -83,38 +80,9 @@ class _ActiveSetLasso(torch.autograd.Function):
         X, D, codes = ctx.saved_tensors
         if not ctx.needs_input_grad[1]:
             return None, None, None, None
-        beta = _active_solve(D, codes != 0, grad_codes, ctx.ridge)
+        # Singular active blocks (collinear atoms, ridge=0): least squares.
+        beta = solve_on_supports(D @ D.T, codes != 0, grad_codes, ctx.ridge,
+                                 on_failure="lstsq")
         residual = X - codes @ D
         grad_D = beta.T @ residual - codes.T @ (beta @ D)
         return None, grad_D, None, None
-
-
-def _active_solve(D, active, rhs, ridge):
-    """``(D_S D_S^T + ridge I)^{-1} rhs_S`` per row, zero off the active set ``S``.
-
-    Each row's active atoms are gathered first, so the batched systems are
-    ``(s, s)`` with ``s`` the largest support in the batch rather than
-    ``(k, k)``; padding slots get an identity row and a zero right-hand side.
-    Factorised by batched Cholesky; a batch with a singular active block
-    (collinear atoms and ``ridge=0``) falls back to a least-squares solve.
-    """
-    n_samples, n_components = active.shape
-    support = int(active.sum(dim=1).max()) if n_samples else 0
-    if support == 0:
-        return torch.zeros_like(rhs)
-    # Active coordinates first (stable, so in index order), then padding.
-    slots = torch.argsort((~active).to(torch.int8), dim=1, stable=True)[:, :support]
-    valid = active.gather(1, slots).to(D.dtype)
-    gram = D @ D.T
-    system = gram[slots[:, :, None], slots[:, None, :]]
-    system = system * (valid[:, :, None] * valid[:, None, :])
-    system.diagonal(dim1=1, dim2=2).add_(ridge * valid + (1.0 - valid))
-    right = (valid * rhs.gather(1, slots)).unsqueeze(-1)
-    factor, info = torch.linalg.cholesky_ex(system)
-    if bool((info == 0).all()):
-        solution = torch.cholesky_solve(right, factor)
-    else:
-        solution = torch.linalg.lstsq(system, right).solution
-    beta = torch.zeros_like(rhs)
-    beta.scatter_(1, slots, valid * solution.squeeze(-1))
-    return beta

@@ -73,13 +73,7 @@ def init_dictionary(X, n_components, *, positive=False):
         atoms.append(singular)
     n_rest = n_components - n_svd
     if n_rest > 0:
-        picks = torch.randint(0, max(n_samples, 1), (n_rest,), device=X.device)
-        rows = X[picks] if n_samples else X.new_zeros((n_rest, n_features))
-        spread = rows.std(dim=1, keepdim=True) if n_features > 1 else None
-        if spread is None or not torch.isfinite(spread).all():
-            spread = torch.ones_like(rows[:, :1])
-        spread = torch.where(spread > 0, spread, torch.ones_like(spread))
-        atoms.append(rows + 0.01 * spread * torch.randn_like(rows))
+        atoms.append(_noisy_samples(X, n_rest))
     D = torch.cat(atoms, dim=0) if atoms else X.new_zeros((0, n_features))
     if positive:
         D.clamp_(min=0)
@@ -140,8 +134,9 @@ def update_inner_stats(A, B, Z, X, step, *, forget_exponent=1.0):
     B.mul_(beta).add_(Z.T @ X, alpha=1.0 / batch_size)
 
 
-def update_dictionary(D, A, B, X, Z=None, *, positive=False, n_passes=1):
-    """Block-coordinate descent on the atoms (Mairal et al. 2010, algorithm 2).
+def update_dictionary(D, A, B, X, Z=None, *, positive=False):
+    """One sweep of block-coordinate descent on the atoms (Mairal et al. 2010,
+    algorithm 2).
 
     Each atom ``d_j`` moves to the minimiser of the surrogate with the other
     atoms fixed, ``d_j + (B_j - A_j @ D) / A_jj``, then is projected onto the
@@ -163,8 +158,6 @@ def update_dictionary(D, A, B, X, Z=None, *, positive=False, n_passes=1):
         The minibatch's codes; columns of resampled atoms are zeroed in place.
     positive : bool, default=False
         Keep the atoms non-negative.
-    n_passes : int, default=1
-        Sweeps over all atoms.
 
     Returns
     -------
@@ -189,26 +182,33 @@ def update_dictionary(D, A, B, X, Z=None, *, positive=False, n_passes=1):
     unused = [j for j, value in enumerate(diagonal) if value <= 1e-6]
     used = [j for j in range(n_components) if diagonal[j] > 1e-6]
     DT = D.T  # a view: the updates below write through it
-    for _ in range(n_passes):
-        for j in used:
-            # Few, fused operations per atom: this loop is sequential by nature
-            # (each atom sees the ones updated before it), so its cost is the
-            # per-operation overhead. d_j += (B_j - A_j @ D) / A_jj, in place.
-            atom = D[j]
-            atom.add_(torch.addmv(B[j], DT, A[j], alpha=-1.0), alpha=1.0 / diagonal[j])
-            if positive:
-                atom.clamp_(min=0)
-            atom.div_(torch.linalg.vector_norm(atom).clamp_(min=1.0))
+    for j in used:
+        # Few, fused operations per atom: this loop is sequential by nature
+        # (each atom sees the ones updated before it), so its cost is the
+        # per-operation overhead. d_j += (B_j - A_j @ D) / A_jj, in place.
+        atom = D[j]
+        atom.add_(torch.addmv(B[j], DT, A[j], alpha=-1.0), alpha=1.0 / diagonal[j])
+        if positive:
+            atom.clamp_(min=0)
+        atom.div_(torch.linalg.vector_norm(atom).clamp_(min=1.0))
     if unused and X.shape[0] > 0:
-        picks = torch.randint(0, X.shape[0], (len(unused),), device=X.device)
-        rows = X[picks]
-        spread = rows.std(dim=1, keepdim=True) if X.shape[1] > 1 else None
-        if spread is None:
-            spread = torch.ones_like(rows[:, :1])
-        spread = torch.where(spread > 0, spread, torch.ones_like(spread))
         index = torch.tensor(unused, device=D.device)
-        D[index] = rows + 0.01 * spread * torch.randn_like(rows)
-        D[index] = project_atoms(D[index], positive=positive)
+        D[index] = project_atoms(_noisy_samples(X, len(unused)), positive=positive)
         if Z is not None:
             Z[:, index] = 0
     return len(unused)
+
+
+def _noisy_samples(X, n_atoms):
+    """``n_atoms`` random rows of ``X`` plus 1% noise (of each row's spread):
+    new atoms where the data is, for atoms that the initial SVD cannot provide
+    or that no code uses. Zero rows when ``X`` has none."""
+    n_samples, n_features = X.shape
+    picks = torch.randint(0, max(n_samples, 1), (n_atoms,), device=X.device)
+    rows = X[picks] if n_samples else X.new_zeros((n_atoms, n_features))
+    # One feature has no spread; a constant row gets unit noise.
+    spread = rows.std(dim=1, keepdim=True) if n_features > 1 else None
+    if spread is None or not torch.isfinite(spread).all():
+        spread = torch.ones_like(rows[:, :1])
+    spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+    return rows + 0.01 * spread * torch.randn_like(rows)

@@ -1,0 +1,185 @@
+"""Online dictionary learning (Mairal et al., 2010): its state and its steps.
+
+:class:`OnlineDictionaryLearning` holds what the algorithm carries from one
+minibatch to the next: the dictionary, the sufficient statistics ``A`` and
+``B`` and the count of steps taken (which sets the forgetting factor). Its
+``step`` codes a minibatch (warm-started), folds the codes into the
+statistics and updates the atoms. :func:`run_epochs` is the epoch loop shared
+with the task-driven phase: it shuffles, batches, and asks a training session
+(``sklearn_replearn.utils.TrainingPolicy``'s, or any object with the same two
+methods) whether a loss diverged and when to stop.
+
+Random draws use torch's global generator: run them inside
+``sklearn_replearn.utils.seeded`` for repeatable results.
+"""
+
+import torch
+
+from ._active_set import lasso_active_set
+from ._coders import lasso_objective
+from ._updates import (
+    init_dictionary,
+    project_atoms,
+    update_dictionary,
+    update_inner_stats,
+)
+
+__all__ = ["OnlineDictionaryLearning", "run_epochs"]
+
+# The lasso coder while training: Newton steps on each sample's active set,
+# warm-started from its code of the previous epoch (2-5 steps once the
+# dictionary settles), each sample stopping when its duality gap is below 0.1%
+# of its objective; the few samples whose support changed a lot get a short
+# first-order finish. A longer finish did not lower the objective reached per
+# epoch and cost up to half of the fit's time (README, DictionaryLearner).
+_FIT_CODER_MAX_ITER = 60
+_FIT_CODER_TOL = 1e-3
+# Rows of the random subset whose SVD gives the initial atoms: enough to find
+# the leading directions, and a bounded cost on large data.
+_INIT_ROWS = 10_000
+
+
+class OnlineDictionaryLearning:
+    """State of online dictionary learning, updated in place by ``step``.
+
+    Parameters
+    ----------
+    dictionary : torch.Tensor of shape (k, p)
+        Atoms, one per row, of norm at most one.
+    A : torch.Tensor of shape (k, k)
+    B : torch.Tensor of shape (k, p)
+        Sufficient statistics (see :func:`update_inner_stats`).
+    alpha : float
+        L1 penalty of the lasso codes.
+    forget_exponent : float, default=1.0
+        Exponent on scikit-learn's forgetting factor.
+    positive_code, positive_dict : bool, default=False
+        Non-negative codes, non-negative atoms.
+    n_steps : int, default=0
+        Minibatch steps taken so far (a continued fit passes its count).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_replearn.sparse import OnlineDictionaryLearning
+    >>> X = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+    >>> learner = OnlineDictionaryLearning.initial(X, 5, alpha=0.1)
+    >>> codes = X.new_zeros((50, 5))
+    >>> loss = learner.step(X[:10], codes, torch.arange(10))
+    >>> learner.dictionary.shape, learner.n_steps
+    (torch.Size([5, 8]), 1)
+    """
+
+    def __init__(self, dictionary, A, B, *, alpha, forget_exponent=1.0,
+                 positive_code=False, positive_dict=False, n_steps=0):
+        self.dictionary = dictionary
+        self.A = A
+        self.B = B
+        self.alpha = alpha
+        self.forget_exponent = forget_exponent
+        self.positive_code = positive_code
+        self.positive_dict = positive_dict
+        self.n_steps = n_steps
+
+    @classmethod
+    def initial(cls, X, n_components, **settings):
+        """A fresh state: atoms from the SVD of a random subset of ``X``."""
+        subset = X[torch.randperm(X.shape[0], device=X.device)[:_INIT_ROWS]]
+        D = init_dictionary(subset, n_components,
+                            positive=settings.get("positive_dict", False))
+        A = X.new_zeros((n_components, n_components))
+        B = X.new_zeros((n_components, X.shape[1]))
+        return cls(D, A, B, **settings)
+
+    def codes(self, X, init):
+        """Lasso codes of ``X`` over the dictionary, warm-started from ``init``."""
+        Z, _ = lasso_active_set(
+            X, self.dictionary, self.alpha, init=init,
+            max_iter=_FIT_CODER_MAX_ITER, tol=_FIT_CODER_TOL,
+            positive=self.positive_code,
+        )
+        return Z
+
+    def all_codes(self, X, init, chunk_rows):
+        """Codes of every row of ``X``, ``chunk_rows`` at a time (no gradient)."""
+        with torch.no_grad():
+            return torch.cat([self.codes(X[rows], init[rows])
+                              for rows in _row_slices(X.shape[0], chunk_rows)])
+
+    def step(self, X, codes, index):
+        """One online step on the minibatch ``X`` (rows ``index`` of the data).
+
+        Codes the batch warm-started from ``codes[index]`` and writes the new
+        codes back there (the next epoch's warm starts).
+
+        Returns
+        -------
+        float
+            The batch's summed lasso objective.
+        """
+        D = self.dictionary
+        Z = self.codes(X, codes[index])
+        batch_loss = float(lasso_objective(X, D, Z, self.alpha).sum())
+        update_inner_stats(self.A, self.B, Z, X, self.n_steps,
+                           forget_exponent=self.forget_exponent)
+        update_dictionary(D, self.A, self.B, X, Z, positive=self.positive_dict)
+        codes[index] = Z
+        self.n_steps += 1
+        return batch_loss
+
+    def drop_features(self, n_features):
+        """Keep the first ``n_features`` columns of the atoms (and of ``B``).
+
+        The atoms are rescaled to unit norm: the label-consistent start's
+        dictionary over the samples alone.
+        """
+        atoms = self.dictionary[:, :n_features]
+        norms = torch.linalg.vector_norm(atoms, dim=1, keepdim=True)
+        # An atom made only of label (none in practice) stays as it is.
+        scale = torch.where(norms > 1e-12, norms, torch.ones_like(norms))
+        self.dictionary = project_atoms(atoms / scale, positive=self.positive_dict)
+        # Atom j shrunk by 1/n_j means codes n_j times larger: the statistics
+        # follow, so that a later partial_fit continues consistently.
+        self.A = self.A * (scale @ scale.T)
+        self.B = self.B[:, :n_features] * scale
+
+
+def run_epochs(n_samples, step, session, *, n_epochs, batch_size, device):
+    """Up to ``n_epochs`` passes over shuffled minibatches of ``n_samples`` rows.
+
+    Parameters
+    ----------
+    n_samples : int
+        Rows of the training data.
+    step : callable
+        ``step(index)`` trains on the rows ``index`` (a tensor) and returns
+        their summed loss.
+    session : object
+        A training session: ``check_batch_loss(loss)`` raises on divergence,
+        ``end_epoch(loss)`` records an epoch's loss and returns True to stop
+        (``TrainingPolicy.session()``).
+    n_epochs : int
+        Most epochs.
+    batch_size : int
+        Rows per minibatch.
+    device : torch.device
+        Where the shuffled row order is drawn.
+    """
+    for _ in range(n_epochs):
+        order = torch.randperm(n_samples, device=device)
+        total = 0.0
+        for rows in _row_slices(n_samples, batch_size):
+            index = order[rows]
+            batch_loss = step(index)
+            # Per sample: the same scale for every batch size, so the
+            # session's explosion rule compares like with like.
+            session.check_batch_loss(batch_loss / index.shape[0])
+            total += batch_loss
+        if session.end_epoch(total / max(n_samples, 1)):
+            break
+
+
+def _row_slices(n_samples, batch_size):
+    """``slice`` objects covering ``range(n_samples)`` in order."""
+    return [slice(start, min(start + batch_size, n_samples))
+            for start in range(0, n_samples, batch_size)]
