@@ -439,7 +439,7 @@ def test_features_follow_weights_changed_in_place_after_fit(photos):
 
 def test_feature_cache_is_reused_kept_by_pickling_and_rebuilt_on_change(
         photos, monkeypatch):
-    import sklearn_replearn._pretrained as pretrained
+    import sklearn_replearn.vision._feature_cache as pretrained
 
     X, _ = photos
     folds = []
