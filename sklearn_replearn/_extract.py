@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from ._images import IMAGE_EXTENSIONS
+from .vision._inputs import IMAGE_EXTENSIONS
 
 __all__ = ["main"]
 
@@ -76,7 +76,7 @@ def _collect(paths, parser):
 
 def main(argv=None):
     """Run the ``extract`` command; returns the exit status."""
-    from ._pretrained import PretrainedCNNFeatures
+    from .vision import PretrainedCNNFeatures
 
     parser = _parser()
     args = parser.parse_args(argv)

@@ -1,10 +1,13 @@
-"""Fine-tuning the last blocks of a ``PretrainedCNNFeatures`` backbone with skorch.
+"""Fine-tuning the last blocks of a backbone with skorch.
 
 A temporary linear head is put on the features; only the last ``k`` blocks
 and the head are trained (cross-entropy on the labels), the frozen blocks stay
 in eval mode so their batch-norm statistics and dropout never change. The
-head is dropped afterwards. This module and ``_engine`` are the only ones that
-import skorch; it reuses the engine's loss guard and progress bar.
+head is dropped afterwards. Everything it needs (the backbone, the module
+giving the features, the pooling, the preprocessing, the width,
+hyper-parameters) is passed in: it knows no estimator. This module and
+``_engine`` are the only ones that import skorch; it reuses the engine's loss
+guard and progress bar.
 """
 
 from dataclasses import dataclass
@@ -17,8 +20,8 @@ from skorch import NeuralNet
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from torch import nn
 
-from ._engine import EpochProgressBar, NonFiniteLossGuard, fused_optimizer_kwargs
-from .utils import seeded
+from .._engine import EpochProgressBar, NonFiniteLossGuard, fused_optimizer_kwargs
+from ..utils import seeded
 
 __all__ = ["FineTuneClassifier", "fine_tune", "iter_blocks"]
 
@@ -95,20 +98,49 @@ class _LabeledImages(torch.utils.data.Dataset):
 
 @dataclass
 class FineTuneResult:
+    """What fine-tuning learned: the labels, trained blocks and loss per epoch."""
+
     classes: np.ndarray
     blocks: list
     n_iter: int
     loss_curve: list
 
 
-def fine_tune(estimator, images, y, device):
-    """Train the last ``estimator.fine_tune_layers`` blocks of ``estimator.model_``.
+def fine_tune(model, features, pool, preprocess, images, y, *, fine_tune_layers,
+              n_features, learning_rate, max_iter, batch_size, num_workers, device,
+              random_state, verbose):
+    """Train the last ``fine_tune_layers`` blocks of ``model`` on ``(images, y)``.
 
-    ``model_`` is changed in place (its last blocks); everything else in it is
-    left bit-identical.
+    ``model`` is changed in place (its last blocks); everything else in it is
+    left bit-identical. It ends frozen (no ``requires_grad``) in eval mode.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The backbone, on ``device``; its blocks are named by
+        :func:`iter_blocks`.
+    features : torch.nn.Module
+        Computes the features from a batch: ``model`` itself or a module
+        sharing its layers (a graph node's output).
+    pool : callable
+        Features -> ``(N, n_features)`` vectors.
+    preprocess : Preprocessing
+        Resizes, crops and normalises each image.
+    images : ImageSet
+    y : array-like of shape (n_images,)
+        Class labels.
+    fine_tune_layers : int
+        How many of the last blocks used by ``features`` are trained.
+    n_features : int
+        Width of the pooled features (the head's input).
+    learning_rate, max_iter, batch_size, num_workers, random_state, verbose
+        As the estimator's parameters of the same names.
+    device : torch.device
+
+    Returns
+    -------
+    FineTuneResult
     """
-    from ._pretrained import _NodeOutput
-
     y = np.asarray(y)
     check_classification_targets(y)
     if y.ndim != 1 or y.shape[0] != len(images):
@@ -121,12 +153,10 @@ def fine_tune(estimator, images, y, device):
         raise ValueError(
             f"Fine-tuning needs at least 2 classes in y; got {len(encoder.classes_)}."
         )
-    model = estimator.model_
-    features = model if estimator.layer is None else _NodeOutput(model, estimator.layer)
     used = {id(parameter) for parameter in features.parameters()}
     blocks = [(name, block) for name, block in iter_blocks(model)
               if any(id(parameter) in used for parameter in block.parameters())]
-    k = estimator.fine_tune_layers
+    k = fine_tune_layers
     if k > len(blocks):
         raise ValueError(
             f"fine_tune_layers={k}, but the features come from only {len(blocks)} "
@@ -140,33 +170,32 @@ def fine_tune(estimator, images, y, device):
         for parameter in block.parameters():
             parameter.requires_grad_(True)
 
-    n_features = estimator._probe_width(device)
-    callbacks = [("nonfinite_loss_guard", NonFiniteLossGuard(estimator.learning_rate))]
-    if estimator.verbose == 1:
+    callbacks = [("nonfinite_loss_guard", NonFiniteLossGuard(learning_rate))]
+    if verbose == 1:
         callbacks.append(("progress_bar", EpochProgressBar(
-            total=estimator.max_iter, description="fine-tune")))
-    elif estimator.verbose >= 2:
+            total=max_iter, description="fine-tune")))
+    elif verbose >= 2:
         callbacks.append(("print_log", PrintLog(sink=print)))
-    dataset = _LabeledImages(images, estimator._preprocessor(),
+    dataset = _LabeledImages(images, preprocess,
                              encoder.transform(y).astype(np.int64))
-    with seeded(estimator.random_state, device):
+    with seeded(random_state, device):
         module = FineTuneClassifier(
-            features, estimator._pool, n_features, len(encoder.classes_),
+            features, pool, n_features, len(encoder.classes_),
             [block for _, block in trainable],
         )
         net = _FineTuneNet(
             module,
             criterion=nn.CrossEntropyLoss,
             optimizer=torch.optim.Adam,
-            lr=estimator.learning_rate,
-            max_epochs=estimator.max_iter,
-            batch_size=estimator.batch_size,
+            lr=learning_rate,
+            max_epochs=max_iter,
+            batch_size=batch_size,
             iterator_train__shuffle=True,
-            iterator_train__num_workers=estimator.num_workers,
+            iterator_train__num_workers=num_workers,
             train_split=None,
             callbacks=callbacks,
             device=str(device),
-            verbose=estimator.verbose,
+            verbose=verbose,
             **fused_optimizer_kwargs(torch.optim.Adam, device, prefix="optimizer__"),
         )
         net.fit(dataset, y=None)

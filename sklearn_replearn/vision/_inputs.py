@@ -1,45 +1,39 @@
-"""Image inputs of ``PretrainedCNNFeatures``: validation, loading, preprocessing.
+"""Image inputs of ``PretrainedCNNFeatures``: what the user passed, as images.
 
 Every accepted input (numeric arrays in NHWC/NCHW/NHW or flat rows, PIL images,
-file paths, lists of per-image arrays of any size) becomes an :class:`ImageSet`
-that yields one ``(C, H, W)`` tensor per image (uint8, or float32 in [0, 1]).
-:class:`Preprocessing` turns those into the fixed-size, normalised float32
-batches a backbone takes. Each image goes through exactly the same operations
-whichever container it came in, so an array, a PIL image and a JPEG file of the
-same pixels give bit-identical batches.
+file paths, lists of per-image arrays of any size, pandas Series of those)
+becomes an :class:`ImageSet` that yields one ``(C, H, W)`` tensor per image
+(uint8, or float32 in [0, 1]); :func:`read_images` is the one entry point.
+Each image is read the same way whichever container it came in, so an array,
+a PIL image and a PNG file of the same pixels give the same tensor.
 """
 
-import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+import sys
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
+
+from ..utils import check_image_shape
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ArrayImages",
     "ImageSet",
     "ItemImages",
-    "LoadFailure",
-    "Preprocessing",
-    "is_image_list",
-    "stack_prepared",
+    "read_images",
 ]
 
 IMAGE_EXTENSIONS = (
     ".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp",
 )
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _CHANNEL_COUNTS = (1, 2, 3, 4)
 
 
 def _pil_image_class():
+    # Pillow is a dependency of torchvision, hence of this package: not an
+    # optional import (import_optional would have no extra to name).
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow ships with torchvision
@@ -162,11 +156,15 @@ class ImageSet:
 
 
 class ArrayImages(ImageSet):
-    """Equal-size images held in one array of shape (N, C, H, W) or (N, H, W, C)."""
+    """Equal-size images held in one array of shape (N, C, H, W) or (N, H, W, C).
 
-    def __init__(self, array, channels_last):
+    ``from_rows`` tells that the array was given as flat rows (N, C*H*W).
+    """
+
+    def __init__(self, array, channels_last, from_rows=False):
         self.array = array
         self.channels_last = channels_last
+        self.from_rows = from_rows
 
     def __len__(self):
         return self.array.shape[0]
@@ -186,13 +184,6 @@ class ArrayImages(ImageSet):
 
     def load_batch(self, rows):
         return self._tensor(self.array[rows])
-
-
-class LoadFailure:
-    """An image that could not be read (returned by DataLoader workers)."""
-
-    def __init__(self, message):
-        self.message = message
 
 
 class ItemImages(ImageSet):
@@ -293,115 +284,71 @@ def _pil_to_array(image, what):
     return np.ascontiguousarray(array, dtype=np.uint8)
 
 
-@dataclass
-class Preprocessing:
-    """Resize, crop and normalise images into the backbone's input batches.
-
-    Parameters
-    ----------
-    resize_size : int or tuple of int
-        An int resizes the shorter side to it (keeping the aspect ratio); a
-        ``(height, width)`` tuple resizes to exactly that size.
-    crop_size : tuple of int or None
-        Centre crop ``(height, width)`` after resizing, or None.
-    mean, std : tuple of float or None
-        Per-channel normalisation of the [0, 1] intensities, or None.
-    interpolation : InterpolationMode
-    antialias : bool
-    in_channels : int or None
-        Channels the backbone's first convolution takes (None: unknown, passed
-        through). Grayscale is replicated to 3 channels, alpha is dropped.
-    """
-
-    resize_size: object
-    crop_size: object
-    mean: object
-    std: object
-    interpolation: InterpolationMode = InterpolationMode.BILINEAR
-    antialias: bool = True
-    in_channels: int | None = 3
-
-    @property
-    def output_size(self):
-        if self.crop_size is not None:
-            return tuple(self.crop_size)
-        if isinstance(self.resize_size, Sequence):
-            return tuple(self.resize_size)
-        return None
-
-    def check_channels(self, n_channels, what):
-        """Raise a clear error when images with ``n_channels`` cannot be used."""
-        wanted = self.in_channels
-        if wanted is None or n_channels == wanted:
-            return
-        usable = (wanted == 3 and n_channels in (1, 2, 4)) or (
-            wanted == 1 and n_channels == 2)
-        if not usable:
-            accepted = ("3 (RGB), 4 (RGBA: alpha dropped) or 1 (grayscale: replicated)"
-                        if wanted == 3 else f"{wanted}")
-            raise ValueError(
-                f"{what} has {n_channels} channel(s), but the backbone's first "
-                f"convolution takes {wanted}; pass images with {accepted} channels."
-            )
-
-    def prepare(self, images, what):
-        """Channel fix, resize and crop; keeps the dtype (uint8 or float32).
-
-        ``images`` is one (C, H, W) tensor or a (B, C, H, W) batch.
-        """
-        n_channels = images.shape[-3]
-        self.check_channels(n_channels, what)
-        if n_channels in (2, 4) and self.in_channels != n_channels:
-            images = images[..., :n_channels - 1, :, :]
-        if images.dtype == torch.float64:
-            images = images.to(torch.float32)
-        images = TF.resize(images, self._resize_arg(images.shape[-2:]),
-                           interpolation=self.interpolation, antialias=self.antialias)
-        if self.crop_size is not None:
-            images = TF.center_crop(images, list(self.crop_size))
-        return images
-
-    def _resize_arg(self, size):
-        if isinstance(self.resize_size, Sequence):
-            return list(self.resize_size)
-        # Shorter side to resize_size, as torchvision's Resize(int) does.
-        return [int(self.resize_size)]
-
-    def finish(self, batch):
-        """uint8/float (B, C, H, W) of the output size -> normalised float32."""
-        if batch.dtype == torch.uint8:
-            batch = batch.to(torch.float32).div_(255.0)
-        else:
-            batch = batch.to(torch.float32, copy=True)
-        if self.in_channels == 3 and batch.shape[1] == 1:
-            batch = batch.expand(-1, 3, -1, -1)
-        if self.mean is not None:
-            mean = torch.tensor(self.mean, dtype=batch.dtype,
-                                device=batch.device).view(-1, 1, 1)
-            std = torch.tensor(self.std, dtype=batch.dtype,
-                               device=batch.device).view(-1, 1, 1)
-            batch = (batch - mean) / std
-        return batch.contiguous(memory_format=torch.channels_last)
-
-
-
-def stack_prepared(prepared):
-    """Stack prepared images (uint8 and/or float32) into one batch tensor."""
-    if all(image.dtype == torch.uint8 for image in prepared):
-        return torch.stack(prepared)
-    return torch.stack([
-        image.to(torch.float32).div_(255.0) if image.dtype == torch.uint8 else image
-        for image in prepared
-    ])
-
-
-def as_image_set(X, *, image_shape, check_range):
+def read_images(X, *, image_shape, check_range, validate_rows):
     """Turn any supported image input into an :class:`ImageSet`.
 
     Parameters
     ----------
     X : array-like, list, pandas Series or DataFrame
-        Already validated by the estimator when 2-D numeric (flat rows).
+        The images, in any accepted container.
+    image_shape : tuple of int or None
+        ``(C, H, W)`` of flat rows (one entry may be -1); also settles the
+        channel axis of 4-D arrays.
+    check_range : bool
+        Whether float pixels must lie in [0, 1].
+    validate_rows : callable
+        Called with X when it is a table (2-D numeric rows, a DataFrame, a
+        list of rows): the estimator's ``validate_data``, which returns the
+        checked array and records ``n_features_in_``.
+
+    Returns
+    -------
+    images : ImageSet
+        At least one image.
+    out_dtype : type
+        ``np.float64`` for float64 arrays, else ``np.float32``.
+    """
+    X = _unwrap_items(X)
+    if isinstance(X, list | tuple) and is_image_list(X):
+        images, dtype = ItemImages(X, check_range=check_range), None
+    else:
+        if not (isinstance(X, np.ndarray | torch.Tensor) and X.ndim > 2):
+            if sp.issparse(X):
+                raise TypeError(
+                    "X is a scipy sparse matrix, but PretrainedCNNFeatures needs "
+                    "dense images: pass X.toarray() (rows with image_shape), or "
+                    "file paths."
+                )
+            X = validate_rows(X)
+        dtype = getattr(X, "dtype", None)
+        images = as_image_set(X, image_shape=image_shape, check_range=check_range)
+    if len(images) == 0:
+        raise ValueError("X contains no images (0 samples); pass at least one.")
+    return images, np.float64 if dtype == np.float64 else np.float32
+
+
+def _unwrap_items(X):
+    """Lists of images from pandas objects and string arrays; others unchanged."""
+    pd = sys.modules.get("pandas")  # pandas is optional: no DataFrame without it
+    if pd is not None:
+        if isinstance(X, pd.DataFrame) and X.shape[1] == 1 and not (
+                pd.api.types.is_numeric_dtype(X.dtypes.iloc[0])):
+            X = X.iloc[:, 0]
+        if isinstance(X, pd.Series):
+            return X.tolist()
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and (
+            X.ndim == 1 or (X.ndim == 2 and X.shape[1] == 1)):
+        return X.ravel().tolist()
+    return X
+
+
+def as_image_set(X, *, image_shape, check_range):
+    """An :class:`ImageSet` of an array (after ``read_images``'s checks).
+
+    Parameters
+    ----------
+    X : ndarray or torch.Tensor
+        Already validated when 2-D numeric (flat rows).
     image_shape : tuple of int or None
         ``(C, H, W)``; one entry may be -1. Required for flat rows.
     check_range : bool
@@ -443,41 +390,14 @@ def as_image_set(X, *, image_shape, check_range):
     )
 
 
-def resolve_image_shape(image_shape, n_features):
-    """``image_shape`` with a -1 entry filled in, checked against ``n_features``."""
-    if image_shape is None:
-        raise ValueError(
-            f"X is 2-D with {n_features} columns: flat rows need "
-            "image_shape=(channels, height, width) to be read as images, e.g. "
-            "image_shape=(1, 8, 8) for sklearn's digits. Or pass the images "
-            "unflattened (N, H, W, C)."
-        )
-    shape = [int(size) for size in image_shape]
-    n_unknown = shape.count(-1)
-    if len(shape) != 3 or n_unknown > 1 or any(
-            size < 1 for size in shape if size != -1):
-        raise ValueError(
-            f"image_shape must be (channels, height, width) of positive ints (one "
-            f"may be -1, inferred as in numpy.reshape); got {image_shape!r}."
-        )
-    known = math.prod(size for size in shape if size != -1)
-    if n_unknown:
-        if n_features % known:
-            raise ValueError(
-                f"image_shape={tuple(image_shape)} cannot hold {n_features} values "
-                f"per row: {n_features} is not a multiple of {known}."
-            )
-        shape[shape.index(-1)] = n_features // known
-    elif known != n_features:
-        raise ValueError(
-            f"image_shape={tuple(image_shape)} has {known} values per image, but X "
-            f"has {n_features} columns; rows must be images flattened in C-order "
-            "(images.reshape(n_samples, -1)) with channels first."
-        )
-    return tuple(shape)
-
-
 def _flat_rows(X, image_shape, check_range):
-    shape = resolve_image_shape(image_shape, X.shape[1])
+    try:
+        shape = check_image_shape(image_shape, X.shape[1], what="X")
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} Or pass the images unflattened, (N, H, W, C), instead of "
+            f"{X.shape[1]} columns."
+        ) from None
     X = pixel_array(X, "X", check_range=check_range)
-    return ArrayImages(X.reshape(X.shape[0], *shape), channels_last=False)
+    return ArrayImages(X.reshape(X.shape[0], *shape), channels_last=False,
+                       from_rows=True)

@@ -1,0 +1,87 @@
+"""The inference module of a fitted backbone, built once and reused.
+
+Building it cuts the backbone at the layer, folds its batch norms (checked on
+a random image) and compiles it when asked: too slow to repeat at every
+``transform``, so it is kept in a dict per (layer, device, compile) and
+rebuilt only when the backbone's weights or layers change.
+"""
+
+import torch
+
+from ._folding import fold_batch_norms
+from ._layers import cut_at
+
+__all__ = ["cached_feature_module"]
+
+
+def cached_feature_module(cache, model, *, layer, device, compile, preprocess):
+    """The module computing ``layer``'s output of ``model`` on ``device``.
+
+    Batch norms are folded into the convolutions before them (in a copy:
+    ``model`` keeps its own layers for plotting, pickling and tuning; folding
+    is checked on a random image), and the result is compiled when asked.
+    The cache is rebuilt when ``model`` moves to another device, when a
+    weight or buffer changes in place (``load_state_dict``, an in-place
+    operation on a parameter) or is replaced, and when a layer is replaced.
+    Edits through ``parameter.data`` are not tracked by torch: after those,
+    empty the cache.
+
+    Parameters
+    ----------
+    cache : dict
+        The modules built so far (updated in place).
+    model : torch.nn.Module
+        The backbone, in evaluation mode; moved to ``device`` if needed.
+    layer : str or None
+        The graph node whose output is wanted; None: the model's output.
+    device : torch.device
+    compile : bool
+        Run the module through ``torch.compile``.
+    preprocess : Preprocessing
+        Gives the size of the random image that folding is checked on.
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    if not _on_device(model, device):
+        # Outside inference mode (transform runs in it): the moved weights
+        # must stay ordinary tensors, which keep version counters.
+        with torch.inference_mode(False):
+            model.to(device)
+    fingerprint = _weights_fingerprint(model)
+    if cache.get("fingerprint") != fingerprint:
+        cache.clear()
+        cache["fingerprint"] = fingerprint
+    key = (layer, str(device), bool(compile))
+    module = cache.get(key)
+    if module is None:
+        module = fold_batch_norms(cut_at(model, layer).eval(),
+                                  example=preprocess.example_batch(device, random=True))
+        if compile:
+            module = torch.compile(module)
+        cache[key] = module
+    return module
+
+
+def _on_device(model, device):
+    """Whether ``model``'s weights are on ``device`` ("cuda" matches "cuda:0")."""
+    parameter = next(model.parameters(), None)
+    if parameter is None:
+        return True
+    if parameter.device.type != device.type:
+        return False
+    # One CPU ("cpu:0" is "cpu"); an accelerator without an index means any.
+    return (device.type == "cpu" or device.index is None
+            or parameter.device.index == device.index)
+
+
+def _weights_fingerprint(model):
+    """Changes when a weight or buffer of ``model`` is replaced, moved or edited
+    in place (in-place operations bump a tensor's version counter), and when
+    a layer is replaced."""
+    tensors = tuple(
+        (id(tensor), tensor.data_ptr(),
+         None if tensor.is_inference() else tensor._version)
+        for tensor in (*model.parameters(), *model.buffers()))
+    return tensors, tuple(id(module) for module in model.modules())
