@@ -60,7 +60,7 @@ class ReconstructionNet(NeuralNet):
 
     @property
     def _default_callbacks(self):
-        # No PrintLog here: verbosity is chosen by the estimator (make_net).
+        # No PrintLog here: the training policy prints (verbose=2).
         return [
             ("epoch_timer", EpochTimer()),
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),

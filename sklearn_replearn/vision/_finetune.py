@@ -1,13 +1,13 @@
-"""Fine-tuning the last blocks of a backbone with skorch.
+"""Fine-tuning the last blocks of a backbone, trained by the engine.
 
 A temporary linear head is put on the features; only the last ``k`` blocks
 and the head are trained (cross-entropy on the labels), the frozen blocks stay
 in eval mode so their batch-norm statistics and dropout never change. The
 head is dropped afterwards. Everything it needs (the backbone, the module
 giving the features, the pooling, the preprocessing, the width,
-hyper-parameters) is passed in: it knows no estimator. This module and
-``_engine`` are the only ones that import skorch; it reuses the engine's loss
-guard and progress bar.
+hyper-parameters) is passed in: it knows no estimator. The engine's
+``train_classifier`` trains it under the package's one training policy
+(divergence, progress, Ctrl-C).
 """
 
 from dataclasses import dataclass
@@ -16,11 +16,9 @@ import numpy as np
 import torch
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
-from skorch import NeuralNet
-from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from torch import nn
 
-from .._engine import EpochProgressBar, NonFiniteLossGuard, fused_optimizer_kwargs
+from .._engine import train_classifier
 from ..utils import seeded
 
 __all__ = ["FineTuneClassifier", "fine_tune", "iter_blocks"]
@@ -61,22 +59,6 @@ class FineTuneClassifier(nn.Module):
 
     def forward(self, x):
         return self.head(self.pool(self.features(x)))
-
-
-class _FineTuneNet(NeuralNet):
-    """A skorch net that optimises only parameters with ``requires_grad``."""
-
-    @property
-    def _default_callbacks(self):
-        return [
-            ("epoch_timer", EpochTimer()),
-            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
-        ]
-
-    def get_all_learnable_params(self):
-        for name, parameter in super().get_all_learnable_params():
-            if parameter.requires_grad:
-                yield name, parameter
 
 
 class _LabeledImages(torch.utils.data.Dataset):
@@ -170,12 +152,6 @@ def fine_tune(model, features, pool, preprocess, images, y, *, fine_tune_layers,
         for parameter in block.parameters():
             parameter.requires_grad_(True)
 
-    callbacks = [("nonfinite_loss_guard", NonFiniteLossGuard(learning_rate))]
-    if verbose == 1:
-        callbacks.append(("progress_bar", EpochProgressBar(
-            total=max_iter, description="fine-tune")))
-    elif verbose >= 2:
-        callbacks.append(("print_log", PrintLog(sink=print)))
     dataset = _LabeledImages(images, preprocess,
                              encoder.transform(y).astype(np.int64))
     with seeded(random_state, device):
@@ -183,28 +159,17 @@ def fine_tune(model, features, pool, preprocess, images, y, *, fine_tune_layers,
             features, pool, n_features, len(encoder.classes_),
             [block for _, block in trainable],
         )
-        net = _FineTuneNet(
-            module,
-            criterion=nn.CrossEntropyLoss,
-            optimizer=torch.optim.Adam,
-            lr=learning_rate,
-            max_epochs=max_iter,
-            batch_size=batch_size,
-            iterator_train__shuffle=True,
-            iterator_train__num_workers=num_workers,
-            train_split=None,
-            callbacks=callbacks,
-            device=str(device),
-            verbose=verbose,
-            **fused_optimizer_kwargs(torch.optim.Adam, device, prefix="optimizer__"),
+        record = train_classifier(
+            module, dataset, device=device, owner="PretrainedCNNFeatures fine-tuning",
+            max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
+            num_workers=num_workers, verbose=verbose,
         )
-        net.fit(dataset, y=None)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     model.eval()
     return FineTuneResult(
         classes=encoder.classes_,
         blocks=[name for name, _ in trainable],
-        n_iter=len(net.history),
-        loss_curve=[float(loss) for loss in net.history[:, "train_loss"]],
+        n_iter=record.n_epochs,
+        loss_curve=record.loss_curve,
     )
