@@ -80,52 +80,21 @@ class BaseNeuralTransformer(BaseRepresentation):
         "verbose": ["verbose"],
     }
 
-    def __init__(
-        self,
-        n_components,
-        *,
-        hidden_layer_sizes,
-        activation,
-        architecture,
-        image_shape,
-        encoder,
-        decoder,
-        max_iter,
-        batch_size,
-        learning_rate,
-        optimizer,
-        weight_decay,
-        early_stopping,
-        validation_fraction,
-        n_iter_no_change,
-        tol,
-        callbacks,
-        device,
-        accelerator,
-        random_state,
-        verbose,
-    ):
-        self.n_components = n_components
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.architecture = architecture
-        self.image_shape = image_shape
-        self.encoder = encoder
-        self.decoder = decoder
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.callbacks = callbacks
-        self.device = device
-        self.accelerator = accelerator
-        self.random_state = random_state
-        self.verbose = verbose
+    # The parameters both estimators take, set by _set_shared_parameters.
+    # (Each estimator still lists them in its own __init__ signature:
+    # scikit-learn's get_params reads the signature.)
+    _SHARED_PARAMETERS = (
+        "n_components", "hidden_layer_sizes", "activation", "architecture",
+        "image_shape", "encoder", "decoder", "max_iter", "batch_size",
+        "learning_rate", "optimizer", "weight_decay", "early_stopping",
+        "validation_fraction", "n_iter_no_change", "tol", "callbacks", "device",
+        "accelerator", "random_state", "verbose",
+    )
+
+    def _set_shared_parameters(self, arguments):
+        """Store the shared parameters from a subclass's ``__init__`` locals."""
+        for name in self._SHARED_PARAMETERS:
+            setattr(self, name, arguments[name])
 
     # ----------------------------------------------------------------- hooks
     def _build_module(self, encoder, decoder, n_features):  # pragma: no cover

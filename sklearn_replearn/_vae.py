@@ -251,29 +251,7 @@ default="adam"
         random_state=None,
         verbose=0,
     ):
-        super().__init__(
-            n_components,
-            hidden_layer_sizes=hidden_layer_sizes,
-            activation=activation,
-            architecture=architecture,
-            image_shape=image_shape,
-            encoder=encoder,
-            decoder=decoder,
-            max_iter=max_iter,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            optimizer=optimizer,
-            weight_decay=weight_decay,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
-            tol=tol,
-            callbacks=callbacks,
-            device=device,
-            accelerator=accelerator,
-            random_state=random_state,
-            verbose=verbose,
-        )
+        self._set_shared_parameters(locals())
         self.likelihood = likelihood
         self.noise_variance = noise_variance
         self.beta = beta
