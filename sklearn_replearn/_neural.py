@@ -192,10 +192,6 @@ class BaseNeuralTransformer(BaseRepresentation):
             self._record(record, warn_if_not_converged=False)
         return self
 
-    def _restored_on_failure(self):
-        """A context in which an error leaves the estimator's state as it was."""
-        return _RestoreOnFailure(self)
-
     def _split_validation(self, X, seed):
         """Hold out ``validation_fraction`` of X, only when early stopping."""
         if not self.early_stopping:
@@ -396,30 +392,6 @@ class BaseNeuralTransformer(BaseRepresentation):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         return -float(np.mean(self._reconstruction_errors(X), dtype=np.float64))
-
-
-class _RestoreOnFailure:
-    """Put an estimator's attributes back as they were if the block raises.
-
-    ``fit`` and ``partial_fit`` validate X first (which records
-    ``n_features_in_``), then build and train a new net: an error anywhere
-    must not leave new attributes beside an old ``net_``. The attributes are
-    rebound, never mutated, until training succeeds, so a shallow copy of
-    ``__dict__`` restores them.
-    """
-
-    def __init__(self, estimator):
-        self.estimator = estimator
-
-    def __enter__(self):
-        self.saved = dict(vars(self.estimator))
-
-    def __exit__(self, exc_type, exc, traceback):
-        if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
-            state = vars(self.estimator)
-            state.clear()
-            state.update(self.saved)
-        return False
 
 
 def _checked_layer_sizes(hidden_layer_sizes):

@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .utils import batched_apply, resolve_device
 from .utils._sklearn_compat import validate_params_now
 
-__all__ = ["BaseRepresentation", "check_unit_interval"]
+__all__ = ["BaseRepresentation", "check_finite_float32", "check_unit_interval"]
 
 
 def check_unit_interval(X, setting, alternative):
@@ -32,6 +32,27 @@ def check_unit_interval(X, setting, alternative):
             f"[{values.min():.4g}, {values.max():.4g}]. Scale it with "
             f"MinMaxScaler, or use {alternative}."
         )
+
+
+# The largest float32: larger values become inf when computed in float32.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_finite_float32(X, what="X"):
+    """Raise a ValueError if a value of X (dense or sparse) overflows float32.
+
+    The estimators compute in float32; a float64 value beyond ~3.4e38 would
+    silently become inf there, and then NaN in the output.
+    """
+    values = X.data if sp.issparse(X) else X
+    if values.size and values.dtype == np.float64:
+        peak = float(np.abs(values).max())
+        if peak > _FLOAT32_MAX:
+            raise ValueError(
+                f"{what} has values up to {peak:.3g} in magnitude, beyond float32's "
+                f"largest ({_FLOAT32_MAX:.3g}), which these models compute in; "
+                "scale X first (e.g. StandardScaler)."
+            )
 
 
 class BaseRepresentation(
@@ -63,13 +84,19 @@ class BaseRepresentation(
         """
         if not reset:
             self._check_params_after_fit()
-        return validate_data(
+        X = validate_data(
             self,
             X,
             reset=reset,
             accept_sparse="csr" if self._accepts_sparse else False,
             dtype=[np.float64, np.float32],
         )
+        check_finite_float32(X)
+        return X
+
+    def _restored_on_failure(self):
+        """A context in which an error leaves the estimator's state as it was."""
+        return _RestoreOnFailure(self)
 
     def _check_params_after_fit(self):
         """Check the parameters that inference uses (all, by default)."""
@@ -122,3 +149,29 @@ class BaseRepresentation(
             device=device,
             out_dtype=X.dtype,
         )
+
+
+class _RestoreOnFailure:
+    """Put an estimator's attributes back as they were if the block raises.
+
+    ``fit`` validates X first (which records ``n_features_in_``), then learns
+    new state: an error anywhere must not leave new attributes beside old
+    ones. Fitted attributes are rebound, never mutated in place, until the
+    fit succeeds, so a shallow copy of ``__dict__`` restores them. (A
+    ``partial_fit`` that trains a model in place must also restore what it
+    mutated.) KeyboardInterrupt is not a failure: training keeps what it
+    learned.
+    """
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def __enter__(self):
+        self.saved = dict(vars(self.estimator))
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
+            state = vars(self.estimator)
+            state.clear()
+            state.update(self.saved)
+        return False
