@@ -23,7 +23,15 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._engine import OPTIMIZERS, build_net, strip_net, train_net, training_device
+from ._engine import (
+    OPTIMIZERS,
+    build_net,
+    net_from_state,
+    net_state,
+    strip_net,
+    train_net,
+    training_device,
+)
 from .base import BaseRepresentation
 from .nn import ACTIVATIONS, make_conv_decoder, make_conv_encoder, make_mlp
 from .utils import check_image_shape, seeded
@@ -145,7 +153,7 @@ class BaseNeuralTransformer(BaseRepresentation):
                 record = train_net(net, train_X)
             strip_net(net)
             self.net_ = net
-            self._fit_dtype = X.dtype
+            self._fit_dtype = X.dtype.name
             self._record(record, warn_if_not_converged=True)
         return self
 
@@ -188,7 +196,7 @@ class BaseNeuralTransformer(BaseRepresentation):
                 record = train_net(net, X, epochs=1)
             self.net_ = net
             if first_call:
-                self._fit_dtype = X.dtype
+                self._fit_dtype = X.dtype.name
             self._record(record, warn_if_not_converged=False)
         return self
 
@@ -310,6 +318,40 @@ class BaseNeuralTransformer(BaseRepresentation):
 
     def _record_terms(self, terms):
         """Fitted attributes from the per-epoch loss terms (none by default)."""
+
+    # ----------------------------------------------------------- persistence
+    def __getstate__(self):
+        """The estimator as plain data: parameters, fitted numbers, weights.
+
+        The trained net is saved as its weights, optimizer state and history
+        (numpy arrays and numbers, :func:`~sklearn_replearn._engine.net_state`)
+        and rebuilt from the estimator's own parameters on load, so that a
+        pickle holds no torch or skorch objects and ``skops.io`` loads it
+        trusting only this class. With your own ``encoder``/``decoder``
+        modules, skorch ``callbacks`` or an ``accelerator``, those parameters
+        are objects: pickle/joblib save them (load such files only from
+        sources you trust), skops cannot.
+        """
+        # A copy: on Python 3.11 object.__getstate__ returns the live __dict__.
+        state = dict(super().__getstate__())
+        net = state.pop("net_", None)
+        if net is not None and self.accelerator is None:
+            state["_net_state"] = net_state(net)
+        elif net is not None:
+            # Accelerate's wrapped nets are kept whole (as before).
+            state["net_"] = net
+        return state
+
+    def __setstate__(self, state):
+        net = state.pop("_net_state", None)
+        super().__setstate__(state)
+        if net is not None:
+            with seeded(0, torch.device("cpu")):
+                module = self._checked_module(self.n_features_in_,
+                                              torch.device("cpu"))
+            built = self._build_net(module, torch.device("cpu"), valid_X=None,
+                                    for_partial_fit=True)
+            self.net_ = net_from_state(built, net)
 
     # ------------------------------------------------------------- inference
     @property

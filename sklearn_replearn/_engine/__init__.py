@@ -17,6 +17,8 @@ from ._optimizers import OPTIMIZERS, check_optimizer, fused_optimizer_kwargs
 from ._service import (
     TrainingRecord,
     build_net,
+    net_from_state,
+    net_state,
     strip_net,
     train_net,
     training_device,
@@ -31,6 +33,8 @@ __all__ = [
     "build_net",
     "check_optimizer",
     "fused_optimizer_kwargs",
+    "net_from_state",
+    "net_state",
     "strip_net",
     "train_classifier",
     "train_net",

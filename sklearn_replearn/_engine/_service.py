@@ -7,7 +7,10 @@ datasets, names its callbacks or rebuilds a net for Accelerate itself.
 
 from dataclasses import dataclass, field
 
+import numpy as np
+import torch
 from skorch.helper import predefined_split
+from skorch.history import History
 
 from ..utils import resolve_device
 from ._callbacks import (
@@ -23,6 +26,8 @@ from ._optimizers import check_optimizer, fused_optimizer_kwargs
 __all__ = [
     "TrainingRecord",
     "build_net",
+    "net_from_state",
+    "net_state",
     "strip_net",
     "train_net",
     "training_device",
@@ -168,3 +173,65 @@ def strip_net(net):
     callback = dict(net.callbacks_)[_POLICY]
     callback.restore_best = False
     callback.policy.tol = None
+
+
+def net_state(net):
+    """A trained net's state as plain data (numpy arrays, numbers, lists, dicts).
+
+    What is needed to continue training and to transform: the module's
+    weights, the optimizer's state and the per-epoch history (without its
+    per-batch rows). Nothing in it is a torch, skorch or user object, so it
+    pickles without code references and ``skops`` loads it trusting nothing
+    else. The module itself is rebuilt by the estimator from its parameters
+    (:func:`net_from_state`).
+    """
+    return {
+        "device": str(net.device),
+        "module": {name: tensor.detach().cpu().numpy()
+                   for name, tensor in net.module_.state_dict().items()},
+        "optimizer": _plain(net.optimizer_.state_dict()),
+        "history": [{key: value for key, value in row.items() if key != "batches"}
+                    for row in net.history],
+    }
+
+
+def net_from_state(net, state):
+    """Initialise ``net`` (built by :func:`build_net`) from :func:`net_state`.
+
+    A state saved on a device this machine lacks (a GPU) is loaded onto the
+    CPU, as skorch does when unpickling.
+    """
+    device = state["device"]
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        device = "cpu"
+    net.set_params(device=device)
+    net.module.to(device)
+    net.initialize()
+    net.module_.load_state_dict({name: torch.from_numpy(np.array(array))
+                                 for name, array in state["module"].items()})
+    # (Optimizer.load_state_dict moves each buffer to its parameter's device.)
+    net.optimizer_.load_state_dict(_tensors(state["optimizer"]))
+    net.history = History([{**row, "batches": []} for row in state["history"]])
+    return net
+
+
+def _plain(tree):
+    """``tree`` with every tensor replaced by a numpy array (recursively)."""
+    if torch.is_tensor(tree):
+        return tree.detach().cpu().numpy()
+    if isinstance(tree, dict):
+        return {key: _plain(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_plain(value) for value in tree)
+    return tree
+
+
+def _tensors(tree):
+    """The inverse of :func:`_plain`: numpy arrays back to CPU tensors."""
+    if isinstance(tree, np.ndarray):
+        return torch.from_numpy(np.array(tree))
+    if isinstance(tree, dict):
+        return {key: _tensors(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_tensors(value) for value in tree)
+    return tree
