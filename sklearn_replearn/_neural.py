@@ -386,7 +386,8 @@ class BaseNeuralTransformer(BaseRepresentation):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         module, device = self._inference_module()
-        return self._batched(module.encode, X, self._n_features_out, device)
+        return self._batched(module.encode, X, self._n_features_out, device,
+                             fixed_shape=True)
 
     def inverse_transform(self, X):
         """Decode codes back to the input space.
@@ -403,7 +404,8 @@ class BaseNeuralTransformer(BaseRepresentation):
         """
         codes = self._validate_codes(X)
         module, device = self._inference_module()
-        return self._batched(module.decode, codes, self.n_features_in_, device)
+        return self._batched(module.decode, codes, self.n_features_in_, device,
+                             fixed_shape=True)
 
     def _reconstruction_errors(self, X):
         """Mean squared reconstruction error of each row of validated X."""
@@ -412,7 +414,7 @@ class BaseNeuralTransformer(BaseRepresentation):
         def row_errors(batch):
             return (module.reconstruct(batch) - batch).pow(2).mean(dim=1, keepdim=True)
 
-        return self._batched(row_errors, X, 1, device).ravel()
+        return self._batched(row_errors, X, 1, device, fixed_shape=True).ravel()
 
     def score(self, X, y=None):
         """Minus the mean squared reconstruction error of X (higher is better).

@@ -10,7 +10,14 @@ from sklearn.utils.validation import check_is_fitted
 from ._neural import BaseNeuralTransformer
 from .base import check_unit_interval
 from .nn import VAE
-from .utils import as_tensor, iter_row_batches, seeded, to_numpy
+from .utils import (
+    as_tensor,
+    fixed_batch_rows,
+    iter_row_batches,
+    padded_rows,
+    seeded,
+    to_numpy,
+)
 from .utils._sklearn_compat import Interval, StrOptions
 
 __all__ = ["VAETransformer"]
@@ -308,8 +315,12 @@ default="adam"
             for rows in iter_row_batches(X.shape[0], self.batch_size):
                 block = X[rows].toarray() if sp.issparse(X) else X[rows]
                 eps = _row_keyed_normal(block, n_draws, self._n_features_out)
-                batch = as_tensor(block, device=device)
-                outputs.append(to_numpy(bound(module, batch, as_tensor(eps, device)),
+                # Batches of one fixed shape, so that a row's bound does not
+                # depend on the other rows (float32 rounding; see batched_apply).
+                n_rows = fixed_batch_rows(self.batch_size)
+                batch = padded_rows(as_tensor(block, device=device), n_rows)
+                eps = padded_rows(as_tensor(eps, device), n_rows)
+                outputs.append(to_numpy(bound(module, batch, eps)[:len(block)],
                                         dtype=np.float64))
         return np.concatenate(outputs, axis=0)
 

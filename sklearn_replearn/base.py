@@ -135,11 +135,13 @@ class BaseRepresentation(
             )
             return torch.device("cpu")
 
-    def _batched(self, function, X, n_outputs, device, batch_size=None):
+    def _batched(self, function, X, n_outputs, device, batch_size=None,
+                 fixed_shape=False):
         """Apply ``function`` to X in batches of ``batch_size`` rows on ``device``.
 
         ``batch_size`` defaults to the estimator's. The result has X's float
-        dtype (float32 or float64).
+        dtype (float32 or float64). ``fixed_shape=True`` pads the last batch
+        (see :func:`~sklearn_replearn.utils.batched_apply`).
         """
         return batched_apply(
             function,
@@ -148,6 +150,7 @@ class BaseRepresentation(
             batch_size=self.batch_size if batch_size is None else batch_size,
             device=device,
             out_dtype=X.dtype,
+            fixed_shape=fixed_shape,
         )
 
 

@@ -73,3 +73,25 @@ def test_sklearn_compatible_estimator(estimator, check):
 )
 def test_extra_sklearn_checks(estimator, check):
     check(type(estimator).__name__, estimator)
+
+
+# More settings of the neural estimators: the checks must pass on every
+# setting, not only the defaults (issue 14: small max_iter, n_components 1 and
+# 8, batches that do not divide the data, other losses and likelihoods).
+NEURAL_SETTINGS = [
+    AutoencoderTransformer(n_components=1, max_iter=2, batch_size=3,
+                           hidden_layer_sizes=(5, 3), activation="tanh",
+                           random_state=0, device="cpu"),
+    AutoencoderTransformer(n_components=8, max_iter=3, batch_size=7, denoising=0.2,
+                           early_stopping=True, random_state=0, device="cpu"),
+    VAETransformer(n_components=1, max_iter=2, batch_size=5, random_state=0,
+                   device="cpu"),
+    VAETransformer(n_components=8, max_iter=2, batch_size=7, noise_variance=0.5,
+                   n_importance_samples=3, kl_warmup=1, random_state=0,
+                   device="cpu"),
+]
+
+
+@parametrize_with_checks(NEURAL_SETTINGS)
+def test_neural_estimators_on_more_settings(estimator, check):
+    check(estimator)
