@@ -279,34 +279,39 @@ class PretrainedCNNFeatures(BaseRepresentation):
         self : object
             The fitted estimator.
         """
-        images, _ = self._image_set(X, reset=True)
-        if self.fine_tune_layers and y is None:
-            raise ValueError(
-                f"fine_tune_layers={self.fine_tune_layers} trains the last blocks "
-                "with a classification head on labels: call fit(X, y), or set "
-                "fine_tune_layers=0 to keep the backbone frozen."
-            )
-        device = self._resolve_device()
-        model, preset = load_backbone(self.backbone, self.weights, self.random_state)
-        model.eval()
-        self.head_ = None
-        if self.layer is None:
-            self.head_ = drop_last_linear(model)
-        self.preprocessing_ = preprocessing_config(
-            preset, self.image_size, self.normalize, first_conv_channels(model))
-        self._runtime = {}
-        if self.layer is not None:
-            check_layer(model, self.layer)
-        self.model_ = model.to(device=device, memory_format=torch.channels_last)
-        self.fine_tuned_blocks_, self.n_iter_, self.loss_curve_ = [], 0, []
-        if isinstance(images, ArrayImages):
-            self._preprocessor().check_channels(images.n_channels, "X")
-        if self.fine_tune_layers:
-            self._fine_tune(images, y, device)
-        for parameter in self.model_.parameters():
-            parameter.requires_grad_(False)
-        self.model_.eval()
-        self._n_features_out = self._probe_width(device)
+        # A fit that raises (bad y, layer, weights...) leaves the estimator as
+        # it was: every fitted attribute is rebound, never mutated, until here.
+        with self._restored_on_failure():
+            images, _ = self._image_set(X, reset=True)
+            if self.fine_tune_layers and y is None:
+                raise ValueError(
+                    f"fine_tune_layers={self.fine_tune_layers} trains the last blocks "
+                    "with a classification head on labels: call fit(X, y), or set "
+                    "fine_tune_layers=0 to keep the backbone frozen."
+                )
+            device = self._resolve_device()
+            model, preset = load_backbone(self.backbone, self.weights,
+                                          self.random_state)
+            model.eval()
+            self.head_ = None
+            if self.layer is None:
+                self.head_ = drop_last_linear(model)
+            self.preprocessing_ = preprocessing_config(
+                preset, self.image_size, self.normalize, first_conv_channels(model))
+            self._runtime = {}
+            if self.layer is not None:
+                check_layer(model, self.layer)
+            self.model_ = model.to(device=device, memory_format=torch.channels_last)
+            self.fine_tuned_blocks_, self.n_iter_, self.loss_curve_ = [], 0, []
+            self.__dict__.pop("classes_", None)  # only a fine-tuning fit has labels
+            if isinstance(images, ArrayImages):
+                self._preprocessor().check_channels(images.n_channels, "X")
+            if self.fine_tune_layers:
+                self._fine_tune(images, y, device)
+            for parameter in self.model_.parameters():
+                parameter.requires_grad_(False)
+            self.model_.eval()
+            self._n_features_out = self._probe_width(device)
         return self
 
     def _fine_tune(self, images, y, device):
@@ -347,6 +352,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
             Features, float32 (float64 when X is a float64 array).
         """
         check_is_fitted(self)
+        # set_params may have changed them since fit (e.g. batch_size=0).
+        self._check_params_after_fit()
         images, out_dtype = self._image_set(X, reset=False)
         device = self._inference_device()
         return self._run(images, self._feature_module(device), self._pool,
@@ -368,6 +375,11 @@ class PretrainedCNNFeatures(BaseRepresentation):
             The layer's output per image (float32), unpooled.
         """
         check_is_fitted(self)
+        self._check_params_after_fit()
+        if not (layer is None or isinstance(layer, str)):
+            raise TypeError(
+                f"layer must be a node name (str) or None; got {layer!r}."
+            )
         layer = self.layer if layer is None else layer
         if layer is None:
             names = ", ".join(node_names(self.model_)[-12:])
