@@ -197,3 +197,81 @@ def test_ambiguous_channel_layout_asks_for_image_shape(dtype):
     np.testing.assert_array_equal(
         first.set_params(image_shape=(3, 16, 4)).transform(list(rgb_first)),
         first.transform(rgb_first))
+
+
+# ------------------------------------------------------------ skops format
+def _resnet18(**params):
+    params = {"weights": None, "image_size": 32, "random_state": 0,
+              "batch_size": 4, "device": "cpu", **params}
+    return PretrainedCNNFeatures("resnet18", **params)
+
+
+def _ours(types):
+    return all(name.startswith("sklearn_replearn.") for name in types)
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"layer": "layer3", "pooling": "max"},
+               {"fine_tune_layers": 1, "max_iter": 1, "learning_rate": 1e-3}],
+    ids=["frozen", "layer", "fine-tuned"])
+def test_skops_round_trip_trusts_only_our_classes(params):
+    sio = pytest.importorskip("skops.io")
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 256, (6, 40, 30, 3), np.uint8)
+    features = _resnet18(**params).fit(X, np.repeat([0, 1, 2], 2))
+    expected = features.transform(X)
+    data = sio.dumps(features)
+    untrusted = sio.get_untrusted_types(data=data)
+    assert untrusted and _ours(untrusted), untrusted
+    rng_before = torch.random.get_rng_state()
+    restored = sio.loads(data, trusted=untrusted)
+    # Rebuilding the backbone initialises weights: not from the global RNG.
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+    np.testing.assert_array_equal(restored.transform(X), expected)
+    assert restored.get_params().keys() == features.get_params().keys()
+    assert restored.preprocessing_ == features.preprocessing_
+    assert not any(p.requires_grad for p in restored.model_.parameters())
+    # Unfitted estimators round-trip too.
+    unfitted = sio.loads(sio.dumps(_resnet18(**params)), trusted=untrusted)
+    np.testing.assert_array_equal(unfitted.fit(X, np.repeat([0, 1, 2], 2))
+                                  .transform(X), expected)
+
+
+def test_tampered_skops_file_is_refused_unless_trusted():
+    import io
+    import json
+    import zipfile
+
+    sio = pytest.importorskip("skops.io")
+    X = np.random.RandomState(0).randint(0, 256, (2, 32, 32, 3), np.uint8)
+    data = sio.dumps(_resnet18().fit(X))
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    schema = json.loads(files["schema.json"])
+    schema["content"]["content"]["head_"] = {
+        "__class__": "eval", "__module__": "builtins", "__loader__": "TypeNode",
+        "__id__": 1}
+    files["schema.json"] = json.dumps(schema).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    tampered = buffer.getvalue()
+    assert "builtins.eval" in sio.get_untrusted_types(data=tampered)
+    ours = [name for name in sio.get_untrusted_types(data=data)]
+    with pytest.raises(Exception, match="[Uu]ntrusted"):
+        sio.loads(tampered, trusted=ours)
+
+
+def test_skops_refuses_a_user_module_at_dump_time_and_pickle_keeps_it(digits):
+    import pickle
+
+    sio = pytest.importorskip("skops.io")
+    X, _ = digits
+    features = tiny().fit(X)
+    with pytest.raises(TypeError, match="skops.*trusting torch's types.*pickle"):
+        sio.dumps(features)
+    with pytest.raises(TypeError, match="skops"):
+        sio.dumps(tiny())
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(features)).transform(X),
+                                  features.transform(X))

@@ -8,6 +8,7 @@ module (``_feature_cache``), batches (``_batching``) and fine-tuning
 (``_finetune``).
 """
 
+import copyreg
 import os
 from collections.abc import Mapping
 from copy import deepcopy
@@ -33,6 +34,7 @@ from ._layers import (
     output_width,
     pool_features,
 )
+from ._persistence import plain_state, rebuild_spec, restore_state
 from ._preprocessing import Preprocessing, preprocessing_config
 
 __all__ = ["PretrainedCNNFeatures"]
@@ -302,6 +304,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
             if self.layer is not None:
                 check_layer(model, self.layer)
             self.model_ = model.to(device=device, memory_format=torch.channels_last)
+            # How skops's plain state rebuilds model_ (None: it cannot).
+            self._rebuild_spec = rebuild_spec(self.backbone, self.weights)
             self.fine_tuned_blocks_, self.n_iter_, self.loss_curve_ = [], 0, []
             self.__dict__.pop("classes_", None)  # only a fine-tuning fit has labels
             if isinstance(images, ArrayImages):
@@ -440,7 +444,12 @@ class PretrainedCNNFeatures(BaseRepresentation):
         self.__dict__.pop("_runtime", None)
         return super().set_params(**params)
 
-    def __getstate__(self):
+    def __reduce_ex__(self, protocol):
+        # pickle, joblib and copy: the model stays a torch module (a user's
+        # module cannot be rebuilt otherwise); skops reads __getstate__.
+        return copyreg.__newobj__, (type(self),), self._pickle_state()
+
+    def _pickle_state(self):
         # A copy: on Python >= 3.11 object.__getstate__ returns the live
         # __dict__, and pickling must not empty this estimator's cache.
         state = dict(super().__getstate__())
@@ -450,3 +459,17 @@ class PretrainedCNNFeatures(BaseRepresentation):
                                      model.parameters()):
             state["model_"] = deepcopy(model).to("cpu")
         return state
+
+    def __getstate__(self):
+        """The state as plain data (skops): the weights as numpy arrays.
+
+        A fitted torchvision backbone is rebuilt by name on loading, so
+        ``skops.io.load`` needs only this class trusted. A backbone given as
+        your own ``nn.Module`` (or ``weights`` as a state dict) cannot be
+        stored without trusting torch's types: this raises a ``TypeError``;
+        save such an estimator with pickle or joblib.
+        """
+        return plain_state(self._pickle_state())
+
+    def __setstate__(self, state):
+        super().__setstate__(restore_state(state))
