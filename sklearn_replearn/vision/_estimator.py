@@ -163,6 +163,16 @@ class PretrainedCNNFeatures(BaseRepresentation):
     AutoencoderTransformer : Features learned from your own unlabeled data.
     sklearn.decomposition.PCA : Linear features of flattened pixels.
 
+    Notes
+    -----
+    Persistence: pickle and joblib store everything. ``skops.io.dump`` stores
+    a fitted torchvision backbone (given by name) as plain arrays of its
+    weights, rebuilt by name on loading, so ``skops.io.load`` needs only
+    this class trusted and unpickles nothing. With your own ``nn.Module`` as
+    ``backbone`` (or ``weights`` given as a state dict of tensors), skops
+    would have to trust torch's types: ``skops.io.dump`` raises a
+    ``TypeError`` instead; save such an estimator with pickle or joblib.
+
     References
     ----------
     Yosinski, J., Clune, J., Bengio, Y., & Lipson, H. (2014). How transferable
