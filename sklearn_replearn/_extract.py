@@ -6,19 +6,24 @@ A drop-in feature extractor for a folder of images::
         --weights resnet50-11ad3fa6.pth --out features.npy
 
 writes one row of features per image (``.npy``, with the image paths in
-``features.paths.txt`` beside it, or ``.csv`` with a ``path`` column).
+``features.paths.jsonl`` beside it: one JSON string per line, so any file name
+fits; or ``.csv`` with a ``path`` column). Every output is written under a
+temporary name and renamed at the end, all or nothing; the output folder is
+checked before any feature is computed.
 """
 
 import argparse
 import csv
+import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 
 from .vision._inputs import IMAGE_EXTENSIONS
 
-__all__ = ["main"]
+__all__ = ["main", "read_path_list"]
 
 
 def _parser():
@@ -49,6 +54,13 @@ def _parser():
     parser.add_argument("--num-workers", type=int, default=0,
                         help="processes loading images (default: 0)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--random-state", type=int, default=None,
+                        help="seed of the random weights of --weights none "
+                        "(default: none, a different network each run)")
+    parser.add_argument(
+        "--skip-unreadable", action="store_true",
+        help="skip image files that cannot be read (listed on stderr and in "
+        "OUT_STEM.skipped.jsonl) instead of failing the run")
     parser.add_argument("--out", default="features.npy",
                         help="output file, .npy or .csv (default: features.npy)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -74,6 +86,106 @@ def _collect(paths, parser):
     return files
 
 
+def read_path_list(path):
+    """The image paths of a ``.paths.jsonl`` file written by ``extract``."""
+    with open(path, encoding="ascii") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _outputs(out, extension, skip_unreadable, parser):
+    """The files ``extract`` writes; exits with a clear error if it cannot.
+
+    Checked before any feature is computed, so that a wrong --out does not
+    cost the whole run.
+    """
+    stem = os.path.splitext(out)[0]
+    targets = {"features": out}
+    if extension == ".npy":
+        targets["paths"] = stem + ".paths.jsonl"
+    if skip_unreadable:
+        targets["skipped"] = stem + ".skipped.jsonl"
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        parser.error(f"--out {out!r}: the folder {folder!r} does not exist; "
+                     "create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        parser.error(f"--out {out!r}: the folder {folder!r} is not writable")
+    for target in targets.values():
+        if os.path.isdir(target):
+            parser.error(f"--out {out!r}: {target!r} is a directory; remove it or "
+                         "choose another --out")
+    return targets
+
+
+def _readable(files):
+    """Split ``files`` into readable images and ``(path, reason)`` of the others."""
+    from .vision._inputs import _open_image
+
+    good, bad = [], []
+    for path in files:
+        try:
+            _open_image(path, path)
+        except ValueError as exc:
+            bad.append((path, str(exc.__cause__ or exc)))
+        else:
+            good.append(path)
+    return good, bad
+
+
+def _write_features(handle, X_new, files, extension):
+    if extension == ".npy":
+        np.save(handle, X_new)  # to the handle: np.save(name) would add ".npy"
+        return
+    writer = csv.writer(handle)
+    writer.writerow(["path", *(f"feature{i}" for i in range(X_new.shape[1]))])
+    for path, row in zip(files, X_new):
+        # 9 significant digits give every float32 back exactly.
+        writer.writerow([path, *(format(value, ".9g") for value in row)])
+
+
+def _jsonl(handle, items):
+    # ASCII JSON: newlines, odd characters and undecodable bytes (surrogate
+    # escapes) in file names all fit on one line.
+    handle.writelines(json.dumps(item) + "\n" for item in items)
+
+
+def _commit(targets, writers):
+    """Write each target under a temporary name, then rename all, or none."""
+    temporary, done = {}, []
+    try:
+        for key, target in targets.items():
+            binary = key == "features" and target.lower().endswith(".npy")
+            fd, temporary[key] = tempfile.mkstemp(
+                dir=os.path.dirname(os.path.abspath(target)),
+                prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+            mode = "wb" if binary else "w"
+            options = {} if binary else {"newline": "", "encoding": "utf-8",
+                                         "errors": "surrogateescape"}
+            with open(fd, mode, **options) as handle:
+                writers[key](handle)
+        for key, target in targets.items():
+            backup = None
+            if os.path.lexists(target):
+                backup = f"{temporary[key]}.old"
+                os.replace(target, backup)
+            done.append((target, backup))
+            os.replace(temporary[key], target)
+            del temporary[key]
+    except BaseException:
+        for target, backup in reversed(done):  # put back what was there
+            if os.path.lexists(target) and not os.path.isdir(target):
+                os.remove(target)
+            if backup is not None:
+                os.replace(backup, target)
+        for path in temporary.values():
+            if os.path.exists(path):
+                os.remove(path)
+        raise
+    for _, backup in done:
+        if backup is not None:
+            os.remove(backup)
+
+
 def main(argv=None):
     """Run the ``extract`` command; returns the exit status."""
     from .vision import PretrainedCNNFeatures
@@ -83,32 +195,43 @@ def main(argv=None):
     extension = os.path.splitext(args.out)[1].lower()
     if extension not in (".npy", ".csv"):
         parser.error(f"--out {args.out!r} must end in .npy or .csv")
+    targets = _outputs(args.out, extension, args.skip_unreadable, parser)
     files = _collect(args.paths, parser)
+    skipped = []
+    if args.skip_unreadable:
+        files, skipped = _readable(files)
+        for path, reason in skipped:
+            print(f"skipped unreadable image {path!r}: {reason}", file=sys.stderr)
+        if not files:
+            parser.exit(1, f"error: none of the {len(skipped)} image files could "
+                        "be read\n")
     weights = None if args.weights.lower() == "none" else args.weights
     features = PretrainedCNNFeatures(
         args.backbone, weights=weights, layer=args.layer,
         pooling=None if args.pooling == "none" else args.pooling,
         image_size=args.image_size, batch_size=args.batch_size,
         num_workers=args.num_workers, device=args.device,
-        verbose=0 if args.quiet else 1,
+        random_state=args.random_state, verbose=0 if args.quiet else 1,
     )
     try:
         X_new = features.fit(files).transform(files)
     except (ValueError, TypeError) as exc:
-        parser.exit(1, f"error: {exc}\n")
-    if extension == ".npy":
-        np.save(args.out, X_new)
-        listing = os.path.splitext(args.out)[0] + ".paths.txt"
-        with open(listing, "w", encoding="utf-8") as handle:
-            handle.writelines(f"{path}\n" for path in files)
-        where = f"{args.out} (image paths in {listing})"
-    else:
-        with open(args.out, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", *(f"feature{i}" for i in range(X_new.shape[1]))])
-            for path, row in zip(files, X_new):
-                writer.writerow([path, *(repr(float(value)) for value in row)])
-        where = args.out
-    print(f"wrote features of {len(files)} images x {X_new.shape[1]} to {where}",
-          file=sys.stderr)
+        hint = (" (--skip-unreadable skips unreadable images)"
+                if "cannot read" in str(exc) and not args.skip_unreadable else "")
+        parser.exit(1, f"error: {exc}{hint}\n")
+    writers = {
+        "features": lambda handle: _write_features(handle, X_new, files, extension),
+        "paths": lambda handle: _jsonl(handle, files),
+        "skipped": lambda handle: _jsonl(
+            handle, [{"path": path, "error": reason} for path, reason in skipped]),
+    }
+    try:
+        _commit(targets, writers)
+    except OSError as exc:
+        parser.exit(1, f"error: cannot write {args.out!r} ({exc}); nothing was "
+                    "written\n")
+    where = ", ".join(targets.values())
+    note = f"; skipped {len(skipped)} unreadable" if skipped else ""
+    print(f"wrote features of {len(files)} images x {X_new.shape[1]} to {where}"
+          f"{note}", file=sys.stderr)
     return 0

@@ -33,6 +33,18 @@ ESTIMATORS = [
                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)),
         weights=None, image_shape=(1, 1, -1), image_size=(4, 4), normalize=False,
         device="cpu"),
+    # Other settings of the same kind: a chosen layer with max pooling one image
+    # per batch, and the flattened map of a non-square resize in odd batches.
+    PretrainedCNNFeatures(
+        nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)),
+        weights=None, image_shape=(1, 1, -1), image_size=(4, 4), normalize=False,
+        layer="1", pooling="max", batch_size=1, device="cpu"),
+    PretrainedCNNFeatures(
+        nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(),
+                      nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(8, 2)),
+        weights=None, image_shape=(1, 1, -1), image_size=(3, 5), normalize=False,
+        layer="1", pooling=None, batch_size=5, device="cpu"),
 ]
 
 EXPECTED_FAILED_CHECKS = {

@@ -18,6 +18,7 @@ from torch import nn
 
 from sklearn_replearn import PretrainedCNNFeatures
 from sklearn_replearn._extract import main as extract_main
+from sklearn_replearn._extract import read_path_list
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -652,7 +653,7 @@ def test_extract_command_writes_the_estimators_features(photos, tmp_path, capsys
                   "--batch-size", "2", "--out", str(out), "--device", "cpu"])
     expected = resnet18(weights=tmp_path / "resnet18.pth").fit(X).transform(X)
     np.testing.assert_array_equal(np.load(out), expected)
-    listed = (tmp_path / "features.paths.txt").read_text().splitlines()
+    listed = read_path_list(tmp_path / "features.paths.jsonl")
     assert [os.path.basename(p) for p in listed] == ["0_china.jpg", "1_flower.jpg"]
     csv = tmp_path / "features.csv"
     extract_main([*paths, "--backbone", "resnet18", "--weights",

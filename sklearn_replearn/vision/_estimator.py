@@ -8,6 +8,7 @@ module (``_feature_cache``), batches (``_batching``) and fine-tuning
 (``_finetune``).
 """
 
+import copyreg
 import os
 from collections.abc import Mapping
 from copy import deepcopy
@@ -33,6 +34,7 @@ from ._layers import (
     output_width,
     pool_features,
 )
+from ._persistence import plain_state, rebuild_spec, restore_state
 from ._preprocessing import Preprocessing, preprocessing_config
 
 __all__ = ["PretrainedCNNFeatures"]
@@ -161,6 +163,16 @@ class PretrainedCNNFeatures(BaseRepresentation):
     AutoencoderTransformer : Features learned from your own unlabeled data.
     sklearn.decomposition.PCA : Linear features of flattened pixels.
 
+    Notes
+    -----
+    Persistence: pickle and joblib store everything. ``skops.io.dump`` stores
+    a fitted torchvision backbone (given by name) as plain arrays of its
+    weights, rebuilt by name on loading, so ``skops.io.load`` needs only
+    this class trusted and unpickles nothing. With your own ``nn.Module`` as
+    ``backbone`` (or ``weights`` given as a state dict of tensors), skops
+    would have to trust torch's types: ``skops.io.dump`` raises a
+    ``TypeError`` instead; save such an estimator with pickle or joblib.
+
     References
     ----------
     Yosinski, J., Clune, J., Bengio, Y., & Lipson, H. (2014). How transferable
@@ -279,34 +291,41 @@ class PretrainedCNNFeatures(BaseRepresentation):
         self : object
             The fitted estimator.
         """
-        images, _ = self._image_set(X, reset=True)
-        if self.fine_tune_layers and y is None:
-            raise ValueError(
-                f"fine_tune_layers={self.fine_tune_layers} trains the last blocks "
-                "with a classification head on labels: call fit(X, y), or set "
-                "fine_tune_layers=0 to keep the backbone frozen."
-            )
-        device = self._resolve_device()
-        model, preset = load_backbone(self.backbone, self.weights, self.random_state)
-        model.eval()
-        self.head_ = None
-        if self.layer is None:
-            self.head_ = drop_last_linear(model)
-        self.preprocessing_ = preprocessing_config(
-            preset, self.image_size, self.normalize, first_conv_channels(model))
-        self._runtime = {}
-        if self.layer is not None:
-            check_layer(model, self.layer)
-        self.model_ = model.to(device=device, memory_format=torch.channels_last)
-        self.fine_tuned_blocks_, self.n_iter_, self.loss_curve_ = [], 0, []
-        if isinstance(images, ArrayImages):
-            self._preprocessor().check_channels(images.n_channels, "X")
-        if self.fine_tune_layers:
-            self._fine_tune(images, y, device)
-        for parameter in self.model_.parameters():
-            parameter.requires_grad_(False)
-        self.model_.eval()
-        self._n_features_out = self._probe_width(device)
+        # A fit that raises (bad y, layer, weights...) leaves the estimator as
+        # it was: every fitted attribute is rebound, never mutated, until here.
+        with self._restored_on_failure():
+            images, _ = self._image_set(X, reset=True)
+            if self.fine_tune_layers and y is None:
+                raise ValueError(
+                    f"fine_tune_layers={self.fine_tune_layers} trains the last blocks "
+                    "with a classification head on labels: call fit(X, y), or set "
+                    "fine_tune_layers=0 to keep the backbone frozen."
+                )
+            device = self._resolve_device()
+            model, preset = load_backbone(self.backbone, self.weights,
+                                          self.random_state)
+            model.eval()
+            self.head_ = None
+            if self.layer is None:
+                self.head_ = drop_last_linear(model)
+            self.preprocessing_ = preprocessing_config(
+                preset, self.image_size, self.normalize, first_conv_channels(model))
+            self._runtime = {}
+            if self.layer is not None:
+                check_layer(model, self.layer)
+            self.model_ = model.to(device=device, memory_format=torch.channels_last)
+            # How skops's plain state rebuilds model_ (None: it cannot).
+            self._rebuild_spec = rebuild_spec(self.backbone, self.weights)
+            self.fine_tuned_blocks_, self.n_iter_, self.loss_curve_ = [], 0, []
+            self.__dict__.pop("classes_", None)  # only a fine-tuning fit has labels
+            if isinstance(images, ArrayImages):
+                self._preprocessor().check_channels(images.n_channels, "X")
+            if self.fine_tune_layers:
+                self._fine_tune(images, y, device)
+            for parameter in self.model_.parameters():
+                parameter.requires_grad_(False)
+            self.model_.eval()
+            self._n_features_out = self._probe_width(device)
         return self
 
     def _fine_tune(self, images, y, device):
@@ -347,6 +366,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
             Features, float32 (float64 when X is a float64 array).
         """
         check_is_fitted(self)
+        # set_params may have changed them since fit (e.g. batch_size=0).
+        self._check_params_after_fit()
         images, out_dtype = self._image_set(X, reset=False)
         device = self._inference_device()
         return self._run(images, self._feature_module(device), self._pool,
@@ -368,6 +389,11 @@ class PretrainedCNNFeatures(BaseRepresentation):
             The layer's output per image (float32), unpooled.
         """
         check_is_fitted(self)
+        self._check_params_after_fit()
+        if not (layer is None or isinstance(layer, str)):
+            raise TypeError(
+                f"layer must be a node name (str) or None; got {layer!r}."
+            )
         layer = self.layer if layer is None else layer
         if layer is None:
             names = ", ".join(node_names(self.model_)[-12:])
@@ -428,7 +454,12 @@ class PretrainedCNNFeatures(BaseRepresentation):
         self.__dict__.pop("_runtime", None)
         return super().set_params(**params)
 
-    def __getstate__(self):
+    def __reduce_ex__(self, protocol):
+        # pickle, joblib and copy: the model stays a torch module (a user's
+        # module cannot be rebuilt otherwise); skops reads __getstate__.
+        return copyreg.__newobj__, (type(self),), self._pickle_state()
+
+    def _pickle_state(self):
         # A copy: on Python >= 3.11 object.__getstate__ returns the live
         # __dict__, and pickling must not empty this estimator's cache.
         state = dict(super().__getstate__())
@@ -438,3 +469,17 @@ class PretrainedCNNFeatures(BaseRepresentation):
                                      model.parameters()):
             state["model_"] = deepcopy(model).to("cpu")
         return state
+
+    def __getstate__(self):
+        """The state as plain data (skops): the weights as numpy arrays.
+
+        A fitted torchvision backbone is rebuilt by name on loading, so
+        ``skops.io.load`` needs only this class trusted. A backbone given as
+        your own ``nn.Module`` (or ``weights`` as a state dict) cannot be
+        stored without trusting torch's types: this raises a ``TypeError``;
+        save such an estimator with pickle or joblib.
+        """
+        return plain_state(self._pickle_state())
+
+    def __setstate__(self, state):
+        super().__setstate__(restore_state(state))

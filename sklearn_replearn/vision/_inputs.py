@@ -108,10 +108,12 @@ def pixel_array(array, what, *, check_range):
     )
 
 
-def _channel_axis(shape, dtype, image_shape, what, shown=None):
+def _channel_axis(shape, dtype, image_shape, what, shown=None, channels=None):
     """Decide whether an (N, a, b, c) array is channels-first or channels-last.
 
-    ``shown`` is the shape quoted in errors (one image's, for list items).
+    ``shown`` is the shape quoted in errors (one image's, for list items);
+    ``channels`` (image_shape's C, for list items of any size) settles a
+    shape that could be read both ways.
     """
     shown = tuple(shape) if shown is None else tuple(shown)
     first, last = shape[1] in _CHANNEL_COUNTS, shape[-1] in _CHANNEL_COUNTS
@@ -130,9 +132,21 @@ def _channel_axis(shape, dtype, image_shape, what, shown=None):
     if last and not first:
         return "last"
     if first and last:
-        # Both axes could hold channels (tiny images): follow each dtype's
-        # convention (PIL/imageio uint8 are HWC; torch float tensors are CHW).
-        return "last" if dtype == np.uint8 else "first"
+        # Both axes could hold channels (e.g. (N, 3, H, 4): RGB images 4 pixels
+        # wide, or RGBA images 3 pixels high). Guessing silently gives wrong
+        # features for one of the two readings: ask, unless the channel count
+        # of image_shape settles it.
+        if channels is not None and (shape[1] == channels) != (
+                shape[-1] == channels):
+            return "first" if shape[1] == channels else "last"
+        first_shape = (shape[1], *shape[2:])
+        last_shape = (shape[-1], *shape[1:-1])
+        raise ValueError(
+            f"{what} has shape {shown}, which is ambiguous: channels first "
+            f"({shape[1]} channels) or channels last ({shape[-1]} channels). Say "
+            f"which with image_shape=(C, H, W): {first_shape} for channels "
+            f"first, {last_shape} for channels last."
+        )
     raise ValueError(
         f"{what} has shape {shown}: no axis holds 1, 2, 3 or 4 channels. Pass "
         "(N, H, W, C) or (N, C, H, W) color images (C=3 RGB, C=4 RGBA) or (N, H, W) "
@@ -193,9 +207,12 @@ class ItemImages(ImageSet):
     shapes and values); files are only opened when an image is loaded.
     """
 
-    def __init__(self, items, *, check_range):
+    def __init__(self, items, *, check_range, image_shape=None):
         self.items = list(items)
         self.check_range = check_range
+        # Only image_shape's C applies to a list (its images may differ in size).
+        self.channels = (int(image_shape[0]) if image_shape is not None
+                         and len(image_shape) == 3 else None)
         pil_class = _pil_image_class()
         for index, item in enumerate(self.items):
             what = f"X[{index}]"
@@ -232,7 +249,7 @@ class ItemImages(ImageSet):
                 "or (C, H, W)."
             )
         layout = _channel_axis((1, *item.shape), item.dtype, None, what,
-                               shown=item.shape)
+                               shown=item.shape, channels=self.channels)
         return np.ascontiguousarray(item.transpose(2, 0, 1) if layout == "last"
                                     else item)
 
@@ -309,8 +326,13 @@ def read_images(X, *, image_shape, check_range, validate_rows):
         ``np.float64`` for float64 arrays, else ``np.float32``.
     """
     X = _unwrap_items(X)
+    if _is_empty(X):
+        # Before validate_rows, whose message ("Expected 2D array") would
+        # speak of tables, not images.
+        raise ValueError("X contains no images (0 samples); pass at least one.")
     if isinstance(X, list | tuple) and is_image_list(X):
-        images, dtype = ItemImages(X, check_range=check_range), None
+        images = ItemImages(X, check_range=check_range, image_shape=image_shape)
+        dtype = None
     else:
         if not (isinstance(X, np.ndarray | torch.Tensor) and X.ndim > 2):
             if sp.issparse(X):
@@ -325,6 +347,14 @@ def read_images(X, *, image_shape, check_range, validate_rows):
     if len(images) == 0:
         raise ValueError("X contains no images (0 samples); pass at least one.")
     return images, np.float64 if dtype == np.float64 else np.float32
+
+
+def _is_empty(X):
+    """Whether X is an empty list, tuple or array (no images at all)."""
+    if isinstance(X, list | tuple):
+        return len(X) == 0
+    shape = getattr(X, "shape", None)
+    return shape is not None and len(shape) > 0 and shape[0] == 0
 
 
 def _unwrap_items(X):
@@ -364,7 +394,8 @@ def as_image_set(X, *, image_shape, check_range):
                 f"X is a {X.ndim}-D array of dtype {X.dtype}; strings are only "
                 "accepted as a 1-D list of image file paths."
             )
-        return ItemImages(X.tolist(), check_range=check_range)
+        return ItemImages(X.tolist(), check_range=check_range,
+                          image_shape=image_shape)
     what = "X"
     if X.ndim == 2:
         return _flat_rows(X, image_shape, check_range)

@@ -61,20 +61,31 @@ def preprocessing_config(preset, image_size, normalize, in_channels):
     elif normalize is False:
         mean = std = None
     else:
-        if len(normalize) != 2 or len(normalize[0]) != len(normalize[1]) or any(
-                s <= 0 for s in normalize[1]):
-            raise ValueError(
-                "normalize must be True, False or (mean, std) with one positive std "
-                f"per channel, e.g. ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)); got "
-                f"{normalize!r}."
-            )
-        mean = tuple(float(v) for v in normalize[0])
-        std = tuple(float(v) for v in normalize[1])
+        mean, std = _mean_std(normalize)
     return {
         "resize_size": resize, "crop_size": crop, "mean": mean, "std": std,
         "interpolation": preset["interpolation"], "antialias": preset["antialias"],
         "in_channels": in_channels,
     }
+
+
+def _mean_std(normalize):
+    """``normalize=(mean, std)`` as two tuples of floats, or a clear error."""
+    message = (
+        "normalize must be True, False or (mean, std): two sequences with one "
+        "value per channel and positive finite stds, e.g. "
+        f"((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)); got {normalize!r}."
+    )
+    try:
+        mean, std = normalize
+        mean = tuple(float(v) for v in mean)
+        std = tuple(float(v) for v in std)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if (not mean or len(mean) != len(std) or not all(np.isfinite(mean + std))
+            or any(s <= 0 for s in std)):
+        raise ValueError(message)
+    return mean, std
 
 
 @dataclass

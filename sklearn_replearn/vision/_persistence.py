@@ -1,0 +1,154 @@
+"""The fitted state of ``PretrainedCNNFeatures`` as plain data, for skops.
+
+skops (scikit-learn's secure format) stores only types it knows or the user
+trusts; a torch module is neither (``skops.io.dumps`` fails on its tensors, and
+trusting torch's types would let a tampered file run code). So the state given
+to skops holds no torch object: the backbone's weights are numpy arrays of its
+``state_dict``, with what rebuilds the same module from torchvision
+(:func:`rebuild_spec`): its name and constructor arguments. Loading builds that
+module with random weights and loads the arrays into it: nothing is unpickled.
+
+A backbone torchvision cannot rebuild by name (the user's own module) cannot
+be stored this way: :func:`plain_state` says so at dump time. Pickle and joblib
+keep the module itself (``PretrainedCNNFeatures.__reduce_ex__``).
+"""
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.transforms import InterpolationMode
+
+__all__ = ["plain_state", "rebuild_spec", "restore_state"]
+
+# Keys of the skops state standing for ``model_``.
+_SPEC, _ARRAYS, _DTYPES = "_rebuild_spec", "_model_arrays", "_model_dtypes"
+
+
+def rebuild_spec(backbone, weights):
+    """How to rebuild ``backbone`` from torchvision, or None when it cannot be.
+
+    Returns ``{"name": ..., "kwargs": {...}}``: the constructor arguments that
+    named weights set (their number of classes, and ViT's image size), so that
+    ``get_model(name, weights=None, **kwargs)`` gives the same architecture.
+    """
+    if not isinstance(backbone, str):
+        return None
+    import torchvision
+
+    if backbone not in torchvision.models.list_models(module=torchvision.models):
+        return None
+    kwargs = {}
+    if isinstance(weights, str):
+        try:
+            resolved = torchvision.models.get_model_weights(backbone).verify(weights)
+        except (KeyError, ValueError):
+            resolved = None  # a path: the default architecture (as at fit)
+        if resolved is not None:
+            kwargs["num_classes"] = len(resolved.meta["categories"])
+            if backbone.startswith("vit_"):
+                kwargs["image_size"] = int(resolved.meta["min_size"][0])
+    return {"name": backbone, "kwargs": kwargs}
+
+
+def _skops_refusal(what):
+    return TypeError(
+        f"PretrainedCNNFeatures with {what} cannot be saved with skops without "
+        "trusting torch's types (and those of your module), which would let a "
+        "tampered file run code on loading. Use a torchvision backbone name "
+        "(weights as a file path or name), whose fitted weights skops stores as "
+        "plain arrays, or save with pickle/joblib and load only files you trust."
+    )
+
+
+def plain_state(state):
+    """The pickle state of the estimator, with every torch object replaced.
+
+    Parameters
+    ----------
+    state : dict
+        The estimator's pickle state (``model_`` a module on the CPU).
+
+    Returns
+    -------
+    dict
+        The same state holding only parameters, numpy arrays, numbers, strings
+        and containers of them.
+
+    Raises
+    ------
+    TypeError
+        When a parameter is a torch object (a module backbone, a state dict
+        of tensors as ``weights``) or the fitted backbone cannot be rebuilt.
+    """
+    state = dict(state)
+    if isinstance(state.get("backbone"), nn.Module):
+        raise _skops_refusal(f"backbone={type(state['backbone']).__name__}(...) "
+                             "(your own torch module)")
+    if isinstance(state.get("weights"), Mapping):
+        raise _skops_refusal("weights given as a state dict of tensors")
+    if isinstance(state.get("weights"), os.PathLike):
+        state["weights"] = os.fspath(state["weights"])  # the same file, as a str
+    if isinstance(state.get("device"), torch.device):
+        state["device"] = str(state["device"])
+    if "preprocessing_" in state:
+        preprocessing = dict(state["preprocessing_"])
+        preprocessing["interpolation"] = InterpolationMode(
+            preprocessing["interpolation"]).value
+        state["preprocessing_"] = preprocessing
+    model = state.pop("model_", None)
+    if model is not None:
+        spec = state.get(_SPEC)
+        if spec is None:
+            raise _skops_refusal(f"a backbone torchvision cannot rebuild by name "
+                                 f"({state.get('backbone')!r})")
+        arrays, dtypes = {}, {}
+        for name, tensor in model.state_dict().items():
+            tensor = tensor.detach().to("cpu")
+            if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+                dtypes[name] = "bfloat16"
+                tensor = tensor.to(torch.float32)  # exact; cast back on loading
+            arrays[name] = tensor.numpy().copy()
+        state[_ARRAYS], state[_DTYPES] = arrays, dtypes
+    return state
+
+
+def restore_state(state):
+    """Undo :func:`plain_state` (a pickle state passes through unchanged)."""
+    state = dict(state)
+    if "preprocessing_" in state and isinstance(
+            state["preprocessing_"].get("interpolation"), str):
+        preprocessing = dict(state["preprocessing_"])
+        preprocessing["interpolation"] = InterpolationMode(
+            preprocessing["interpolation"])
+        state["preprocessing_"] = preprocessing
+    if _ARRAYS in state:
+        state["model_"] = _rebuild(state[_SPEC], state.get("head_"),
+                                   state.pop(_ARRAYS), state.pop(_DTYPES, {}))
+    return state
+
+
+def _rebuild(spec, head, arrays, dtypes):
+    """The fitted backbone: built by name, head dropped, the arrays loaded."""
+    import torchvision
+
+    # Building initialises random weights (overwritten below): keep the
+    # caller's global RNG as it was.
+    with torch.random.fork_rng(devices=[]):
+        model = torchvision.models.get_model(spec["name"], weights=None,
+                                             **spec["kwargs"])
+    if head is not None:
+        model.set_submodule(head, nn.Identity())
+    weights = {}
+    for name, array in arrays.items():
+        tensor = torch.from_numpy(np.array(array, copy=True))
+        if dtypes.get(name) == "bfloat16":
+            tensor = tensor.to(torch.bfloat16)
+        weights[name] = tensor
+    # assign=True keeps the stored dtypes (a bfloat16 model stays one).
+    model.load_state_dict(weights, strict=True, assign=True)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model.eval().to(memory_format=torch.channels_last)
