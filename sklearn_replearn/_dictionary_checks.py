@@ -41,7 +41,7 @@ def check_two_classes(classes, where):
     if len(classes) < 2:
         raise ValueError(
             f"Supervised dictionary learning needs at least 2 classes in y; "
-            f"{where} got only {len(classes)} ({classes.tolist()}). Pass labels "
+            f"{where} got only 1 class ({classes.tolist()}). Pass labels "
             "of several classes (on a first partial_fit, classes=<all labels>), "
             "or y=None (or supervision_weight=0) for unsupervised learning."
         )

@@ -200,7 +200,7 @@ def test_partial_fit_honours_the_current_parameters(digits, monkeypatch):
 def test_supervised_fit_needs_two_classes(digits):
     X, _ = digits
     one = np.zeros(X.shape[0])
-    with pytest.raises(ValueError, match="at least 2 classes.*fit got only 1"):
+    with pytest.raises(ValueError, match="at least 2 classes.*fit got only 1 class"):
         _small().fit(X, one)
     with pytest.raises(ValueError, match="at least 2 classes.*partial_fit"):
         _small().partial_fit(X, one)
