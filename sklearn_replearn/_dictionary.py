@@ -13,18 +13,23 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
+from ._dictionary_checks import (
+    check_same_n_components,
+    check_squares_fit_float32,
+    check_two_classes,
+    map_tensors,
+    tensor_copy,
+)
 from .base import BaseRepresentation
 from .sparse import (
+    TRANSFORM_ALGORITHMS,
     LogisticHead,
     OnlineDictionaryLearning,
     TaskDrivenPhase,
     fit_task_driven,
     lasso_objective,
-    lasso_working_set,
-    lipschitz_constant,
-    omp,
+    make_coder,
     run_epochs,
-    threshold_codes,
 )
 from .utils import (
     TrainingPolicy,
@@ -43,9 +48,6 @@ from .utils._sklearn_compat import (
 
 __all__ = ["DictionaryLearner"]
 
-# Names accepted for the lasso problem (scikit-learn's solvers are all solved by
-# FISTA here: same problem, same solution).
-_LASSO_ALGORITHMS = {"lasso_fista", "lasso_lars", "lasso_cd"}
 # Rows coded at once by transform and score (at least): the batched coders'
 # iterations cost mostly per-operation overhead below a few thousand rows.
 _CODING_CHUNK_ROWS = 8192
@@ -245,7 +247,7 @@ class DictionaryLearner(BaseRepresentation):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "forget_exponent": [Interval(Real, 0, None, closed="left")],
         "transform_algorithm": [
-            StrOptions({"lasso_fista", "lasso_lars", "lasso_cd", "omp", "threshold"})
+            StrOptions(set(TRANSFORM_ALGORITHMS))
         ],
         "transform_alpha": [Interval(Real, 0, None, closed="left"), None],
         "transform_n_nonzero_coefs": [Interval(Integral, 1, None, closed="left"), None],
@@ -320,12 +322,20 @@ class DictionaryLearner(BaseRepresentation):
         self : object
             The fitted estimator.
         """
+        # A fit that fails (bad y after X was accepted, divergence) leaves the
+        # estimator as it was: _validate_X has already reset n_features_in_.
+        with self._restored_on_failure():
+            return self._fit(X, y)
+
+    def _fit(self, X, y):
         self._check_params()
         X = self._validate_X(X, reset=True)
         supervised = y is not None and self.supervision_weight > 0
         classes = None
         if supervised:
             classes, y_index = encode_class_labels(y, X.shape[0], classes=None)
+            check_two_classes(classes, "fit")
+            check_squares_fit_float32(X, supervised=True)
         n_components = self._resolved_n_components(X.shape[1])
         device = resolve_device(self.device)
         X_t = as_tensor(X, device=device)
@@ -385,16 +395,28 @@ class DictionaryLearner(BaseRepresentation):
         self : object
             The estimator, updated with one more epoch.
         """
+        # The fitted arrays are copied into the learner, never trained in
+        # place, so restoring the attributes restores the whole model.
+        with self._restored_on_failure():
+            return self._partial_fit(X, y, classes)
+
+    def _partial_fit(self, X, y, classes):
         first_call = not hasattr(self, "components_")
         if first_call:
             validate_params_now(self)
             self._check_params()
         X = self._validate_X(X, reset=first_call)
+        if not first_call:
+            check_same_n_components(self.n_components, self.components_,
+                                    self._resolved_n_components(X.shape[1]))
         supervised = y is not None and self.supervision_weight > 0
         has_head = hasattr(self, "classes_")
         if supervised:
             known = self.classes_ if has_head else classes
             head_classes, y_index = encode_class_labels(y, X.shape[0], classes=known)
+            if not has_head:
+                check_two_classes(head_classes, "the first supervised partial_fit")
+            check_squares_fit_float32(X, supervised=True)
         device = self._inference_device() if not first_call else resolve_device(
             self.device)
         X_t = as_tensor(X, device=device)
@@ -434,6 +456,18 @@ class DictionaryLearner(BaseRepresentation):
                 "or 'threshold', or positive_code=False."
             )
 
+    def _check_params_after_fit(self):
+        """Inference and partial_fit check every parameter again (set_params
+        may have changed them since fit), the combinations included."""
+        super()._check_params_after_fit()
+        self._check_params()
+
+    def _validate_X(self, X, *, reset):
+        """The base's validation, then a check that X's squares fit float32."""
+        X = super()._validate_X(X, reset=reset)
+        check_squares_fit_float32(X)
+        return X
+
     def _resolved_n_components(self, n_features):
         return n_features if self.n_components is None else int(self.n_components)
 
@@ -466,23 +500,25 @@ class DictionaryLearner(BaseRepresentation):
 
     def _learner(self, device):
         """The fitted state as an ``OnlineDictionaryLearning`` on ``device``."""
+        # Copies: the learner trains them in place, and a failed call must
+        # leave the fitted arrays untouched (as_tensor may share their memory).
         return OnlineDictionaryLearning(
-            as_tensor(self.components_, device=device),
-            as_tensor(self._A, device=device),
-            as_tensor(self._B, device=device),
+            tensor_copy(self.components_, device),
+            tensor_copy(self._A, device),
+            tensor_copy(self._B, device),
             n_steps=self.n_steps_, **self._learner_settings(),
         )
 
     def _task_phase(self, learner, n_classes, device):
         """A joint phase continuing the fitted head, input noise and Adam."""
         if hasattr(self, "head_coef_"):
-            head = LogisticHead(as_tensor(self.head_coef_, device=device),
-                                as_tensor(self.head_intercept_, device=device))
+            head = LogisticHead(tensor_copy(self.head_coef_, device),
+                                tensor_copy(self.head_intercept_, device))
         else:
             head = LogisticHead.zeros(n_classes, learner.dictionary)
         saved = getattr(self, "_optimizer_state", None)
         if saved is not None:
-            saved = _map_tensors(saved, lambda array: torch.from_numpy(array.copy()))
+            saved = map_tensors(saved, lambda array: torch.from_numpy(array.copy()))
         return TaskDrivenPhase(
             learner, head, supervision_weight=self.supervision_weight,
             learning_rate=self.learning_rate,
@@ -510,7 +546,7 @@ class DictionaryLearner(BaseRepresentation):
             return
         self._input_noise_std = noise_std
         self._optimizer_state = (None if optimizer_state is None else
-                                 _map_tensors(optimizer_state, to_numpy))
+                                 map_tensors(optimizer_state, to_numpy))
         if head is not None:
             if classes is not None:
                 self.classes_ = classes
@@ -526,44 +562,16 @@ class DictionaryLearner(BaseRepresentation):
         """Rows coded at once by ``transform`` and ``score``."""
         return max(self.batch_size, _CODING_CHUNK_ROWS)
 
-    def _lasso_coder(self, D, gram, alpha):
-        """Lasso codes of a batch over ``D`` at ``alpha`` (transform and score)."""
-        lipschitz = lipschitz_constant(gram)
-
-        def code(batch):
-            Z, _ = lasso_working_set(
-                batch, D, alpha, max_iter=self.transform_max_iter,
-                tol=self.transform_tol, positive=self.positive_code, gram=gram,
-                lipschitz=lipschitz,
-            )
-            return Z
-
-        return code
-
-    def _coder(self, algorithm, device):
+    def _coder(self, algorithm, alpha, device):
         """A function mapping a float32 batch to its codes, for ``_batched``."""
-        D = as_tensor(self.components_, device=device)
-        gram = D @ D.T
-        alpha = self.alpha if self.transform_alpha is None else self.transform_alpha
-        if algorithm in _LASSO_ALGORITHMS:
-            code = self._lasso_coder(D, gram, alpha)
-
-        elif algorithm == "omp":
-            if self.positive_code:
-                self._check_params()
-            n_nonzero = self.transform_n_nonzero_coefs
-            if n_nonzero is None:
-                n_nonzero = min(max(self.n_features_in_ // 10, 1), D.shape[0])
-
-            def code(batch):
-                return omp(batch, D, n_nonzero, gram=gram)
-
-        else:
-
-            def code(batch):
-                return threshold_codes(batch, D, alpha, positive=self.positive_code)
-
-        return code
+        n_nonzero = self.transform_n_nonzero_coefs
+        if n_nonzero is None:
+            n_nonzero = min(max(self.n_features_in_ // 10, 1), self._n_features_out)
+        return make_coder(
+            as_tensor(self.components_, device=device), algorithm, alpha=alpha,
+            n_nonzero_coefs=n_nonzero, max_iter=self.transform_max_iter,
+            tol=self.transform_tol, positive=self.positive_code,
+        )
 
     def transform(self, X):
         """Sparse codes of X over the learned dictionary.
@@ -581,7 +589,8 @@ class DictionaryLearner(BaseRepresentation):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         device = self._inference_device()
-        coder = self._coder(self.transform_algorithm, device)
+        alpha = self.alpha if self.transform_alpha is None else self.transform_alpha
+        coder = self._coder(self.transform_algorithm, alpha, device)
         return self._batched(coder, X, self._n_features_out, device,
                              batch_size=self._coding_rows())
 
@@ -628,22 +637,10 @@ class DictionaryLearner(BaseRepresentation):
         X = self._validate_X(X, reset=False)
         device = self._inference_device()
         D = as_tensor(self.components_, device=device)
-        code = self._lasso_coder(D, D @ D.T, self.alpha)
+        code = self._coder("lasso_fista", self.alpha, device)
 
         def objective(batch):
             return lasso_objective(batch, D, code(batch), self.alpha)[:, None]
 
         values = self._batched(objective, X, 1, device, batch_size=self._coding_rows())
         return -float(np.mean(values, dtype=np.float64))
-
-
-def _map_tensors(tree, function):
-    """``tree`` (nested dicts and lists) with ``function`` applied to each tensor
-    or array leaf: optimizer state dicts to numpy (picklable anywhere) and back."""
-    if isinstance(tree, dict):
-        return {key: _map_tensors(value, function) for key, value in tree.items()}
-    if isinstance(tree, list):
-        return [_map_tensors(value, function) for value in tree]
-    if isinstance(tree, (torch.Tensor, np.ndarray)):
-        return function(tree)
-    return tree

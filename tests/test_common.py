@@ -26,6 +26,14 @@ ESTIMATORS = [
     VAETransformer(max_iter=20, hidden_layer_sizes=(8,), random_state=0, device="cpu"),
     DictionaryLearner(n_components=3, alpha=0.1, max_iter=5, random_state=0,
                       device="cpu"),
+    # More DictionaryLearner settings: one atom and one epoch, each other coder,
+    # non-negative codes and atoms (the checks' y makes many fits supervised).
+    DictionaryLearner(n_components=1, max_iter=1, random_state=0, device="cpu"),
+    DictionaryLearner(n_components=8, max_iter=1, transform_algorithm="omp",
+                      random_state=0, device="cpu"),
+    DictionaryLearner(n_components=8, alpha=0.1, max_iter=2,
+                      transform_algorithm="threshold", positive_code=True,
+                      positive_dict=True, random_state=0, device="cpu"),
     # Rows of any width are read as 1 x n images (image_shape=(1, 1, -1)), resized
     # to 4 x 4 and fed to a tiny CNN; its features are the input of its Linear head.
     PretrainedCNNFeatures(

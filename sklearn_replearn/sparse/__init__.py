@@ -20,6 +20,7 @@ from ._coders import (
     soft_threshold,
     threshold_codes,
 )
+from ._encode import LASSO_ALGORITHMS, TRANSFORM_ALGORITHMS, make_coder
 from ._implicit import differentiable_lasso_codes
 from ._online import OnlineDictionaryLearning, run_epochs
 from ._task_driven import LogisticHead, TaskDrivenPhase, fit_task_driven
@@ -32,6 +33,8 @@ from ._updates import (
 from ._working_set import lasso_working_set
 
 __all__ = [
+    "LASSO_ALGORITHMS",
+    "TRANSFORM_ALGORITHMS",
     "LogisticHead",
     "OnlineDictionaryLearning",
     "TaskDrivenPhase",
@@ -44,6 +47,7 @@ __all__ = [
     "lasso_objective",
     "lasso_working_set",
     "lipschitz_constant",
+    "make_coder",
     "omp",
     "project_atoms",
     "run_epochs",

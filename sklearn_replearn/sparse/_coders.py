@@ -62,8 +62,16 @@ def lipschitz_constant(gram):
     """Largest eigenvalue of the Gram matrix: the Lipschitz constant of the
     gradient of ``0.5 * ||x - z @ D||^2`` in ``z`` (at least a tiny positive value).
     """
+    gram = gram.detach().to(torch.float64)
+    if not bool(torch.isfinite(gram).all()):
+        # eigvalsh would fail with a bare LinAlgError: say what went wrong.
+        raise ValueError(
+            "The dictionary's Gram matrix has inf or NaN entries: the atoms "
+            "overflowed float32 (the data's squares are too large for float32 "
+            "arithmetic). Scale the data down, e.g. with StandardScaler."
+        )
     # eigvalsh on the (small, symmetric) Gram matrix, in float64 for accuracy.
-    value = torch.linalg.eigvalsh(gram.detach().to(torch.float64))[-1].item()
+    value = torch.linalg.eigvalsh(gram)[-1].item()
     return max(value, 1e-12)
 
 

@@ -1,0 +1,94 @@
+"""DictionaryLearner's data checks and the conversion of its fitted state.
+
+Kept apart from the estimator so that ``_dictionary.py`` holds the estimator:
+checks whose messages carry the numbers, and the plain-data form (numpy, no
+tensors) of the fitted state that pickle and skops store.
+"""
+
+import numpy as np
+import torch
+
+from .utils import as_tensor
+
+__all__ = [
+    "check_same_n_components",
+    "check_squares_fit_float32",
+    "check_two_classes",
+    "map_tensors",
+    "tensor_copy",
+]
+
+
+def tensor_copy(array, device):
+    """A float32 tensor on ``device`` that shares no memory with ``array``."""
+    tensor = as_tensor(array, device=device)
+    return tensor.clone() if tensor.device.type == "cpu" else tensor
+
+
+def check_same_n_components(n_components, components, resolved):
+    """partial_fit continues the fitted dictionary: it cannot resize it."""
+    fitted = components.shape[0]
+    if resolved != fitted:
+        raise ValueError(
+            f"n_components={n_components} differs from the fitted dictionary's "
+            f"{fitted} atoms; partial_fit continues that dictionary, so call fit "
+            f"to learn one of another size (or set n_components={fitted})."
+        )
+
+
+def check_two_classes(classes, where):
+    """A supervised head needs two classes to tell apart."""
+    if len(classes) < 2:
+        raise ValueError(
+            f"Supervised dictionary learning needs at least 2 classes in y; "
+            f"{where} got only 1 class ({classes.tolist()}). Pass labels "
+            "of several classes (on a first partial_fit, classes=<all labels>), "
+            "or y=None (or supervision_weight=0) for unsupervised learning."
+        )
+
+
+# Largest squared sample norm accepted: float32 (largest ~3.4e38) must hold a
+# sample's squared norm summed over a minibatch and the sufficient statistics
+# built from it, with room to spare.
+_SQUARED_NORM_LIMIT = float(np.finfo(np.float32).max) * 1e-6
+# Supervised training squares that again: Adam's second moments are squared
+# gradients of a loss on the scale of the squared norms (digits times 1e10
+# turned them into inf, then NaN; times 1e8 trains).
+_SUPERVISED_SQUARED_NORM_LIMIT = (float(np.finfo(np.float32).max) * 1e-2) ** 0.5
+
+
+def check_squares_fit_float32(X, *, supervised=False):
+    """Raise a ValueError if X's squared norms overflow float32 arithmetic.
+
+    Values below float32's largest can still have squares beyond it (e.g.
+    1e18 ** 2): the lasso objective, the Gram of the codes and the initial SVD
+    then turn into inf and NaN deep inside torch (a bare LinAlgError).
+    """
+    if not X.size:
+        return
+    # max(max, -min) needs no temporary copy of X, unlike abs(X).max().
+    peak = max(float(X.max()), -float(X.min()))
+    bound = peak * peak * X.shape[1]
+    limit = _SUPERVISED_SQUARED_NORM_LIMIT if supervised else _SQUARED_NORM_LIMIT
+    if bound > limit:
+        what = ("the squared gradients of supervised training" if supervised
+                else "the float32 arithmetic")
+        raise ValueError(
+            f"X has values up to {peak:.3g} in magnitude: squared and summed over "
+            f"its {X.shape[1]} features (up to {bound:.3g}) they overflow "
+            f"{what} DictionaryLearner computes in (float32, largest "
+            f"{np.finfo(np.float32).max:.3g}). Scale X first, e.g. with "
+            "StandardScaler or by dividing it by its largest value."
+        )
+
+
+def map_tensors(tree, function):
+    """``tree`` (nested dicts and lists) with ``function`` applied to each tensor
+    or array leaf: optimizer state dicts to numpy (picklable anywhere) and back."""
+    if isinstance(tree, dict):
+        return {key: map_tensors(value, function) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [map_tensors(value, function) for value in tree]
+    if isinstance(tree, (torch.Tensor, np.ndarray)):
+        return function(tree)
+    return tree

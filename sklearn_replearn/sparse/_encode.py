@@ -1,0 +1,78 @@
+"""Inference coders: one function from a batch to its codes, by name.
+
+``DictionaryLearner.transform`` and ``score`` choose a coder by its
+scikit-learn name and apply it batch by batch; what each batch shares (the
+Gram matrix, its largest eigenvalue) is computed once here.
+"""
+
+from ._coders import lipschitz_constant, omp, threshold_codes
+from ._working_set import lasso_working_set
+
+__all__ = ["LASSO_ALGORITHMS", "TRANSFORM_ALGORITHMS", "make_coder"]
+
+# scikit-learn's names for the lasso: all are solved by the same certified
+# coder here (same problem, same solution).
+LASSO_ALGORITHMS = frozenset({"lasso_fista", "lasso_lars", "lasso_cd"})
+TRANSFORM_ALGORITHMS = LASSO_ALGORITHMS | {"omp", "threshold"}
+
+
+def make_coder(D, algorithm, *, alpha, n_nonzero_coefs=None, max_iter=1000,
+               tol=1e-4, positive=False):
+    """A function mapping a batch ``(n, p)`` to its codes ``(n, k)`` over ``D``.
+
+    Parameters
+    ----------
+    D : torch.Tensor of shape (k, p)
+        Dictionary, one atom per row.
+    algorithm : {"lasso_fista", "lasso_lars", "lasso_cd", "omp", "threshold"}
+        The coder (the three lasso names solve the same lasso by working sets
+        and FISTA, certified by the duality gap).
+    alpha : float
+        L1 penalty of the lasso, or the threshold.
+    n_nonzero_coefs : int, default=None
+        Atoms per sample for ``"omp"`` (required there).
+    max_iter, tol : int, float
+        The lasso coder's iteration budget and relative duality-gap target.
+    positive : bool, default=False
+        Non-negative codes (lasso and threshold).
+
+    Returns
+    -------
+    callable
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_replearn.sparse import make_coder
+    >>> code = make_coder(torch.eye(3), "threshold", alpha=1.0)
+    >>> code(torch.tensor([[2.0, 0.5, -3.0]]))
+    tensor([[ 1.,  0., -2.]])
+    """
+    gram = D @ D.T
+    if algorithm in LASSO_ALGORITHMS:
+        lipschitz = lipschitz_constant(gram)
+
+        def code(batch):
+            Z, _ = lasso_working_set(batch, D, alpha, max_iter=max_iter, tol=tol,
+                                     positive=positive, gram=gram,
+                                     lipschitz=lipschitz)
+            return Z
+
+    elif algorithm == "omp":
+
+        def code(batch):
+            return omp(batch, D, n_nonzero_coefs, gram=gram)
+
+    elif algorithm == "threshold":
+
+        def code(batch):
+            return threshold_codes(batch, D, alpha, positive=positive)
+
+    else:
+        # Never a silent default: an unknown name once fell through to
+        # thresholding and returned the wrong codes without a word.
+        raise ValueError(
+            f"Unknown transform_algorithm {algorithm!r}; use one of "
+            f"{sorted(TRANSFORM_ALGORITHMS)}."
+        )
+    return code
