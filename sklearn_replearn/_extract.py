@@ -14,13 +14,13 @@ checked before any feature is computed.
 
 import argparse
 import csv
-import json
 import os
 import sys
 import tempfile
 
 import numpy as np
 
+from .utils import read_path_list, write_json_lines, write_path_list
 from .vision._inputs import IMAGE_EXTENSIONS
 
 __all__ = ["main", "read_path_list"]
@@ -86,12 +86,6 @@ def _collect(paths, parser):
     return files
 
 
-def read_path_list(path):
-    """The image paths of a ``.paths.jsonl`` file written by ``extract``."""
-    with open(path, encoding="ascii") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
 def _outputs(out, extension, skip_unreadable, parser):
     """The files ``extract`` writes; exits with a clear error if it cannot.
 
@@ -141,12 +135,6 @@ def _write_features(handle, X_new, files, extension):
     for path, row in zip(files, X_new):
         # 9 significant digits give every float32 back exactly.
         writer.writerow([path, *(format(value, ".9g") for value in row)])
-
-
-def _jsonl(handle, items):
-    # ASCII JSON: newlines, odd characters and undecodable bytes (surrogate
-    # escapes) in file names all fit on one line.
-    handle.writelines(json.dumps(item) + "\n" for item in items)
 
 
 def _commit(targets, writers):
@@ -221,8 +209,8 @@ def main(argv=None):
         parser.exit(1, f"error: {exc}{hint}\n")
     writers = {
         "features": lambda handle: _write_features(handle, X_new, files, extension),
-        "paths": lambda handle: _jsonl(handle, files),
-        "skipped": lambda handle: _jsonl(
+        "paths": lambda handle: write_path_list(handle, files),
+        "skipped": lambda handle: write_json_lines(
             handle, [{"path": path, "error": reason} for path, reason in skipped]),
     }
     try:

@@ -24,7 +24,7 @@ import uuid
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .utils import import_optional
+from .utils import import_optional, read_path_list, write_path_list
 
 __all__ = ["dask_transform", "extract_features", "load_features"]
 
@@ -165,7 +165,7 @@ def extract_features(
 
     The file list is cut into partitions; each partition is one Dask task
     that loads its images, runs ``estimator.transform`` and writes
-    ``features-NNNNN.npy`` (one row per image) and ``features-NNNNN.paths.txt``
+    ``features-NNNNN.npy`` (one row per image) and ``features-NNNNN.paths.jsonl``
     (its image paths, one a line) into ``out_dir``. Workers return only file
     names, so nothing large travels back to the client, and a partition that
     already exists with the same paths is skipped (a rerun resumes a job that
@@ -233,7 +233,7 @@ def extract_features(
             "empty folder, or overwrite=True to replace them."
         )
     for name in extra:
-        for suffix in (".npy", ".paths.txt"):
+        for suffix in (".npy", ".paths.jsonl"):
             target = os.path.join(out_dir, name + suffix)
             if os.path.exists(target):
                 os.remove(target)
@@ -293,11 +293,10 @@ def _existing_parts(out_dir):
 def _extract_partition(estimator, paths, out_dir, index, overwrite):
     """One task: features of ``paths`` into ``out_dir/features-<index>``."""
     stem = os.path.join(out_dir, _PART_FORMAT.format(index))
-    npy, listing = stem + ".npy", stem + ".paths.txt"
+    npy, listing = stem + ".npy", stem + ".paths.jsonl"
     if not overwrite and os.path.exists(npy) and os.path.exists(listing):
-        with open(listing, encoding="utf-8") as handle:
-            if handle.read().splitlines() == list(paths):
-                return npy
+        if read_path_list(listing) == [str(path) for path in paths]:
+            return npy
     features = np.asarray(estimator.transform(list(paths)))
     if features.shape[0] != len(paths):
         raise ValueError(
@@ -310,7 +309,7 @@ def _extract_partition(estimator, paths, out_dir, index, overwrite):
     with open(f"{stem}.{pid}.tmp.npy", "wb") as handle:
         np.save(handle, features)
     with open(f"{listing}.{pid}.tmp", "w", encoding="utf-8") as handle:
-        handle.writelines(f"{path}\n" for path in paths)
+        write_path_list(handle, paths)
     # The listing is the commit marker: drop the old one first, move the
     # features in, then the listing, so a listing never sits beside features
     # of other files.
@@ -343,8 +342,7 @@ def load_features(out_dir):
     blocks, paths = [], []
     for name in names:
         blocks.append(np.load(os.path.join(out_dir, name + ".npy")))
-        with open(os.path.join(out_dir, name + ".paths.txt"), encoding="utf-8") as f:
-            paths.extend(f.read().splitlines())
+        paths.extend(read_path_list(os.path.join(out_dir, name + ".paths.jsonl")))
     X = np.concatenate(blocks)
     if X.shape[0] != len(paths):
         raise ValueError(

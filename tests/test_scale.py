@@ -290,7 +290,7 @@ def test_extract_features_over_files_on_workers(client, image_files, tmp_path):
         client.scheduler_info()["workers"])
     assert sorted(os.listdir(out)) == sorted(
         f"features-{i:05d}{suffix}" for i in range(3)
-        for suffix in (".npy", ".paths.txt"))
+        for suffix in (".npy", ".paths.jsonl"))
     X, paths = load_features(out)
     assert paths == image_files
     assert X.shape == (14, 16)

@@ -3,6 +3,7 @@ optional imports, scikit-learn compatibility, the training policy."""
 
 from ._image_shape import check_image_shape
 from ._optional import import_optional
+from ._path_lists import read_path_list, write_json_lines, write_path_list
 from ._torch import (
     as_tensor,
     batched_apply,
@@ -25,8 +26,11 @@ __all__ = [
     "import_optional",
     "iter_row_batches",
     "padded_rows",
+    "read_path_list",
     "resolve_device",
     "seed_from_random_state",
     "seeded",
     "to_numpy",
+    "write_json_lines",
+    "write_path_list",
 ]
