@@ -175,6 +175,10 @@ default="adam"
         self.loss = loss
         self.denoising = denoising
 
+    _STRUCTURAL_PARAMETERS = (
+        *BaseNeuralTransformer._STRUCTURAL_PARAMETERS, *("loss", "denoising"),
+    )
+
     # ---------------------------------------------------------------- hooks
     def _check_training_values(self, X):
         if self.loss == "bce":

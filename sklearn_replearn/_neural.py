@@ -26,11 +26,13 @@ from torch import nn
 from ._engine import (
     OPTIMIZERS,
     build_net,
+    load_net_state,
     net_from_state,
     net_state,
     strip_net,
     train_net,
     training_device,
+    update_net,
 )
 from .base import BaseRepresentation
 from .nn import ACTIVATIONS, make_conv_decoder, make_conv_encoder, make_mlp
@@ -99,6 +101,39 @@ class BaseNeuralTransformer(BaseRepresentation):
         "accelerator", "random_state", "verbose",
     )
 
+    # Parameters that shape the network or its loss: partial_fit continues
+    # the network built by fit, so they cannot change between the two.
+    # (Training settings such as learning_rate and batch_size can.)
+    _STRUCTURAL_PARAMETERS = (
+        "n_components", "hidden_layer_sizes", "activation", "architecture",
+        "image_shape", "optimizer",
+    )
+
+    def _structure(self):
+        """The structural parameters as plain, comparable values."""
+        def plain(value):
+            if isinstance(value, type):
+                return f"{value.__module__}.{value.__qualname__}"
+            if isinstance(value, (list, tuple, np.ndarray)):
+                return [plain(item) for item in np.asarray(value).tolist()]
+            return value
+
+        return {name: plain(getattr(self, name))
+                for name in self._STRUCTURAL_PARAMETERS}
+
+    def _check_unchanged_structure(self):
+        """Raise if a structural parameter changed since the net was built."""
+        built = getattr(self, "_built_structure", None)
+        if built is None:  # a model saved before this check existed
+            return
+        for name, value in self._structure().items():
+            if built.get(name) != value:
+                raise ValueError(
+                    f"partial_fit continues the network built with {name}="
+                    f"{built.get(name)!r}, but {name} is now {value!r}. Call fit "
+                    f"to train a new network, or set {name} back."
+                )
+
     def _set_shared_parameters(self, arguments):
         """Store the shared parameters from a subclass's ``__init__`` locals."""
         for name in self._SHARED_PARAMETERS:
@@ -153,6 +188,7 @@ class BaseNeuralTransformer(BaseRepresentation):
                 record = train_net(net, train_X)
             strip_net(net)
             self.net_ = net
+            self._built_structure = self._structure()
             self._fit_dtype = X.dtype.name
             self._record(record, warn_if_not_converged=True)
         return self
@@ -161,7 +197,13 @@ class BaseNeuralTransformer(BaseRepresentation):
         """Train for one epoch on X, continuing from the current weights.
 
         The first call builds the network; later calls must pass data with the
-        same number of features. Early stopping does not apply.
+        same number of features. Early stopping does not apply. Each call
+        trains with the current ``learning_rate``, ``weight_decay``,
+        ``batch_size`` and ``verbose``; the parameters that shape the network
+        (``n_components``, ``hidden_layer_sizes``, ``activation``,
+        ``architecture``, ``image_shape``, ``optimizer``, and each
+        estimator's loss parameters) must stay as they were, and
+        ``callbacks`` are those of the first call (or of ``fit``).
 
         Parameters
         ----------
@@ -176,8 +218,11 @@ class BaseNeuralTransformer(BaseRepresentation):
             The estimator, trained one more epoch.
         """
         first_call = not hasattr(self, "net_")
-        if first_call:
-            validate_params_now(self)
+        # The current parameters apply (validated as fit does), except those
+        # that shape the network built by the first call.
+        validate_params_now(self)
+        if not first_call:
+            self._check_unchanged_structure()
         with self._restored_on_failure():
             X = self._validate_X(X, reset=first_call)
             self._check_training_values(X)
@@ -193,12 +238,31 @@ class BaseNeuralTransformer(BaseRepresentation):
                                           for_partial_fit=True)
                 else:
                     net = self.net_
-                record = train_net(net, X, epochs=1)
+                    update_net(net, learning_rate=self.learning_rate,
+                               weight_decay=self.weight_decay,
+                               batch_size=self.batch_size, verbose=self.verbose)
+                record = self._train_in_place(net, X)
             self.net_ = net
             if first_call:
+                self._built_structure = self._structure()
                 self._fit_dtype = X.dtype.name
             self._record(record, warn_if_not_converged=False)
         return self
+
+    def _train_in_place(self, net, X):
+        """One more epoch of a fitted net; if it fails, the net is as it was.
+
+        The weights and the optimizer's state are trained in place, so a
+        failure (divergence, an error in a callback) must put them back.
+        """
+        if not net.initialized_:
+            return train_net(net, X, epochs=1)
+        saved = net_state(net)
+        try:
+            return train_net(net, X, epochs=1)
+        except Exception:
+            load_net_state(net, saved)
+            raise
 
     def _split_validation(self, X, seed):
         """Hold out ``validation_fraction`` of X, only when early stopping."""

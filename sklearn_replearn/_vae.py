@@ -265,6 +265,10 @@ default="adam"
         self.kl_warmup = kl_warmup
         self.n_importance_samples = n_importance_samples
 
+    _STRUCTURAL_PARAMETERS = (
+        *BaseNeuralTransformer._STRUCTURAL_PARAMETERS, *("likelihood", "noise_variance"),
+    )
+
     # ---------------------------------------------------------------- hooks
     def _check_training_values(self, X):
         self._check_likelihood_support(X)

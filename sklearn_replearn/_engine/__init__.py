@@ -17,11 +17,13 @@ from ._optimizers import OPTIMIZERS, check_optimizer, fused_optimizer_kwargs
 from ._service import (
     TrainingRecord,
     build_net,
+    load_net_state,
     net_from_state,
     net_state,
     strip_net,
     train_net,
     training_device,
+    update_net,
 )
 
 __all__ = [
@@ -33,12 +35,14 @@ __all__ = [
     "build_net",
     "check_optimizer",
     "fused_optimizer_kwargs",
+    "load_net_state",
     "net_from_state",
     "net_state",
     "strip_net",
     "train_classifier",
     "train_net",
     "training_device",
+    "update_net",
 ]
 
 # Pickles written by version 0.1 name these under ``sklearn_replearn._engine``.

@@ -26,11 +26,13 @@ from ._optimizers import check_optimizer, fused_optimizer_kwargs
 __all__ = [
     "TrainingRecord",
     "build_net",
+    "load_net_state",
     "net_from_state",
     "net_state",
     "strip_net",
     "train_net",
     "training_device",
+    "update_net",
 ]
 
 # The policy callback's name is the engine's own business: estimators read
@@ -175,6 +177,22 @@ def strip_net(net):
     callback.policy.tol = None
 
 
+def update_net(net, *, learning_rate, weight_decay, batch_size, verbose):
+    """Apply the estimator's current training settings to a built net.
+
+    ``partial_fit`` continues training a net built by an earlier call; these
+    settings take effect from the next epoch (the optimizer keeps its state).
+    """
+    for group in net.optimizer_.param_groups:
+        group["lr"] = learning_rate
+        group["weight_decay"] = weight_decay
+    net.lr = learning_rate
+    net.batch_size = batch_size
+    policy = dict(net.callbacks_)[_POLICY].policy
+    policy.verbose = verbose
+    policy.divergence_hint = f"Lower learning_rate (it is {learning_rate})"
+
+
 def net_state(net):
     """A trained net's state as plain data (numpy arrays, numbers, lists, dicts).
 
@@ -187,7 +205,9 @@ def net_state(net):
     """
     return {
         "device": str(net.device),
-        "module": {name: tensor.detach().cpu().numpy()
+        # Copies: on the CPU .numpy() would share memory with the tensors,
+        # which training goes on changing in place.
+        "module": {name: tensor.detach().cpu().numpy().copy()
                    for name, tensor in net.module_.state_dict().items()},
         "optimizer": _plain(net.optimizer_.state_dict()),
         "history": [{key: value for key, value in row.items() if key != "batches"}
@@ -207,18 +227,23 @@ def net_from_state(net, state):
     net.set_params(device=device)
     net.module.to(device)
     net.initialize()
+    load_net_state(net, state)
+    return net
+
+
+def load_net_state(net, state):
+    """Put an initialised net back in the :func:`net_state` it had."""
     net.module_.load_state_dict({name: torch.from_numpy(np.array(array))
                                  for name, array in state["module"].items()})
     # (Optimizer.load_state_dict moves each buffer to its parameter's device.)
     net.optimizer_.load_state_dict(_tensors(state["optimizer"]))
     net.history = History([{**row, "batches": []} for row in state["history"]])
-    return net
 
 
 def _plain(tree):
     """``tree`` with every tensor replaced by a numpy array (recursively)."""
     if torch.is_tensor(tree):
-        return tree.detach().cpu().numpy()
+        return tree.detach().cpu().numpy().copy()
     if isinstance(tree, dict):
         return {key: _plain(value) for key, value in tree.items()}
     if isinstance(tree, (list, tuple)):
