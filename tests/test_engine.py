@@ -188,3 +188,47 @@ def test_pickles_of_version_0_1_load_transform_and_train_on():
             model.partial_fit(X)
             assert model.n_iter_ == n_iter + 1
             assert np.isfinite(model.transform(X)).all()
+
+
+# ------------------------------------------- tests that catch planted bugs
+def test_vae_training_loss_weighs_the_kl_term_by_beta(X):
+    """Issue 14.11: the loss itself must use beta (not just the attribute)."""
+    for beta in (0.0, 4.0):
+        vae = VAETransformer(n_components=2, likelihood="bernoulli", beta=beta,
+                             max_iter=2, tol=None, random_state=0).fit(X)
+        expected = [-reconstruction + beta * kl for reconstruction, kl in
+                    zip(vae.reconstruction_curve_, vae.kl_curve_)]
+        np.testing.assert_allclose(vae.loss_curve_, expected, rtol=1e-5)
+        assert vae.module_.kl_weight == beta
+
+
+@pytest.mark.parametrize("cls", [AutoencoderTransformer, VAETransformer])
+def test_every_row_is_trained_on_each_epoch(X, cls):
+    """Issue 14.11: the last, partial batch is not dropped (401 = 4 x 100 + 1)."""
+    rows = []
+
+    class CountRows(Callback):
+        def on_batch_end(self, net, batch=None, training=None, **kwargs):
+            if training:
+                rows.append(len(batch[0]))
+
+    X_odd = np.vstack([X, X[:1]])
+    cls(n_components=2, batch_size=100, max_iter=2, tol=None, random_state=0,
+        callbacks=[CountRows()]).fit(X_odd)
+    assert rows == [100, 100, 100, 100, 1] * 2
+
+
+def test_tour_uses_its_random_state():
+    """Issue 14.11: --random-state changes the split and the models."""
+    from sklearn_replearn._tour import run_tour
+
+    def accuracies(seed):
+        rows, X_test, _ = run_tour(n_components=4, quick=True, random_state=seed)
+        return X_test, [row["accuracy"] for row in rows]
+
+    X0, first = accuracies(0)
+    X0_again, again = accuracies(0)
+    X1, other = accuracies(1)
+    np.testing.assert_array_equal(X0, X0_again)
+    assert first == again
+    assert not np.array_equal(X0, X1) and first != other
