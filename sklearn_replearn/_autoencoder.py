@@ -176,7 +176,7 @@ default="adam"
         self.denoising = denoising
 
     _STRUCTURAL_PARAMETERS = (
-        *BaseNeuralTransformer._STRUCTURAL_PARAMETERS, *("loss", "denoising"),
+        *BaseNeuralTransformer._STRUCTURAL_PARAMETERS, "loss", "denoising",
     )
 
     # ---------------------------------------------------------------- hooks

@@ -266,7 +266,7 @@ default="adam"
         self.n_importance_samples = n_importance_samples
 
     _STRUCTURAL_PARAMETERS = (
-        *BaseNeuralTransformer._STRUCTURAL_PARAMETERS, *("likelihood", "noise_variance"),
+        *BaseNeuralTransformer._STRUCTURAL_PARAMETERS, "likelihood", "noise_variance",
     )
 
     # ---------------------------------------------------------------- hooks
