@@ -8,10 +8,10 @@ Compared with a plain ``skorch.NeuralNet``:
   loss (:func:`module_loss`);
 * per-batch bookkeeping is trimmed (see "skorch internals" below).
 
-**skorch internals.** Five methods below override skorch internals to cut
+**skorch internals.** The methods below override skorch internals to cut
 per-batch Python on small steps (``_set_training``, ``notify`` through
 ``_hook_listeners``, ``on_batch_begin``, ``run_single_epoch``, ``train_step``,
-``infer``). They are the only such overrides in the package, are written for
+``infer``). They are the only overrides of skorch's training loop, are written for
 the skorch versions pinned in ``pyproject.toml``, and
 ``tests/test_engine.py::test_skorch_internals_are_as_overridden`` fails loudly
 if a new skorch changes what they replace.
