@@ -72,6 +72,19 @@ def _normalized(images):
     return (images - low) / np.where(high > low, high - low, 1.0)
 
 
+def _symmetric(images):
+    """Map each single-channel image to [0, 1] with 0.5 at zero.
+
+    Learned weights have a sign: with one symmetric scale per filter and a
+    diverging colormap, positive and negative parts (an edge's two sides)
+    read as such, and a filter near zero stays grey instead of being
+    stretched to full contrast like its neighbours.
+    """
+    flat = images.reshape(len(images), -1)
+    peak = np.abs(flat).max(axis=1).reshape(-1, *([1] * (images.ndim - 1)))
+    return 0.5 + 0.5 * images / np.where(peak > 0, peak, 1.0)
+
+
 def _image_grid(images, *, n_cols, ax, cmap, titles=None, row_labels=None,
                 n_rows=None):
     """Show images on a grid of axes; returns (figure, axes array)."""
@@ -93,8 +106,9 @@ def _image_grid(images, *, n_cols, ax, cmap, titles=None, row_labels=None,
         axis.set_xticks([])
         axis.set_yticks([])
         if index < n_images:
+            # Images come scaled to [0, 1]: no per-image autoscaling on top.
             axis.imshow(images[index], cmap=cmap if images[index].ndim == 2 else None,
-                        interpolation="nearest")
+                        interpolation="nearest", vmin=0.0, vmax=1.0)
             if titles is not None:
                 axis.set_title(titles[index], fontsize=7)
         else:
@@ -143,7 +157,7 @@ class ComponentsDisplay:
 
     @classmethod
     def from_estimator(cls, estimator, *, image_shape=None, max_components=64,
-                       n_cols=8, ax=None, cmap="gray", title=None):
+                       n_cols=8, ax=None, cmap="RdBu_r", title=None):
         """Plot the components of a fitted estimator.
 
         Works with anything that has ``components_`` (PCA, dictionary atoms,
@@ -163,7 +177,10 @@ class ComponentsDisplay:
             Images per row.
         ax : array of matplotlib Axes, default=None
             Axes to draw on; a new figure when None.
-        cmap : str, default="gray"
+        cmap : str, default="RdBu_r"
+            A diverging colormap: each single-channel component is scaled
+            symmetrically around zero (white), positive red, negative blue.
+            RGB kernels are shown in colour, scaled to their range.
         title : str, default=None
 
         Returns
@@ -177,10 +194,10 @@ class ComponentsDisplay:
                       title=title or f"{type(estimator).__name__} components")
         return display.plot(n_cols=n_cols, ax=ax, cmap=cmap)
 
-    def plot(self, *, n_cols=8, ax=None, cmap="gray"):
+    def plot(self, *, n_cols=8, ax=None, cmap="RdBu_r"):
         """Draw the grid; returns self."""
-        images = _normalized(_as_images(self.components, self.image_shape,
-                                        "components"))
+        images = _as_images(self.components, self.image_shape, "components")
+        images = _symmetric(images) if images.ndim == 3 else _normalized(images)
         self.figure_, self.ax_ = _image_grid(images, n_cols=n_cols, ax=ax, cmap=cmap)
         if self.title:
             self.figure_.suptitle(self.title)

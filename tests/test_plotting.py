@@ -51,8 +51,13 @@ def test_components_of_autoencoder_first_layer(autoencoder):
     assert display.ax_.shape == (4, 4)
     assert len(images) == 16  # one per first-layer unit
     assert images[0].get_array().shape == (8, 8)
-    np.testing.assert_allclose(images[0].get_array().min(), 0)
-    np.testing.assert_allclose(images[0].get_array().max(), 1)
+    # One symmetric scale per filter around zero (0.5), on a diverging map, so
+    # that the weights' signs read as such (issue 15).
+    weights = autoencoder.components_[0].reshape(8, 8)
+    np.testing.assert_allclose(images[0].get_array(),
+                               0.5 + 0.5 * weights / np.abs(weights).max(), rtol=1e-6)
+    assert images[0].get_cmap().name == "RdBu_r"
+    assert images[0].get_clim() == (0.0, 1.0)
     assert display.figure_._suptitle.get_text() == "AutoencoderTransformer components"
 
 
