@@ -216,19 +216,3 @@ def test_every_row_is_trained_on_each_epoch(X, cls):
     cls(n_components=2, batch_size=100, max_iter=2, tol=None, random_state=0,
         callbacks=[CountRows()]).fit(X_odd)
     assert rows == [100, 100, 100, 100, 1] * 2
-
-
-def test_tour_uses_its_random_state():
-    """Issue 14.11: --random-state changes the split and the models."""
-    from sklearn_replearn._tour import run_tour
-
-    def accuracies(seed):
-        rows, X_test, _ = run_tour(n_components=4, quick=True, random_state=seed)
-        return X_test, [row["accuracy"] for row in rows]
-
-    X0, first = accuracies(0)
-    X0_again, again = accuracies(0)
-    X1, other = accuracies(1)
-    np.testing.assert_array_equal(X0, X0_again)
-    assert first == again
-    assert not np.array_equal(X0, X1) and first != other

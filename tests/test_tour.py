@@ -62,3 +62,13 @@ def test_command_line_rejects_bad_arguments():
     )
     assert result.returncode == 2
     assert "--n-components must be >= 1" in result.stderr
+
+
+def test_tour_uses_its_random_state(quick_tour):
+    """Issue 14.11: another random_state changes the split and the models."""
+    rows, X_test, _ = quick_tour
+    other_rows, other_X_test, _ = run_tour(n_components=8, quick=True,
+                                           random_state=1)
+    assert not np.array_equal(X_test, other_X_test)
+    assert ([row["accuracy"] for row in rows]
+            != [row["accuracy"] for row in other_rows])
