@@ -14,7 +14,17 @@ For each backbone (random weights: speed does not depend on their values) and
 * ``files``: ``transform`` on the same images saved as JPEG files, loaded with
   ``num_workers`` DataLoader workers.
 
-Ratios printed: ours/eager, ours/tuned, files/ours. Run it on a quiet machine;
+On a CPU, ``ours`` and ``files`` run in float32 (``autocast=False``), and two
+more columns compare bfloat16 (run on every CPU; fast only on those with
+AVX512-BF16 or AMX, where ``autocast=True`` picks it by default):
+
+* ``loop bf16``: the tuned loop with its batch norms folded into the
+  convolutions (``torch.fx.experimental.optimization.fuse``) under
+  ``torch.autocast("cpu", dtype=torch.bfloat16)``;
+* ``ours bf16``: ``transform`` with ``autocast=True`` (forced to bfloat16).
+
+Ratios printed: ours/eager, ours/tuned, files/ours, and on a CPU
+bf16/fp32 (ours bf16 / ours) and ours bf16 / loop bf16. Run it on a quiet machine;
 on a shared one the numbers are noisy::
 
     python benchmarks/bench_pretrained.py            # resnet18 and resnet50
@@ -85,6 +95,17 @@ def tuned_loop(model, preprocess, images, batch_size, device):
     return torch.cat(outputs)
 
 
+def bf16_loop(model, preprocess, images, batch_size):
+    outputs = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start:start + batch_size])
+            x = preprocess(batch.permute(0, 3, 1, 2))
+            x = x.contiguous(memory_format=torch.channels_last)
+            outputs.append(model(x).float())
+    return torch.cat(outputs)
+
+
 def bench_backbone(name, images, paths, args):
     torch.manual_seed(0)
     device = args.device
@@ -94,11 +115,14 @@ def bench_backbone(name, images, paths, args):
     tuned_model.fc = torch.nn.Identity()
     tuned_model = tuned_model.to(device, memory_format=torch.channels_last)
     preprocess = ImageClassification(crop_size=224, resize_size=256)
+    # float32 on a CPU (autocast=True would pick bfloat16 on AVX512-BF16).
+    fp32 = device != "cpu"
     ours = PretrainedCNNFeatures(name, weights=None, batch_size=args.batch_size,
-                                 device=device, random_state=0).fit(images[:1])
+                                 autocast=fp32, device=device,
+                                 random_state=0).fit(images[:1])
     files = PretrainedCNNFeatures(name, weights=None, batch_size=args.batch_size,
-                                  num_workers=args.num_workers, device=device,
-                                  random_state=0).fit(images[:1])
+                                  num_workers=args.num_workers, autocast=fp32,
+                                  device=device, random_state=0).fit(images[:1])
     methods = {
         "eager": lambda: eager_loop(eager_model, preprocess, images,
                                     args.batch_size, device),
@@ -107,6 +131,17 @@ def bench_backbone(name, images, paths, args):
         "ours": lambda: ours.transform(images),
         "files": lambda: files.transform(paths),
     }
+    if device == "cpu":
+        os.environ["SKLEARN_REPLEARN_CPU_BF16"] = "1"  # bfloat16 on any CPU
+        from torch.fx.experimental.optimization import fuse
+
+        bf16_model = fuse(tuned_model).to(memory_format=torch.channels_last)
+        ours_bf16 = PretrainedCNNFeatures(name, weights=None, autocast=True,
+                                          batch_size=args.batch_size, device=device,
+                                          random_state=0).fit(images[:1])
+        methods["loop bf16"] = lambda: bf16_loop(bf16_model, preprocess, images,
+                                                 args.batch_size)
+        methods["ours bf16"] = lambda: ours_bf16.transform(images)
     if args.compile:
         compiled = PretrainedCNNFeatures(name, weights=None, compile=True,
                                          batch_size=args.batch_size, device=device,
@@ -209,6 +244,9 @@ def main(argv=None):
         header = (f"{'backbone':<10} {'eager':>7} {'tuned':>7} {'ours':>7} "
                   f"{'files':>7} {'ours/eager':>10} {'ours/tuned':>10} "
                   f"{'files/ours':>10}")
+        if args.device == "cpu":
+            header += (f" {'loop bf16':>9} {'ours bf16':>9} {'bf16/fp32':>9} "
+                       f"{'bf16/loop':>9}")
         print(header)
         for name in args.backbones:
             rate = bench_backbone(name, images, paths, args)
@@ -217,6 +255,10 @@ def main(argv=None):
                     f"{rate['ours'] / rate['eager']:10.2f} "
                     f"{rate['ours'] / rate['tuned']:10.2f} "
                     f"{rate['files'] / rate['ours']:10.2f}")
+            if "ours bf16" in rate:
+                line += (f" {rate['loop bf16']:9.1f} {rate['ours bf16']:9.1f} "
+                         f"{rate['ours bf16'] / rate['ours']:9.2f} "
+                         f"{rate['ours bf16'] / rate['loop bf16']:9.2f}")
             if "ours+compile" in rate:
                 line += f"  compile: {rate['ours+compile']:.1f} img/s"
             print(line, flush=True)

@@ -41,8 +41,10 @@ def small_cnn(in_channels=3, seed=0):
 
 
 def resnet18(**params):
+    # float32 (autocast=False): these tests compare with float32 references;
+    # bfloat16 on CPUs that have it is tested in tests/test_transfer_bf16.py.
     params = {"weights": None, "image_size": 64, "random_state": 0,
-              "batch_size": 4, "device": "cpu", **params}
+              "batch_size": 4, "device": "cpu", "autocast": False, **params}
     return PretrainedCNNFeatures("resnet18", **params)
 
 
@@ -420,7 +422,7 @@ def test_user_modules_that_cannot_be_folded_safely_give_their_own_features(
     module.norm.running_mean.uniform_(-1, 1)
     module.norm.running_var.uniform_(0.5, 2)
     user = PretrainedCNNFeatures(module, weights=None, image_size=16,
-                                 random_state=0).fit(X)
+                                 autocast=False, random_state=0).fit(X)
     np.testing.assert_allclose(user.transform(X), _unfolded_features(user, X),
                                rtol=1e-4, atol=1e-5)
 
@@ -565,6 +567,9 @@ def test_pickle_written_before_the_vision_package_still_loads():
     expected = np.load(os.path.join(data, "pretrained_v0_expected.npz"))
     assert isinstance(features, PretrainedCNNFeatures)
     assert features.fine_tuned_blocks_ == ["8"]
+    # The old code computed in float32 on every CPU; autocast=True now means
+    # bfloat16 on CPUs with native support, so compare in float32.
+    features.set_params(autocast=False)
     # Same weights and operations; a tolerance only for another CPU's kernels.
     np.testing.assert_allclose(features.transform(expected["X"]),
                                expected["features"], rtol=1e-5, atol=1e-6)
@@ -650,7 +655,9 @@ def test_extract_command_writes_the_estimators_features(photos, tmp_path, capsys
     extract_main([str(folder), "--backbone", "resnet18", "--weights",
                   str(tmp_path / "resnet18.pth"), "--image-size", "64",
                   "--batch-size", "2", "--out", str(out), "--device", "cpu"])
-    expected = resnet18(weights=tmp_path / "resnet18.pth").fit(X).transform(X)
+    # The command keeps the estimator's default autocast=True.
+    expected = resnet18(weights=tmp_path / "resnet18.pth", batch_size=2,
+                        autocast=True).fit(X).transform(X)
     np.testing.assert_array_equal(np.load(out), expected)
     listed = (tmp_path / "features.paths.txt").read_text().splitlines()
     assert [os.path.basename(p) for p in listed] == ["0_china.jpg", "1_flower.jpg"]

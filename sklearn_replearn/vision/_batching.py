@@ -10,12 +10,12 @@ batch shapes).
 """
 
 import sys
-from contextlib import nullcontext
 
 import numpy as np
 import torch
 
 from ..utils import iter_row_batches, to_numpy
+from ._autocast import inference_autocast
 from ._inputs import ArrayImages
 
 __all__ = ["run_batches"]
@@ -42,7 +42,8 @@ def run_batches(images, module, postprocess, preprocess, *, batch_size, num_work
         Images per batch; ``DataLoader`` workers for images loaded one by one.
     device : torch.device
     autocast : bool
-        Run in float16 under ``torch.autocast`` on CUDA.
+        Run under ``torch.autocast``: float16 on CUDA, bfloat16 on a CPU
+        with native bfloat16 (``_autocast.autocast_dtype``).
     out_dtype : numpy dtype
         dtype of the returned array.
     verbose : int, default=0
@@ -56,8 +57,7 @@ def run_batches(images, module, postprocess, preprocess, *, batch_size, num_work
     """
     n_images = len(images)
     outputs = None
-    autocast = (torch.autocast(device.type, dtype=torch.float16)
-                if device.type == "cuda" and autocast else nullcontext())
+    autocast = inference_autocast(device, autocast)
     progress = None
     if verbose:
         from tqdm.auto import tqdm
@@ -75,7 +75,7 @@ def run_batches(images, module, postprocess, preprocess, *, batch_size, num_work
                     batch = torch.cat([batch, padding]).contiguous(
                         memory_format=torch.channels_last)
                 batch = batch.to(device, non_blocking=True)
-                result = postprocess(module(batch))[:n_rows]
+                result = postprocess(_as_float32(module(batch)))[:n_rows]
                 if outputs is None:
                     outputs = np.empty((n_images, *result.shape[1:]), dtype=out_dtype)
                 outputs[rows] = to_numpy(result.float())
@@ -85,6 +85,14 @@ def run_batches(images, module, postprocess, preprocess, *, batch_size, num_work
         if progress is not None:
             progress.close()
     return outputs
+
+
+def _as_float32(output):
+    """A reduced-precision output in float32, so pooling sums in float32."""
+    if isinstance(output, torch.Tensor) and output.dtype in (torch.float16,
+                                                             torch.bfloat16):
+        return output.float()
+    return output
 
 
 def _prepared_batches(images, preprocess, batch_size, num_workers, device):
