@@ -19,7 +19,7 @@ from torch import nn
 
 from ..utils import import_optional, seeded
 
-__all__ = ["first_conv_channels", "load_backbone", "safe_load"]
+__all__ = ["drop_classifier", "first_conv_channels", "load_backbone", "safe_load"]
 
 _WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 # torchvision's DenseNet checkpoints use the old key names "norm.1", "conv.2", ...
@@ -68,6 +68,8 @@ def load_backbone(backbone, weights, random_state):
         The named weights' preprocessing (resize, crop, mean, std,
         interpolation, antialias), or None when the weights do not say.
     """
+    if isinstance(backbone, str) and backbone.startswith(("timm:", "hf:")):
+        return _load_external(backbone, weights, random_state)
     kind = _weights_kind(weights)
     if isinstance(backbone, nn.Module):
         model = deepcopy(backbone)
@@ -79,7 +81,7 @@ def load_backbone(backbone, weights, random_state):
             )
         if kind != "none":
             _load_state_dict(model, weights)
-        return model, None
+        return model, _module_preset(model)
 
     import torchvision
 
@@ -114,6 +116,49 @@ def load_backbone(backbone, weights, random_state):
     if kind != "none":
         _load_state_dict(model, weights)
     return model, None
+
+
+def _load_external(backbone, weights, random_state):
+    """A ``"timm:<name>"`` or ``"hf:<repo or folder>"`` backbone (optional extras)."""
+    prefix, _, name = backbone.partition(":")
+    if not name:
+        raise ValueError(f"backbone={backbone!r} names no model after {prefix!r}.")
+    if prefix == "timm":
+        from ._timm import load_timm as load
+    else:
+        from ._huggingface import load_huggingface as load
+    return load(name, weights, random_state, _load_state_dict)
+
+
+def _is_timm_model(model):
+    return hasattr(model, "reset_classifier") and hasattr(model, "pretrained_cfg")
+
+
+def _module_preset(model):
+    """A timm model instance keeps timm's preprocessing; other modules have none."""
+    if _is_timm_model(model):
+        from ._timm import timm_preset
+
+        return timm_preset(model)
+    return None
+
+
+def drop_classifier(model, pooling):
+    """Drop ``model``'s classifier for its penultimate features; its name or None.
+
+    timm models reset theirs (``reset_classifier``, pooling as ``pooling``);
+    a Hugging Face wrapper has none; any other model loses its last
+    ``nn.Linear``.
+    """
+    if getattr(model, "has_classifier", True) is False:
+        return None
+    if _is_timm_model(model):
+        from ._timm import timm_head
+
+        return timm_head(model, pooling)
+    from ._layers import drop_last_linear
+
+    return drop_last_linear(model)
 
 
 def _cached_weights_file(resolved, backbone, weights):

@@ -21,14 +21,13 @@ from torch import nn
 
 from ..base import BaseRepresentation
 from ..utils._sklearn_compat import Interval, StrOptions, fit_context
-from ._backbones import first_conv_channels, load_backbone
+from ._backbones import drop_classifier, first_conv_channels, load_backbone
 from ._batching import run_batches
 from ._feature_cache import cached_feature_module
 from ._inputs import ArrayImages, read_images
 from ._layers import (
     check_layer,
     cut_at,
-    drop_last_linear,
     node_names,
     output_width,
     pool_features,
@@ -39,7 +38,7 @@ __all__ = ["PretrainedCNNFeatures"]
 
 
 class PretrainedCNNFeatures(BaseRepresentation):
-    """Features of a pretrained CNN (a frozen torchvision backbone) as a transformer.
+    """Features of a pretrained CNN or vision transformer as a transformer.
 
     The transfer-learning recipe in scikit-learn terms: a network pretrained on
     a large image collection turns each image into a feature vector, and a
@@ -68,6 +67,16 @@ class PretrainedCNNFeatures(BaseRepresentation):
         ``torchvision.models.list_models(module=torchvision.models)``), or your
         own module taking ``(N, C, H, W)`` image batches. A module is copied at
         fit; the object you pass is never changed.
+        ``"timm:<name>"`` builds a timm model (``"timm:convnext_tiny"``,
+        ``"timm:resnet50"``; ``pip install "sklearn-replearn[timm]"``) with
+        timm's preprocessing (``resolve_data_config``). ``"hf:<repo id or
+        folder>"`` builds a Hugging Face ``transformers.AutoModel``
+        (``"hf:facebook/dinov2-small"``, or a folder written by
+        ``save_pretrained``; ``pip install "sklearn-replearn[hf]"``) with its
+        image processor's preprocessing (else the config's ``image_size``),
+        features from its last hidden state. A timm model instance works
+        like a named one; a ``transformers`` model instance as any module
+        (wrap it so that it returns a tensor).
     weights : str, path-like, dict or None, default="DEFAULT"
         ``"DEFAULT"`` or a torchvision weights name (``"IMAGENET1K_V1"``) for
         a named backbone, loaded from torch's hub cache
@@ -77,7 +86,12 @@ class PretrainedCNNFeatures(BaseRepresentation):
         random initialisation (seeded by ``random_state``) for a named
         backbone, the module's current weights for your own. Files are loaded
         safely (``torch.load(weights_only=True)``, or safetensors when
-        installed): pickles holding code are refused.
+        installed): pickles holding code are refused. For ``"timm:..."``:
+        ``"DEFAULT"`` is timm's default pretrained tag (another tag, e.g.
+        ``"in1k"``, picks ``name.tag``), fetched by timm into the Hugging Face
+        cache; for ``"hf:..."``: ``"DEFAULT"`` loads the pretrained weights of
+        the folder or repo, None builds the model from its config with random
+        weights. Both also take a state dict file.
     layer : str, default=None
         A node name of the backbone's graph (torchvision's
         ``get_graph_node_names``, e.g. ``"layer3.1.relu_1"``) or a module name
@@ -85,10 +99,15 @@ class PretrainedCNNFeatures(BaseRepresentation):
         takes the penultimate features: the input of the backbone's last
         ``nn.Linear`` (its classifier), which is dropped; a backbone without
         one gives its output.
-    pooling : {"avg", "max"} or None, default="avg"
-        How a ``(N, C, H, W)`` feature map becomes a vector: global average or
-        max over H and W (C features), or None: the flattened map
-        (C * H * W features). Vector outputs are returned as they are.
+    pooling : {"avg", "mean", "max", "cls"} or None, default="avg"
+        How a ``(N, C, H, W)`` feature map becomes a vector: global average
+        (``"avg"`` or ``"mean"``) or max over H and W (C features), or None:
+        the flattened map (C * H * W features). Vector outputs are returned
+        as they are. For vision transformers (timm's ViTs, Hugging Face
+        models), the ``(N, T, D)`` tokens: ``"cls"`` the class token,
+        ``"avg"``/``"mean"`` (``"max"``) the mean (max) of the patch tokens,
+        None all tokens flattened. For timm models with ``layer=None`` it is
+        timm's own global pooling (``reset_classifier(0, global_pool)``).
     image_size : int or tuple of int, default=None
         None uses the weights' preprocessing (for ImageNet weights, and for
         ``weights=None``/a path: shorter side resized to 256, centre crop
@@ -207,7 +226,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         "backbone": [str, nn.Module],
         "weights": [str, os.PathLike, Mapping, None],
         "layer": [str, None],
-        "pooling": [StrOptions({"avg", "max"}), None],
+        "pooling": [StrOptions({"avg", "mean", "max", "cls"}), None],
         "image_size": [Interval(Integral, 1, None, closed="left"), "array-like", None],
         "normalize": ["boolean", tuple],
         "image_shape": ["array-like", None],
@@ -299,7 +318,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         model.eval()
         self.head_ = None
         if self.layer is None:
-            self.head_ = drop_last_linear(model)
+            self.head_ = drop_classifier(model, self.pooling)
         self.preprocessing_ = preprocessing_config(
             preset, self.image_size, self.normalize, first_conv_channels(model))
         self._runtime = {}
@@ -395,7 +414,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
 
     def _pool(self, output):
         """The layer's output as one vector per image (``pooling``)."""
-        return pool_features(output, self.pooling)
+        return pool_features(output, self.pooling,
+                             getattr(self.model_, "num_prefix_tokens", None))
 
     def _image_set(self, X, *, reset):
         """Validate X; returns an ImageSet and the output dtype."""
