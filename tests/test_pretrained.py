@@ -209,7 +209,7 @@ def test_same_weights_by_cached_name_path_and_state_dict(photos, tmp_path,
         resnet18(weights=tmp_path / "checkpoint.pt").fit(X).transform(X), by_name)
 
 
-def test_named_weights_not_cached_is_a_clear_error_without_download(tmp_path,
+def test_named_weights_not_cached_is_a_clear_error_with_download_false(tmp_path,
                                                                    monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
@@ -219,8 +219,9 @@ def test_named_weights_not_cached_is_a_clear_error_without_download(tmp_path,
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
     images = np.zeros((1, 32, 32, 3), np.uint8)
     with pytest.raises(ValueError, match=r"resnet18-f37072fd\.pth.*hub.*checkpoints"
+                                         r".*download=False"
                                          r".*weights='/path/to/resnet18-f37072fd"):
-        PretrainedCNNFeatures("resnet18").fit(images)
+        PretrainedCNNFeatures("resnet18", download=False).fit(images)
     with pytest.raises(ValueError, match="'IMAGENET1K_V9' is not a weights name.*"
                                          "'IMAGENET1K_V1'"):
         PretrainedCNNFeatures("resnet18", weights="IMAGENET1K_V9").fit(images)

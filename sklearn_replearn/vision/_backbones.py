@@ -1,9 +1,10 @@
 """Backbones: build a torchvision model or copy the user's, and load its weights.
 
-Weights come from torch's hub cache (never downloaded), a state dict file or a
-state dict. Files are read without running code from them
-(``torch.load(weights_only=True)`` or safetensors), and torchvision's named
-weights also give the preprocessing they were trained with.
+Weights come from torch's hub cache (downloaded on first use with a checked
+hash, ``_download``), a state dict file or a state dict. Files are read
+without running code from them (``torch.load(weights_only=True)`` or
+safetensors), and torchvision's named weights also give the preprocessing
+they were trained with.
 """
 
 import difflib
@@ -12,12 +13,12 @@ import pickle
 import re
 from collections.abc import Mapping
 from copy import deepcopy
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from ..utils import import_optional, seeded
+from ._download import cached_weights_file
 
 __all__ = ["drop_classifier", "first_conv_channels", "load_backbone", "safe_load"]
 
@@ -49,7 +50,7 @@ def _classification_models():
     return torchvision.models.list_models(module=torchvision.models)
 
 
-def load_backbone(backbone, weights, random_state):
+def load_backbone(backbone, weights, random_state, *, download=True, verbose=0):
     """Build the backbone with its weights.
 
     Parameters
@@ -60,6 +61,10 @@ def load_backbone(backbone, weights, random_state):
         As ``PretrainedCNNFeatures``'s ``weights``.
     random_state : int, RandomState instance or None
         Seeds the random initialisation of a named backbone.
+    download : bool, default=True
+        Download missing named torchvision weights (hash checked).
+    verbose : int, default=0
+        A progress bar over the download when > 0.
 
     Returns
     -------
@@ -105,10 +110,16 @@ def load_backbone(backbone, weights, random_state):
                 f"weights={weights!r} is not a weights name of {backbone!r}; valid "
                 f"names: {names}. Or pass a path to a state dict file, or None."
             ) from None
-        cache_file = _cached_weights_file(resolved, backbone, weights)
+        cache_file, downloaded = cached_weights_file(
+            resolved, backbone, weights, download=download, verbose=verbose)
         # Refuse unsafe pickles before torchvision (which does not pass
         # weights_only=True) reads the same cached file.
-        safe_load(cache_file)
+        try:
+            safe_load(cache_file)
+        except ValueError:
+            if downloaded:  # a refused download leaves nothing in the cache
+                os.remove(cache_file)
+            raise
         model = torchvision.models.get_model(backbone, weights=resolved)
         return model, _preset_from_weights(resolved)
     with seeded(random_state):
@@ -159,23 +170,6 @@ def drop_classifier(model, pooling):
     from ._layers import drop_last_linear
 
     return drop_last_linear(model)
-
-
-def _cached_weights_file(resolved, backbone, weights):
-    file_name = os.path.basename(urlparse(resolved.url).path)
-    directory = os.path.join(torch.hub.get_dir(), "checkpoints")
-    path = os.path.join(directory, file_name)
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"backbone={backbone!r} with weights={weights!r} ({resolved}) needs the "
-            f"file {file_name!r} in {directory} (torch's hub cache; set TORCH_HOME to "
-            "move it), and it is not there. Nothing is downloaded: fetch "
-            f"{resolved.url} on a machine with network access and copy it into that "
-            f"folder (or run torchvision.models.get_model({backbone!r}, "
-            f"weights={weights!r}) once there), or pass weights='/path/to/"
-            f"{file_name}'."
-        )
-    return path
 
 
 def _preset_from_weights(resolved):

@@ -80,8 +80,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
     weights : str, path-like, dict or None, default="DEFAULT"
         ``"DEFAULT"`` or a torchvision weights name (``"IMAGENET1K_V1"``) for
         a named backbone, loaded from torch's hub cache
-        (``$TORCH_HOME/hub/checkpoints/``, never downloaded: a missing file is
-        an error that names it and where to put it); a path to a
+        (``$TORCH_HOME/hub/checkpoints/``, downloaded there on first use, see
+        ``download``); a path to a
         ``.pth``/``.pt``/``.safetensors`` state dict; a state dict; or None:
         random initialisation (seeded by ``random_state``) for a named
         backbone, the module's current weights for your own. Files are loaded
@@ -92,6 +92,14 @@ class PretrainedCNNFeatures(BaseRepresentation):
         cache; for ``"hf:..."``: ``"DEFAULT"`` loads the pretrained weights of
         the folder or repo, None builds the model from its config with random
         weights. Both also take a state dict file.
+    download : bool, default=True
+        Download named torchvision weights missing from the cache, as
+        torchvision does (SHA-256 prefix checked, progress bar with
+        ``verbose``; a file that fails the check is not kept, and is then
+        loaded safely like any file). False forbids it (air-gapped or
+        reproducible setups): a missing file is then an error that names it,
+        its folder and its URL. Without a network the attempt fails within
+        about 10 seconds with that same error.
     layer : str, default=None
         A node name of the backbone's graph (torchvision's
         ``get_graph_node_names``, e.g. ``"layer3.1.relu_1"``) or a module name
@@ -225,6 +233,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
     _parameter_constraints: dict = {
         "backbone": [str, nn.Module],
         "weights": [str, os.PathLike, Mapping, None],
+        "download": ["boolean"],
         "layer": [str, None],
         "pooling": [StrOptions({"avg", "mean", "max", "cls"}), None],
         "image_size": [Interval(Integral, 1, None, closed="left"), "array-like", None],
@@ -247,6 +256,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         backbone="resnet18",
         *,
         weights="DEFAULT",
+        download=True,
         layer=None,
         pooling="avg",
         image_size=None,
@@ -265,6 +275,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
     ):
         self.backbone = backbone
         self.weights = weights
+        self.download = download
         self.layer = layer
         self.pooling = pooling
         self.image_size = image_size
@@ -314,7 +325,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
                 "fine_tune_layers=0 to keep the backbone frozen."
             )
         device = self._resolve_device()
-        model, preset = load_backbone(self.backbone, self.weights, self.random_state)
+        model, preset = load_backbone(self.backbone, self.weights, self.random_state,
+                                      download=self.download, verbose=self.verbose)
         model.eval()
         self.head_ = None
         if self.layer is None:
