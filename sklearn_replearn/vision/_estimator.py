@@ -468,6 +468,11 @@ class PretrainedCNNFeatures(BaseRepresentation):
         self.__dict__.pop("_runtime", None)
         return super().set_params(**params)
 
+    def __setstate__(self, state):
+        # Pickles written before the download parameter existed.
+        state.setdefault("download", True)
+        super().__setstate__(state)
+
     def __getstate__(self):
         # A copy: on Python >= 3.11 object.__getstate__ returns the live
         # __dict__, and pickling must not empty this estimator's cache.
