@@ -17,6 +17,7 @@ import torch
 from ..utils import iter_row_batches, to_numpy
 from ._autocast import inference_autocast
 from ._inputs import ArrayImages
+from ._jpeg import decoded_batches, use_device_decoding
 
 __all__ = ["run_batches"]
 
@@ -109,6 +110,11 @@ def _prepared_batches(images, preprocess, batch_size, num_workers, device):
                 batch = batch.to(device)
             yield rows, preprocess.prepare(batch, "X")
         return
+    if use_device_decoding(images, device):
+        # JPEG files decoded on the GPU, in the main process (_jpeg).
+        yield from decoded_batches(images, preprocess, batch_size, device,
+                                   _stack_prepared)
+        return
     if num_workers == 0:
         for rows in iter_row_batches(len(images), batch_size):
             prepared = [preprocess.prepare(images.load(index), f"X[{index}]")
@@ -162,6 +168,12 @@ def _collate_prepared(items):
 
 def _stack_prepared(prepared):
     """Stack prepared images (uint8 and/or float32) into one batch tensor."""
+    channels = max(image.shape[0] for image in prepared)
+    if channels == 3:
+        # Grayscale images among RGB ones (Preprocessing.finish replicates
+        # the channel of all-gray batches the same way).
+        prepared = [image.expand(3, -1, -1) if image.shape[0] == 1 else image
+                    for image in prepared]
     if all(image.dtype == torch.uint8 for image in prepared):
         return torch.stack(prepared)
     return torch.stack([
