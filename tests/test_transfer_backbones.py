@@ -182,3 +182,22 @@ def test_hf_missing_folder_is_a_clear_error(images, tmp_path):
     with pytest.raises(ValueError, match="no Hugging Face model config"):
         _estimator(f"hf:{tmp_path / 'missing'}").fit(images)
     assert os.path.isdir(tmp_path)
+
+
+def test_fine_tuning_hf_and_timm_trains_only_their_last_blocks(images,
+                                                               vit_folder):
+    pytest.importorskip("timm")
+    y = np.arange(6) % 2
+    for backbone, blocks in [(f"hf:{vit_folder}",
+                              ["model.layers.1", "model.layernorm"]),
+                             ("timm:resnet18", ["layer4.0", "layer4.1"])]:
+        frozen = _estimator(backbone, image_size=32).fit(images)
+        tuned = _estimator(backbone, image_size=32, fine_tune_layers=2,
+                           max_iter=2).fit(images, y)
+        assert tuned.fine_tuned_blocks_ == blocks, tuned.fine_tuned_blocks_
+        before, after = frozen.model_.state_dict(), tuned.model_.state_dict()
+        changed = {name for name in before
+                   if not torch.equal(before[name], after[name])}
+        assert changed, backbone
+        assert all(name.startswith(tuple(blocks)) for name in changed), changed
+        assert tuned.transform(images).shape == frozen.transform(images).shape

@@ -56,10 +56,39 @@ class HFImageFeatures(nn.Module):
         self.num_prefix_tokens = 1 + int(getattr(config, "num_register_tokens", 0)
                                          or 0)
 
+    def fine_tune_blocks(self):
+        """``(name, block)`` in forward order for ``fine_tune_layers``.
+
+        The model's children with parameters, each encoder layer on its own
+        (``model.encoder.layer.11``, ...); a pooler is left out: the features
+        are the last hidden state, which it does not compute.
+        """
+        yield from _blocks(self.model, "model.", top=True)
+
     def forward(self, x):
         output = self.model(pixel_values=x)
         hidden = getattr(output, "last_hidden_state", None)
         return output[0] if hidden is None else hidden
+
+
+def _has_parameters(module):
+    return next(module.parameters(), None) is not None
+
+
+def _blocks(module, prefix, top=False):
+    """Parameterised children in order; layer lists (``nn.ModuleList``) and
+    the modules holding one (an encoder) are opened into their layers."""
+    for name, child in module.named_children():
+        if (top and name == "pooler") or not _has_parameters(child):
+            continue
+        if isinstance(child, nn.ModuleList):
+            for index, layer in enumerate(child):
+                yield f"{prefix}{name}.{index}", layer
+        elif top and any(isinstance(inner, nn.ModuleList)
+                         for inner in child.children()):
+            yield from _blocks(child, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", child
 
 
 def _source(name):
