@@ -116,10 +116,13 @@ def load_backbone(backbone, weights, random_state, *, download=True, verbose=0):
         # weights_only=True) reads the same cached file.
         try:
             safe_load(cache_file)
-        except ValueError:
-            if downloaded:  # a refused download leaves nothing in the cache
-                os.remove(cache_file)
-            raise
+        except ValueError as exc:
+            if not downloaded:
+                raise
+            os.remove(cache_file)  # a refused download leaves nothing behind
+            raise ValueError(
+                f"The file downloaded from {resolved.url} was refused and removed "
+                f"from the cache: {exc}") from exc
         model = torchvision.models.get_model(backbone, weights=resolved)
         return model, _preset_from_weights(resolved)
     with seeded(random_state):

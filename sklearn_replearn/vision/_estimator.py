@@ -99,7 +99,9 @@ class PretrainedCNNFeatures(BaseRepresentation):
         loaded safely like any file). False forbids it (air-gapped or
         reproducible setups): a missing file is then an error that names it,
         its folder and its URL. Without a network the attempt fails within
-        about 10 seconds with that same error.
+        about 10 seconds with that same error. timm's and Hugging Face's
+        pretrained weights are fetched by those libraries into the Hugging
+        Face cache; set ``HF_HUB_OFFLINE=1`` to forbid that.
     layer : str, default=None
         A node name of the backbone's graph (torchvision's
         ``get_graph_node_names``, e.g. ``"layer3.1.relu_1"``) or a module name
@@ -165,8 +167,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
     random_state : int, RandomState instance or None, default=None
         Seeds random initialisation (``weights=None``) and fine-tuning.
     verbose : int, default=0
-        0 silent; 1 progress bars over batches and fine-tuning epochs; 2 a
-        line per fine-tuning epoch.
+        0 silent; 1 progress bars over weight downloads, batches and
+        fine-tuning epochs; 2 a line per fine-tuning epoch.
 
     Attributes
     ----------
