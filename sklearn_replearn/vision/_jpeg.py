@@ -13,10 +13,22 @@ intensity levels on some pixels).
 """
 
 import os
+import warnings
+from contextlib import contextmanager
 
 __all__ = ["JPEG_SUFFIXES", "decoded_batches", "load_decoded", "use_device_decoding"]
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+
+@contextmanager
+def _quiet_deprecation():
+    # torchvision 0.29 deprecates its image decoders in favour of TorchCodec
+    # (a separate install); they still work, and users cannot act on it.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                module="torchvision")
+        yield
 
 
 def _jpeg_path(item):
@@ -70,14 +82,16 @@ def load_decoded(images, indices, device):
         path = _jpeg_path(images.items[index])
         if path is not None:
             try:
-                data.append(torchvision.io.read_file(path))
+                with _quiet_deprecation():
+                    data.append(torchvision.io.read_file(path))
                 positions.append(position)
             except (OSError, RuntimeError):
                 pass  # the CPU path reports it with the image's index
     if data:
         try:
-            decoded = torchvision.io.decode_jpeg(data, mode=ImageReadMode.UNCHANGED,
-                                                 device=device)
+            with _quiet_deprecation():
+                decoded = torchvision.io.decode_jpeg(
+                    data, mode=ImageReadMode.UNCHANGED, device=device)
         except (RuntimeError, ValueError):
             # One file nvJPEG rejects fails the whole call: decode one by one.
             decoded = [_decode_one(torchvision, one, device) for one in data]
@@ -96,8 +110,9 @@ def _decode_one(torchvision, data, device):
     from torchvision.io import ImageReadMode
 
     try:
-        return torchvision.io.decode_jpeg(data, mode=ImageReadMode.UNCHANGED,
-                                          device=device)
+        with _quiet_deprecation():
+            return torchvision.io.decode_jpeg(data, mode=ImageReadMode.UNCHANGED,
+                                              device=device)
     except (RuntimeError, ValueError):
         return None
 
