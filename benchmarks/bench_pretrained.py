@@ -14,12 +14,28 @@ For each backbone (random weights: speed does not depend on their values) and
 * ``files``: ``transform`` on the same images saved as JPEG files, loaded with
   ``num_workers`` DataLoader workers.
 
-Ratios printed: ours/eager, ours/tuned, files/ours. Run it on a quiet machine;
+On a CPU, ``ours`` and ``files`` run in float32 (``autocast=False``), and two
+more columns compare bfloat16 (run on every CPU; fast only on those with
+AVX512-BF16 or AMX, where ``autocast=True`` picks it by default):
+
+* ``loop bf16``: the tuned loop with its batch norms folded into the
+  convolutions (``torch.fx.experimental.optimization.fuse``) under
+  ``torch.autocast("cpu", dtype=torch.bfloat16)``;
+* ``ours bf16``: ``transform`` with ``autocast=True`` (forced to bfloat16).
+
+Ratios printed: ours/eager, ours/tuned, files/ours, and on a CPU
+bf16/fp32 (ours bf16 / ours) and ours bf16 / loop bf16. Run it on a quiet machine;
 on a shared one the numbers are noisy::
 
     python benchmarks/bench_pretrained.py            # resnet18 and resnet50
     python benchmarks/bench_pretrained.py --quick    # fewer images and repeats
     python benchmarks/bench_pretrained.py --memory   # peak memory, not speed
+    python benchmarks/bench_pretrained.py --backbones timm:convnext_tiny hf:vit-small
+
+``timm:<name>`` rows compare with ``timm.create_model(name, num_classes=0)``
+and timm's preprocessing; ``hf:vit-small`` builds a random ViT-S/16 (the
+width and depth of DINOv2-small), saves it with ``save_pretrained`` and
+compares with its ``transformers`` model's mean patch token.
 
 ``--memory`` transforms JPEG files of 64, 256 and 1024 images at batch sizes 8 and
 32, each in a fresh process, and prints the peak resident memory the
@@ -85,20 +101,91 @@ def tuned_loop(model, preprocess, images, batch_size, device):
     return torch.cat(outputs)
 
 
+def bf16_loop(model, preprocess, images, batch_size):
+    outputs = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start:start + batch_size])
+            x = preprocess(batch.permute(0, 3, 1, 2))
+            x = x.contiguous(memory_format=torch.channels_last)
+            outputs.append(model(x).float())
+    return torch.cat(outputs)
+
+
+class _MeanPatchToken(torch.nn.Module):
+    """A Hugging Face ViT's mean patch token, as ``pooling="avg"`` gives it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(pixel_values=x).last_hidden_state[:, 1:].mean(1)
+
+
+def hf_vit_folder(folder):
+    """A ViT-S/16 (DINOv2-small's width and depth), random, saved to ``folder``."""
+    import transformers
+
+    config = transformers.ViTConfig(
+        image_size=224, patch_size=16, hidden_size=384, num_hidden_layers=12,
+        num_attention_heads=6, intermediate_size=1536)
+    torch.manual_seed(0)
+    transformers.ViTModel(config).save_pretrained(folder)
+    return f"hf:{folder}"
+
+
+def reference(name):
+    """(features module, its preprocessing) written by hand for ``name``."""
+    if name.startswith("timm:"):
+        import math
+
+        import timm
+        from torchvision.transforms import InterpolationMode
+
+        model = timm.create_model(name[5:], num_classes=0).eval()  # pre-logits
+        config = timm.data.resolve_data_config({}, model=model)
+        preprocess = ImageClassification(
+            crop_size=224, resize_size=math.floor(224 / config["crop_pct"]),
+            mean=config["mean"], std=config["std"],
+            interpolation=InterpolationMode.BICUBIC)
+        return model, preprocess
+    if name.startswith("hf:"):
+        import transformers
+
+        model = transformers.AutoModel.from_pretrained(name[3:]).eval()
+        preprocess = ImageClassification(crop_size=224, resize_size=224)
+        return _MeanPatchToken(model), preprocess
+    model = torchvision.models.get_model(name).eval()
+    model.fc = torch.nn.Identity()  # features, as PretrainedCNNFeatures
+    return model, ImageClassification(crop_size=224, resize_size=256)
+
+
+def fold(model):
+    """Batch norms folded by torch.fx (models fx cannot trace: unchanged)."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(model)
+    except Exception:  # noqa: BLE001 -- e.g. Hugging Face models
+        return model
+
+
 def bench_backbone(name, images, paths, args):
     torch.manual_seed(0)
     device = args.device
-    eager_model = torchvision.models.get_model(name).eval().to(device)
-    eager_model.fc = torch.nn.Identity()  # features, as PretrainedCNNFeatures
-    tuned_model = torchvision.models.get_model(name).eval()
-    tuned_model.fc = torch.nn.Identity()
+    eager_model, preprocess = reference(name)
+    eager_model = eager_model.to(device)
+    tuned_model = reference(name)[0]
     tuned_model = tuned_model.to(device, memory_format=torch.channels_last)
-    preprocess = ImageClassification(crop_size=224, resize_size=256)
+    # float32 on a CPU (autocast=True would pick bfloat16 on AVX512-BF16).
+    fp32 = device != "cpu"
     ours = PretrainedCNNFeatures(name, weights=None, batch_size=args.batch_size,
-                                 device=device, random_state=0).fit(images[:1])
+                                 autocast=fp32, device=device,
+                                 random_state=0).fit(images[:1])
     files = PretrainedCNNFeatures(name, weights=None, batch_size=args.batch_size,
-                                  num_workers=args.num_workers, device=device,
-                                  random_state=0).fit(images[:1])
+                                  num_workers=args.num_workers, autocast=fp32,
+                                  device=device, random_state=0).fit(images[:1])
     methods = {
         "eager": lambda: eager_loop(eager_model, preprocess, images,
                                     args.batch_size, device),
@@ -107,6 +194,15 @@ def bench_backbone(name, images, paths, args):
         "ours": lambda: ours.transform(images),
         "files": lambda: files.transform(paths),
     }
+    if device == "cpu":
+        os.environ["SKLEARN_REPLEARN_CPU_BF16"] = "1"  # bfloat16 on any CPU
+        bf16_model = fold(tuned_model).to(memory_format=torch.channels_last)
+        ours_bf16 = PretrainedCNNFeatures(name, weights=None, autocast=True,
+                                          batch_size=args.batch_size, device=device,
+                                          random_state=0).fit(images[:1])
+        methods["loop bf16"] = lambda: bf16_loop(bf16_model, preprocess, images,
+                                                 args.batch_size)
+        methods["ours bf16"] = lambda: ours_bf16.transform(images)
     if args.compile:
         compiled = PretrainedCNNFeatures(name, weights=None, compile=True,
                                          batch_size=args.batch_size, device=device,
@@ -170,7 +266,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="32 images, 3 repeats (default: 128 images, 5 repeats)")
-    parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"])
+    parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"],
+                        help="torchvision names, 'timm:<name>' (e.g. "
+                        "timm:convnext_tiny), or 'hf:vit-small' (a random ViT-S/16 "
+                        "saved to a temporary folder)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None,
@@ -206,17 +305,27 @@ def main(argv=None):
             path = os.path.join(folder, f"{index:04d}.jpg")
             Image.fromarray(image).save(path, quality=90)
             paths.append(path)
-        header = (f"{'backbone':<10} {'eager':>7} {'tuned':>7} {'ours':>7} "
+        header = (f"{'backbone':<18} {'eager':>7} {'tuned':>7} {'ours':>7} "
                   f"{'files':>7} {'ours/eager':>10} {'ours/tuned':>10} "
                   f"{'files/ours':>10}")
+        if args.device == "cpu":
+            header += (f" {'loop bf16':>9} {'ours bf16':>9} {'bf16/fp32':>9} "
+                       f"{'bf16/loop':>9}")
         print(header)
         for name in args.backbones:
+            label = name
+            if name == "hf:vit-small":
+                name = hf_vit_folder(os.path.join(folder, "vit-small"))
             rate = bench_backbone(name, images, paths, args)
-            line = (f"{name:<10} {rate['eager']:7.1f} {rate['tuned']:7.1f} "
+            line = (f"{label:<18} {rate['eager']:7.1f} {rate['tuned']:7.1f} "
                     f"{rate['ours']:7.1f} {rate['files']:7.1f} "
                     f"{rate['ours'] / rate['eager']:10.2f} "
                     f"{rate['ours'] / rate['tuned']:10.2f} "
                     f"{rate['files'] / rate['ours']:10.2f}")
+            if "ours bf16" in rate:
+                line += (f" {rate['loop bf16']:9.1f} {rate['ours bf16']:9.1f} "
+                         f"{rate['ours bf16'] / rate['ours']:9.2f} "
+                         f"{rate['ours bf16'] / rate['loop bf16']:9.2f}")
             if "ours+compile" in rate:
                 line += f"  compile: {rate['ours+compile']:.1f} img/s"
             print(line, flush=True)

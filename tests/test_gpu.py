@@ -143,3 +143,29 @@ def test_supervised_dictionary_learner_on_the_gpu_classifies_like_on_the_cpu():
     restored.partial_fit(X[:256], y[:256])
     assert np.isfinite(restored.components_).all()
     assert restored.n_steps_ == gpu.n_steps_ + 1
+
+
+def test_jpeg_files_decoded_on_the_gpu_match_the_cpu_decoder(monkeypatch):
+    import sklearn_replearn.vision._batching as batching
+    from sklearn_replearn.vision._inputs import ItemImages
+    from sklearn_replearn.vision._jpeg import load_decoded
+
+    paths = list(load_sample_images().filenames)
+    images = ItemImages(paths, check_range=True)
+    on_gpu = load_decoded(images, range(len(paths)), torch.device("cuda"))
+    for index, image in enumerate(on_gpu):
+        assert image.is_cuda
+        # nvJPEG and libjpeg-turbo round their IDCT and chroma upsampling
+        # differently: a few intensity levels on some pixels.
+        difference = (image.cpu().int() - images.load(index).int()).abs()
+        assert difference.max() <= 8 and difference.float().mean() < 1.0
+    features = PretrainedCNNFeatures("resnet18", weights=None, image_size=128,
+                                     random_state=0, batch_size=2,
+                                     device="cuda").fit(paths)
+    decoded = features.transform(paths)
+    monkeypatch.setattr(batching, "use_device_decoding", lambda images, device:
+                        False)
+    pil = features.transform(paths)
+    cosine = (decoded * pil).sum(1) / (np.linalg.norm(decoded, axis=1)
+                                       * np.linalg.norm(pil, axis=1))
+    assert cosine.min() >= 0.999, cosine

@@ -42,8 +42,10 @@ def small_cnn(in_channels=3, seed=0):
 
 
 def resnet18(**params):
+    # float32 (autocast=False): these tests compare with float32 references;
+    # bfloat16 on CPUs that have it is tested in tests/test_transfer_bf16.py.
     params = {"weights": None, "image_size": 64, "random_state": 0,
-              "batch_size": 4, "device": "cpu", **params}
+              "batch_size": 4, "device": "cpu", "autocast": False, **params}
     return PretrainedCNNFeatures("resnet18", **params)
 
 
@@ -208,7 +210,7 @@ def test_same_weights_by_cached_name_path_and_state_dict(photos, tmp_path,
         resnet18(weights=tmp_path / "checkpoint.pt").fit(X).transform(X), by_name)
 
 
-def test_named_weights_not_cached_is_a_clear_error_without_download(tmp_path,
+def test_named_weights_not_cached_is_a_clear_error_with_download_false(tmp_path,
                                                                    monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
@@ -218,8 +220,9 @@ def test_named_weights_not_cached_is_a_clear_error_without_download(tmp_path,
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
     images = np.zeros((1, 32, 32, 3), np.uint8)
     with pytest.raises(ValueError, match=r"resnet18-f37072fd\.pth.*hub.*checkpoints"
+                                         r".*download=False"
                                          r".*weights='/path/to/resnet18-f37072fd"):
-        PretrainedCNNFeatures("resnet18").fit(images)
+        PretrainedCNNFeatures("resnet18", download=False).fit(images)
     with pytest.raises(ValueError, match="'IMAGENET1K_V9' is not a weights name.*"
                                          "'IMAGENET1K_V1'"):
         PretrainedCNNFeatures("resnet18", weights="IMAGENET1K_V9").fit(images)
@@ -421,7 +424,7 @@ def test_user_modules_that_cannot_be_folded_safely_give_their_own_features(
     module.norm.running_mean.uniform_(-1, 1)
     module.norm.running_var.uniform_(0.5, 2)
     user = PretrainedCNNFeatures(module, weights=None, image_size=16,
-                                 random_state=0).fit(X)
+                                 autocast=False, random_state=0).fit(X)
     np.testing.assert_allclose(user.transform(X), _unfolded_features(user, X),
                                rtol=1e-4, atol=1e-5)
 
@@ -566,6 +569,9 @@ def test_pickle_written_before_the_vision_package_still_loads():
     expected = np.load(os.path.join(data, "pretrained_v0_expected.npz"))
     assert isinstance(features, PretrainedCNNFeatures)
     assert features.fine_tuned_blocks_ == ["8"]
+    # The old code computed in float32 on every CPU; autocast=True now means
+    # bfloat16 on CPUs with native support, so compare in float32.
+    features.set_params(autocast=False)
     # Same weights and operations; a tolerance only for another CPU's kernels.
     np.testing.assert_allclose(features.transform(expected["X"]),
                                expected["features"], rtol=1e-5, atol=1e-6)
@@ -651,7 +657,9 @@ def test_extract_command_writes_the_estimators_features(photos, tmp_path, capsys
     extract_main([str(folder), "--backbone", "resnet18", "--weights",
                   str(tmp_path / "resnet18.pth"), "--image-size", "64",
                   "--batch-size", "2", "--out", str(out), "--device", "cpu"])
-    expected = resnet18(weights=tmp_path / "resnet18.pth").fit(X).transform(X)
+    # The command keeps the estimator's default autocast=True.
+    expected = resnet18(weights=tmp_path / "resnet18.pth", batch_size=2,
+                        autocast=True).fit(X).transform(X)
     np.testing.assert_array_equal(np.load(out), expected)
     listed = read_path_list(tmp_path / "features.paths.jsonl")
     assert [os.path.basename(p) for p in listed] == ["0_china.jpg", "1_flower.jpg"]

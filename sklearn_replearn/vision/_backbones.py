@@ -1,9 +1,10 @@
 """Backbones: build a torchvision model or copy the user's, and load its weights.
 
-Weights come from torch's hub cache (never downloaded), a state dict file or a
-state dict. Files are read without running code from them
-(``torch.load(weights_only=True)`` or safetensors), and torchvision's named
-weights also give the preprocessing they were trained with.
+Weights come from torch's hub cache (downloaded on first use with a checked
+hash, ``_download``), a state dict file or a state dict. Files are read
+without running code from them (``torch.load(weights_only=True)`` or
+safetensors), and torchvision's named weights also give the preprocessing
+they were trained with.
 """
 
 import difflib
@@ -12,14 +13,14 @@ import pickle
 import re
 from collections.abc import Mapping
 from copy import deepcopy
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from ..utils import import_optional, seeded
+from ._download import cached_weights_file
 
-__all__ = ["first_conv_channels", "load_backbone", "safe_load"]
+__all__ = ["drop_classifier", "first_conv_channels", "load_backbone", "safe_load"]
 
 _WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 # torchvision's DenseNet checkpoints use the old key names "norm.1", "conv.2", ...
@@ -49,7 +50,7 @@ def _classification_models():
     return torchvision.models.list_models(module=torchvision.models)
 
 
-def load_backbone(backbone, weights, random_state):
+def load_backbone(backbone, weights, random_state, *, download=True, verbose=0):
     """Build the backbone with its weights.
 
     Parameters
@@ -60,6 +61,10 @@ def load_backbone(backbone, weights, random_state):
         As ``PretrainedCNNFeatures``'s ``weights``.
     random_state : int, RandomState instance or None
         Seeds the random initialisation of a named backbone.
+    download : bool, default=True
+        Download missing named torchvision weights (hash checked).
+    verbose : int, default=0
+        A progress bar over the download when > 0.
 
     Returns
     -------
@@ -68,6 +73,8 @@ def load_backbone(backbone, weights, random_state):
         The named weights' preprocessing (resize, crop, mean, std,
         interpolation, antialias), or None when the weights do not say.
     """
+    if isinstance(backbone, str) and backbone.startswith(("timm:", "hf:")):
+        return _load_external(backbone, weights, random_state)
     kind = _weights_kind(weights)
     if isinstance(backbone, nn.Module):
         model = deepcopy(backbone)
@@ -79,7 +86,7 @@ def load_backbone(backbone, weights, random_state):
             )
         if kind != "none":
             _load_state_dict(model, weights)
-        return model, None
+        return model, _module_preset(model)
 
     import torchvision
 
@@ -103,10 +110,19 @@ def load_backbone(backbone, weights, random_state):
                 f"weights={weights!r} is not a weights name of {backbone!r}; valid "
                 f"names: {names}. Or pass a path to a state dict file, or None."
             ) from None
-        cache_file = _cached_weights_file(resolved, backbone, weights)
+        cache_file, downloaded = cached_weights_file(
+            resolved, backbone, weights, download=download, verbose=verbose)
         # Refuse unsafe pickles before torchvision (which does not pass
         # weights_only=True) reads the same cached file.
-        safe_load(cache_file)
+        try:
+            safe_load(cache_file)
+        except ValueError as exc:
+            if not downloaded:
+                raise
+            os.remove(cache_file)  # a refused download leaves nothing behind
+            raise ValueError(
+                f"The file downloaded from {resolved.url} was refused and removed "
+                f"from the cache: {exc}") from exc
         model = torchvision.models.get_model(backbone, weights=resolved)
         return model, _preset_from_weights(resolved)
     with seeded(random_state):
@@ -116,21 +132,47 @@ def load_backbone(backbone, weights, random_state):
     return model, None
 
 
-def _cached_weights_file(resolved, backbone, weights):
-    file_name = os.path.basename(urlparse(resolved.url).path)
-    directory = os.path.join(torch.hub.get_dir(), "checkpoints")
-    path = os.path.join(directory, file_name)
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"backbone={backbone!r} with weights={weights!r} ({resolved}) needs the "
-            f"file {file_name!r} in {directory} (torch's hub cache; set TORCH_HOME to "
-            "move it), and it is not there. Nothing is downloaded: fetch "
-            f"{resolved.url} on a machine with network access and copy it into that "
-            f"folder (or run torchvision.models.get_model({backbone!r}, "
-            f"weights={weights!r}) once there), or pass weights='/path/to/"
-            f"{file_name}'."
-        )
-    return path
+def _load_external(backbone, weights, random_state):
+    """A ``"timm:<name>"`` or ``"hf:<repo or folder>"`` backbone (optional extras)."""
+    prefix, _, name = backbone.partition(":")
+    if not name:
+        raise ValueError(f"backbone={backbone!r} names no model after {prefix!r}.")
+    if prefix == "timm":
+        from ._timm import load_timm as load
+    else:
+        from ._huggingface import load_huggingface as load
+    return load(name, weights, random_state, _load_state_dict)
+
+
+def _is_timm_model(model):
+    return hasattr(model, "reset_classifier") and hasattr(model, "pretrained_cfg")
+
+
+def _module_preset(model):
+    """A timm model instance keeps timm's preprocessing; other modules have none."""
+    if _is_timm_model(model):
+        from ._timm import timm_preset
+
+        return timm_preset(model)
+    return None
+
+
+def drop_classifier(model, pooling):
+    """Drop ``model``'s classifier for its penultimate features; its name or None.
+
+    timm models reset theirs (``reset_classifier``, pooling as ``pooling``);
+    a Hugging Face wrapper has none; any other model loses its last
+    ``nn.Linear``.
+    """
+    if getattr(model, "has_classifier", True) is False:
+        return None
+    if _is_timm_model(model):
+        from ._timm import timm_head
+
+        return timm_head(model, pooling)
+    from ._layers import drop_last_linear
+
+    return drop_last_linear(model)
 
 
 def _preset_from_weights(resolved):

@@ -10,13 +10,14 @@ batch shapes).
 """
 
 import sys
-from contextlib import nullcontext
 
 import numpy as np
 import torch
 
 from ..utils import iter_row_batches, to_numpy
+from ._autocast import inference_autocast
 from ._inputs import ArrayImages
+from ._jpeg import decoded_batches, use_device_decoding
 
 __all__ = ["run_batches"]
 
@@ -42,7 +43,8 @@ def run_batches(images, module, postprocess, preprocess, *, batch_size, num_work
         Images per batch; ``DataLoader`` workers for images loaded one by one.
     device : torch.device
     autocast : bool
-        Run in float16 under ``torch.autocast`` on CUDA.
+        Run under ``torch.autocast``: float16 on CUDA, bfloat16 on a CPU
+        with native bfloat16 (``_autocast.autocast_dtype``).
     out_dtype : numpy dtype
         dtype of the returned array.
     verbose : int, default=0
@@ -56,8 +58,7 @@ def run_batches(images, module, postprocess, preprocess, *, batch_size, num_work
     """
     n_images = len(images)
     outputs = None
-    autocast = (torch.autocast(device.type, dtype=torch.float16)
-                if device.type == "cuda" and autocast else nullcontext())
+    autocast = inference_autocast(device, autocast)
     progress = None
     if verbose:
         from tqdm.auto import tqdm
@@ -75,7 +76,7 @@ def run_batches(images, module, postprocess, preprocess, *, batch_size, num_work
                     batch = torch.cat([batch, padding]).contiguous(
                         memory_format=torch.channels_last)
                 batch = batch.to(device, non_blocking=True)
-                result = postprocess(module(batch))[:n_rows]
+                result = postprocess(_as_float32(module(batch)))[:n_rows]
                 if outputs is None:
                     outputs = np.empty((n_images, *result.shape[1:]), dtype=out_dtype)
                 outputs[rows] = to_numpy(result.float())
@@ -85,6 +86,14 @@ def run_batches(images, module, postprocess, preprocess, *, batch_size, num_work
         if progress is not None:
             progress.close()
     return outputs
+
+
+def _as_float32(output):
+    """A reduced-precision output in float32, so pooling sums in float32."""
+    if isinstance(output, torch.Tensor) and output.dtype in (torch.float16,
+                                                             torch.bfloat16):
+        return output.float()
+    return output
 
 
 def _prepared_batches(images, preprocess, batch_size, num_workers, device):
@@ -100,6 +109,11 @@ def _prepared_batches(images, preprocess, batch_size, num_workers, device):
             if device.type == "cuda" and batch.numel() * 4 <= _GPU_RESIZE_MAX_BYTES:
                 batch = batch.to(device)
             yield rows, preprocess.prepare(batch, "X")
+        return
+    if use_device_decoding(images, device):
+        # JPEG files decoded on the GPU, in the main process (_jpeg).
+        yield from decoded_batches(images, preprocess, batch_size, device,
+                                   _stack_prepared)
         return
     if num_workers == 0:
         for rows in iter_row_batches(len(images), batch_size):
@@ -154,6 +168,12 @@ def _collate_prepared(items):
 
 def _stack_prepared(prepared):
     """Stack prepared images (uint8 and/or float32) into one batch tensor."""
+    channels = max(image.shape[0] for image in prepared)
+    if channels == 3:
+        # Grayscale images among RGB ones (Preprocessing.finish replicates
+        # the channel of all-gray batches the same way).
+        prepared = [image.expand(3, -1, -1) if image.shape[0] == 1 else image
+                    for image in prepared]
     if all(image.dtype == torch.uint8 for image in prepared):
         return torch.stack(prepared)
     return torch.stack([

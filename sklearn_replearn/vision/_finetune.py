@@ -29,8 +29,13 @@ def iter_blocks(module, prefix=""):
 
     ``nn.Sequential`` and ``nn.ModuleList`` containers are opened (recursively),
     so ResNet's ``layer4`` gives its residual blocks ``layer4.0``, ``layer4.1``
-    and DenseNet's ``features`` its dense blocks and transitions.
+    and DenseNet's ``features`` its dense blocks and transitions. A module
+    with a ``fine_tune_blocks()`` method (the Hugging Face wrapper) lists its
+    own.
     """
+    if not prefix and hasattr(module, "fine_tune_blocks"):
+        yield from module.fine_tune_blocks()
+        return
     for name, child in module.named_children():
         full_name = f"{prefix}{name}"
         if type(child) in (nn.Sequential, nn.ModuleList):

@@ -84,21 +84,30 @@ def check_layer(model, layer):
         )
 
 
-def pool_features(output, pooling):
-    """``(N, C, H, W)`` maps as vectors: ``"avg"``/``"max"`` over H and W, or
-    flattened (``pooling=None``); vector outputs are returned as they are."""
+def pool_features(output, pooling, prefix_tokens=None):
+    """``(N, C, H, W)`` maps as vectors: ``"avg"``/``"mean"``/``"max"`` over H
+    and W, or flattened (``pooling=None``); vector outputs are returned as
+    they are. With ``prefix_tokens`` (a vision transformer's count of class
+    and register tokens), ``(N, T, D)`` tokens are pooled too: ``"cls"`` takes
+    the first token, ``"avg"``/``"mean"``/``"max"`` pool the patch tokens."""
     if output.ndim == 2:
         return output
     if pooling is None:
         return output.flatten(1)
-    if output.ndim == 4:
-        if pooling == "avg":
+    if output.ndim == 3 and prefix_tokens is not None:
+        if pooling == "cls":
+            return output[:, 0]
+        patches = output[:, prefix_tokens:]
+        return patches.amax(dim=1) if pooling == "max" else patches.mean(dim=1)
+    if output.ndim == 4 and pooling != "cls":
+        if pooling in ("avg", "mean"):
             return output.mean(dim=(2, 3))
         return output.amax(dim=(2, 3))
     raise ValueError(
         f"The features have shape {tuple(output.shape)} (not (N, C, H, W) maps), "
-        f"which pooling={pooling!r} cannot pool over H and W; pass "
-        "pooling=None for the flattened output, or another layer."
+        f"which pooling={pooling!r} cannot pool (over H and W, or over a vision "
+        "transformer's tokens); pass pooling=None for the flattened output, or "
+        "another layer."
     )
 
 

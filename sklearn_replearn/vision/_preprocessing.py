@@ -45,7 +45,12 @@ def preprocessing_config(preset, image_size, normalize, in_channels):
         "antialias": True,
     }
     if image_size is None:
-        resize, crop = preset["resize_size"], (preset["crop_size"],) * 2
+        # (timm and Hugging Face presets may give (h, w) sizes, or no crop.)
+        resize, crop = preset["resize_size"], preset["crop_size"]
+        if isinstance(crop, Integral):
+            crop = (int(crop),) * 2
+        elif crop is not None:
+            crop = tuple(int(s) for s in crop)
     elif isinstance(image_size, Integral):
         resize, crop = int(image_size), (int(image_size),) * 2
     else:

@@ -1,0 +1,164 @@
+"""Named torchvision weights downloaded on first use, against a local HTTP
+server started here (no internet): hash checked, unsafe pickles refused, a
+missing network fails fast."""
+
+import hashlib
+import http.server
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from test_pretrained import _Exploit, _seeded_resnet18_state
+
+from sklearn_replearn import PretrainedCNNFeatures
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+IMAGES = np.random.RandomState(0).randint(0, 256, (2, 32, 32, 3), np.uint8)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Serves the files of tmp_path/served on 127.0.0.1; yields (folder, url)."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def _serve(folder, payload, sha_of=None):
+    """Write ``payload`` under torchvision's name pattern; returns the name."""
+    digest = hashlib.sha256(sha_of if sha_of is not None else payload).hexdigest()
+    name = f"resnet18-{digest[:8]}.pth"
+    (folder / name).write_bytes(payload)
+    return name
+
+
+def _point_weights_at(monkeypatch, url):
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    monkeypatch.setattr(weights.value, "url", url)
+
+
+def _state_bytes(tmp_path, state):
+    path = tmp_path / "state.pth"
+    torch.save(state, path)
+    return path.read_bytes()
+
+
+def test_named_weights_are_downloaded_on_first_use(server, tmp_path, monkeypatch,
+                                                   capsys):
+    folder, url = server
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    state = _seeded_resnet18_state()
+    name = _serve(folder, _state_bytes(tmp_path, state))
+    _point_weights_at(monkeypatch, f"{url}/{name}")
+    features = PretrainedCNNFeatures("resnet18", image_size=32, verbose=1,
+                                     autocast=False, device="cpu").fit(IMAGES)
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / name
+    assert cached.is_file()
+    assert "%" in capsys.readouterr().err  # the download's progress bar
+    by_state = PretrainedCNNFeatures("resnet18", weights=state, image_size=32,
+                                     autocast=False, device="cpu").fit(IMAGES)
+    np.testing.assert_array_equal(features.transform(IMAGES),
+                                  by_state.transform(IMAGES))
+    # Second use: from the cache, even with downloads off and the server gone.
+    os.remove(folder / name)
+    PretrainedCNNFeatures("resnet18", image_size=32, download=False,
+                          device="cpu").fit(IMAGES)
+
+
+def test_a_file_whose_hash_does_not_match_is_refused_and_not_kept(
+        server, tmp_path, monkeypatch):
+    folder, url = server
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    good = _state_bytes(tmp_path, _seeded_resnet18_state())
+    name = _serve(folder, good + b"tampered", sha_of=good)
+    _point_weights_at(monkeypatch, f"{url}/{name}")
+    with pytest.raises(ValueError, match="was refused.*hash.*Nothing was written"):
+        PretrainedCNNFeatures("resnet18", device="cpu").fit(IMAGES)
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    assert not checkpoints.exists() or not os.listdir(checkpoints)
+
+
+def test_an_unsafe_pickle_with_a_valid_name_is_refused(server, tmp_path,
+                                                       monkeypatch):
+    folder, url = server
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    marker = tmp_path / "code_ran"
+    state = _seeded_resnet18_state()
+    state["fc.extra"] = _Exploit(str(marker))
+    name = _serve(folder, _state_bytes(tmp_path, state))  # its own, valid hash
+    _point_weights_at(monkeypatch, f"{url}/{name}")
+    with pytest.raises(ValueError, match="refused and removed.*Refused to load"
+                                         ".*arbitrary code"):
+        PretrainedCNNFeatures("resnet18", device="cpu").fit(IMAGES)
+    assert not marker.exists()
+    assert not (tmp_path / "torch" / "hub" / "checkpoints" / name).exists()
+
+
+def test_no_network_fails_fast_with_the_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    # A port nobody listens on: the connection is refused at once. (A
+    # black-holed address would wait for DOWNLOAD_TIMEOUT_S instead.)
+    with socket_port() as port:
+        pass
+    _point_weights_at(monkeypatch,
+                      f"http://127.0.0.1:{port}/resnet18-f37072fd.pth")
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"resnet18-f37072fd\.pth.*checkpoints.*"
+                                         r"download failed.*127\.0\.0\.1"):
+        PretrainedCNNFeatures("resnet18", device="cpu").fit(IMAGES)
+    assert time.perf_counter() - start < 10
+
+
+def test_the_socket_timeout_bounds_a_silent_server(tmp_path, monkeypatch):
+    import socket
+
+    import sklearn_replearn.vision._download as download
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT_S", 0.5)
+    silent = socket.socket()  # accepts connections, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        _point_weights_at(monkeypatch, "http://127.0.0.1:"
+                          f"{silent.getsockname()[1]}/resnet18-f37072fd.pth")
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match="download failed.*timed out"):
+            PretrainedCNNFeatures("resnet18", device="cpu").fit(IMAGES)
+        assert time.perf_counter() - start < 5
+    finally:
+        silent.close()
+    assert socket.getdefaulttimeout() is None
+
+
+class socket_port:
+    """A free local port (bound, then released on exit)."""
+
+    def __enter__(self):
+        import socket
+
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        return self.socket.getsockname()[1]
+
+    def __exit__(self, *exc):
+        self.socket.close()
