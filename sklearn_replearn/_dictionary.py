@@ -420,8 +420,12 @@ class DictionaryLearner(BaseRepresentation):
         device = self._inference_device() if not first_call else resolve_device(
             self.device)
         X_t = as_tensor(X, device=device)
-        # One epoch, no stopping rule; a progress bar only in fit.
+        # One epoch, no stopping rule; a progress bar only in fit. Divergence
+        # is judged against the largest epoch loss so far, so a run of calls
+        # cannot creep up unnoticed.
         policy = self._training_policy(1, None, bar=False)
+        if getattr(self, "loss_curve_", None):
+            policy.reference_loss = max(self.loss_curve_)
         offset = 0 if first_call else self.n_iter_
         with seeded(self.random_state, device, offset=offset):
             if first_call:

@@ -25,9 +25,11 @@ from torch import nn
 
 from ._engine import (
     OPTIMIZERS,
+    ReconstructionNet,
     build_net,
     load_net_state,
     net_from_state,
+    net_settings,
     net_state,
     strip_net,
     train_net,
@@ -238,9 +240,6 @@ class BaseNeuralTransformer(BaseRepresentation):
                                           for_partial_fit=True)
                 else:
                     net = self.net_
-                    update_net(net, learning_rate=self.learning_rate,
-                               weight_decay=self.weight_decay,
-                               batch_size=self.batch_size, verbose=self.verbose)
                 record = self._train_in_place(net, X)
             self.net_ = net
             if first_call:
@@ -250,18 +249,26 @@ class BaseNeuralTransformer(BaseRepresentation):
         return self
 
     def _train_in_place(self, net, X):
-        """One more epoch of a fitted net; if it fails, the net is as it was.
+        """One more epoch of a net, with the current training settings.
 
-        The weights and the optimizer's state are trained in place, so a
-        failure (divergence, an error in a callback) must put them back.
+        The weights, the optimizer's state and the settings are changed in
+        place, so a failure (divergence, an error in a callback, Ctrl-C
+        outside the epoch loop) must put all of them back.
         """
         if not net.initialized_:
             return train_net(net, X, epochs=1)
-        saved = net_state(net)
+        saved, settings = net_state(net), net_settings(net)
+        history = list(net.history)
+        update_net(net, learning_rate=self.learning_rate,
+                   weight_decay=self.weight_decay, batch_size=self.batch_size,
+                   verbose=self.verbose, warmup=self._training_warmup())
         try:
             return train_net(net, X, epochs=1)
-        except Exception:
+        except BaseException:
             load_net_state(net, saved)
+            update_net(net, **settings)
+            # The epochs before this call, with their per-batch rows.
+            net.history = type(net.history)(history)
             raise
 
     def _split_validation(self, X, seed):
@@ -372,7 +379,8 @@ class BaseNeuralTransformer(BaseRepresentation):
             self.__dict__.pop("best_validation_score_", None)
         self._record_terms(record.terms)
         if warn_if_not_converged and self.n_iter_ >= self.max_iter and not (
-            record.interrupted) and (self.tol is not None or self.early_stopping):
+                record.interrupted or record.converged) and (
+                self.tol is not None or self.early_stopping):
             warnings.warn(
                 f"{type(self).__name__} stopped at max_iter={self.max_iter} epochs "
                 "while the loss was still improving; increase max_iter for a "
@@ -399,7 +407,7 @@ class BaseNeuralTransformer(BaseRepresentation):
         # A copy: on Python 3.11 object.__getstate__ returns the live __dict__.
         state = dict(super().__getstate__())
         net = state.pop("net_", None)
-        if net is not None and self.accelerator is None:
+        if net is not None and type(net) is ReconstructionNet:
             state["_net_state"] = net_state(net)
         elif net is not None:
             # Accelerate's wrapped nets are kept whole (as before).

@@ -162,8 +162,9 @@ class _RestoreOnFailure:
     ones. Fitted attributes are rebound, never mutated in place, until the
     fit succeeds, so a shallow copy of ``__dict__`` restores them. (A
     ``partial_fit`` that trains a model in place must also restore what it
-    mutated.) KeyboardInterrupt is not a failure: training keeps what it
-    learned.
+    mutated.) Training loops catch Ctrl-C themselves (the model keeps what
+    it learned); a KeyboardInterrupt that reaches here came from elsewhere
+    (a download, reading files) and restores the state too.
     """
 
     def __init__(self, estimator):
@@ -173,7 +174,7 @@ class _RestoreOnFailure:
         self.saved = dict(vars(self.estimator))
 
     def __exit__(self, exc_type, exc, traceback):
-        if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
+        if exc_type is not None:
             state = vars(self.estimator)
             state.clear()
             state.update(self.saved)

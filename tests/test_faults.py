@@ -58,15 +58,27 @@ def fitted():
     return {name: _quiet(make().fit, DIGITS) for name, make in ARRAY_ESTIMATORS.items()}
 
 
+def _fitted_numbers(estimator):
+    """The fitted attributes that are plain numbers, lists or arrays."""
+    return {name: value for name, value in vars(estimator).items()
+            if name.endswith("_") and isinstance(value, (int, float, list,
+                                                          np.ndarray))}
+
+
 def _state(estimator):
     """Everything a failed call must leave unchanged: attributes and outputs."""
-    return pickle.dumps(estimator), estimator.transform(DIGITS[:20])
+    return (sorted(vars(estimator)), _fitted_numbers(estimator),
+            estimator.transform(DIGITS[:20]))
 
 
 def _assert_unchanged(estimator, state):
-    blob, codes = state
+    names, numbers, codes = state
+    assert sorted(vars(estimator)) == names
+    now = _fitted_numbers(estimator)
+    assert now.keys() == numbers.keys()
+    for name, value in numbers.items():
+        np.testing.assert_array_equal(now[name], value, err_msg=name)
     np.testing.assert_array_equal(estimator.transform(DIGITS[:20]), codes)
-    assert pickle.loads(blob).get_params().keys() == estimator.get_params().keys()
 
 
 # --------------------------------------------------- bad inputs: clear errors
@@ -198,11 +210,39 @@ def test_random_shapes_dtypes_and_values(fitted, data):
 def test_a_diverging_partial_fit_leaves_the_model_as_it_was(fitted, name):
     estimator = pickle.loads(pickle.dumps(fitted[name]))
     state, n_iter = _state(estimator), estimator.n_iter_
+    lr = estimator.net_.optimizer_.param_groups[0]["lr"]
+    n_rows = len(estimator.net_.history)
     estimator.set_params(learning_rate=1e4)
     with pytest.raises(TrainingDivergedError, match="learning_rate"):
         estimator.partial_fit(DIGITS)
     assert estimator.n_iter_ == n_iter
+    # The net's settings and history are back too.
+    assert estimator.net_.optimizer_.param_groups[0]["lr"] == lr
+    assert len(estimator.net_.history) == n_rows
     _assert_unchanged(estimator, state)
+
+
+@pytest.mark.parametrize("name", ["ae", "vae"])
+@pytest.mark.parametrize("reload", [False, True])
+def test_divergence_over_many_small_partial_fits_is_caught(fitted, name, reload):
+    """Each call is one epoch of one batch: the reference must persist."""
+    estimator = pickle.loads(pickle.dumps(fitted[name]))
+    estimator.set_params(learning_rate=1e3)
+    with pytest.raises(TrainingDivergedError, match="exploded|became"):
+        for start in range(0, 30 * 60, 60):
+            if reload:
+                estimator = pickle.loads(pickle.dumps(estimator))
+            chunk = DIGITS[start % 180:start % 180 + 60]
+            estimator.partial_fit(chunk)
+    assert np.isfinite(estimator.transform(DIGITS)).all()
+
+
+def test_vae_partial_fit_uses_the_current_beta(fitted):
+    vae = pickle.loads(pickle.dumps(fitted["vae"])).set_params(beta=7.0)
+    vae.partial_fit(DIGITS)
+    np.testing.assert_allclose(
+        vae.loss_curve_[-1],
+        -vae.reconstruction_curve_[-1] + 7.0 * vae.kl_curve_[-1], rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["ae", "vae"])

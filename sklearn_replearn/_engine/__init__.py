@@ -12,13 +12,14 @@ internals), ``_accelerate`` (the same net through Hugging Face Accelerate),
 from ._classifier import train_classifier
 from ._data import RowBatchLoader, RowDataset
 from ._legacy import LEGACY_NAMES
-from ._net import ReconstructionNet, _ModuleDefinedLoss
+from ._net import ReconstructionNet, _ModuleDefinedLoss  # noqa: F401 (old pickles)
 from ._optimizers import OPTIMIZERS, check_optimizer, fused_optimizer_kwargs
 from ._service import (
     TrainingRecord,
     build_net,
     load_net_state,
     net_from_state,
+    net_settings,
     net_state,
     strip_net,
     train_net,
@@ -37,6 +38,7 @@ __all__ = [
     "fused_optimizer_kwargs",
     "load_net_state",
     "net_from_state",
+    "net_settings",
     "net_state",
     "strip_net",
     "train_classifier",
@@ -47,4 +49,3 @@ __all__ = [
 
 # Pickles written by version 0.1 name these under ``sklearn_replearn._engine``.
 globals().update(LEGACY_NAMES)
-_ModuleDefinedLoss = _ModuleDefinedLoss

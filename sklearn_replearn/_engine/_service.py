@@ -28,6 +28,7 @@ __all__ = [
     "build_net",
     "load_net_state",
     "net_from_state",
+    "net_settings",
     "net_state",
     "strip_net",
     "train_net",
@@ -177,20 +178,42 @@ def strip_net(net):
     callback.policy.tol = None
 
 
-def update_net(net, *, learning_rate, weight_decay, batch_size, verbose):
+def net_settings(net):
+    """The training settings :func:`update_net` changes, as they are now."""
+    callbacks = dict(net.callbacks_)
+    warmup = callbacks.get("warmup")
+    return {
+        "learning_rate": net.lr,
+        "weight_decay": net.optimizer_.param_groups[0]["weight_decay"],
+        "batch_size": net.batch_size,
+        "verbose": callbacks[_POLICY].policy.verbose,
+        "warmup": (None if warmup is None else
+                   (warmup.attribute, warmup.value, warmup.n_epochs)),
+    }
+
+
+def update_net(net, *, learning_rate, weight_decay, batch_size, verbose,
+               warmup=None):
     """Apply the estimator's current training settings to a built net.
 
     ``partial_fit`` continues training a net built by an earlier call; these
     settings take effect from the next epoch (the optimizer keeps its state).
+    ``warmup`` is as for :func:`build_net` (the VAE's ``beta`` and
+    ``kl_warmup``).
     """
     for group in net.optimizer_.param_groups:
         group["lr"] = learning_rate
         group["weight_decay"] = weight_decay
     net.lr = learning_rate
     net.batch_size = batch_size
-    policy = dict(net.callbacks_)[_POLICY].policy
+    callbacks = dict(net.callbacks_)
+    policy = callbacks[_POLICY].policy
     policy.verbose = verbose
     policy.divergence_hint = f"Lower learning_rate (it is {learning_rate})"
+    if warmup is not None and "warmup" in callbacks:
+        ramp = callbacks["warmup"]
+        ramp.attribute, ramp.value, ramp.n_epochs = warmup
+        policy.warmup_epochs = warmup[2]
 
 
 def net_state(net):
@@ -228,6 +251,10 @@ def net_from_state(net, state):
     net.module.to(device)
     net.initialize()
     load_net_state(net, state)
+    losses = [row["train_loss"] for row in state["history"] if "train_loss" in row]
+    if losses:
+        # Divergence is judged against where training started.
+        dict(net.callbacks_)[_POLICY].policy.reference_loss = losses[0]
     return net
 
 

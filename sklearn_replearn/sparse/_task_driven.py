@@ -253,6 +253,8 @@ def fit_task_driven(X, y, n_classes, n_components, policy, *, learner_settings,
     head.refit(codes, y)
     phase = TaskDrivenPhase(learner, head, supervision_weight=supervision_weight,
                             learning_rate=learning_rate, average=True)
+    # The joint loss adds the task term: judge divergence from its own start.
+    policy.reference_loss = None
     with policy.session(max_iter) as session:
         phase.run(X, y, codes, session, n_epochs=max_iter, batch_size=batch_size)
     if policy.interrupted or phase.average is None:

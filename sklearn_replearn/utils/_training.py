@@ -65,8 +65,13 @@ class TrainingPolicy:
         What the user can change when the loss diverges, as the start of a
         sentence, e.g. ``"Lower learning_rate (it is 0.1)"``.
     explosion_factor : float, default=EXPLOSION_FACTOR
-        A batch loss above ``first + explosion_factor * |first|`` (``first``
-        being the session's first batch loss) is divergence.
+        A batch loss above ``first + explosion_factor * |first|`` is
+        divergence, ``first`` being the first batch loss this policy saw (in
+        any session: ``partial_fit`` calls are sessions of one epoch each) or
+        ``reference_loss``.
+    reference_loss : float, default=None
+        The loss training started from, when the policy is rebuilt for a
+        model trained before (e.g. its first epoch's loss after loading).
 
     Examples
     --------
@@ -83,7 +88,7 @@ class TrainingPolicy:
 
     def __init__(self, *, owner, max_iter, tol=None, n_iter_no_change=10,
                  warmup_epochs=0, verbose=0, divergence_hint="",
-                 explosion_factor=EXPLOSION_FACTOR):
+                 explosion_factor=EXPLOSION_FACTOR, reference_loss=None):
         self.owner = owner
         self.max_iter = max_iter
         self.tol = tol
@@ -92,6 +97,7 @@ class TrainingPolicy:
         self.verbose = verbose
         self.divergence_hint = divergence_hint
         self.explosion_factor = explosion_factor
+        self.reference_loss = reference_loss
         # Completed epochs, over all sessions of this policy.
         self.loss_curve = []
         self.valid_curve = []
@@ -113,11 +119,6 @@ class TrainingPolicy:
         """Completed epochs over all sessions."""
         return len(self.loss_curve)
 
-    @property
-    def stopped_early(self):
-        """Whether the last session stopped by the stopping rule."""
-        return self.converged
-
     # ------------------------------------------------------------- helpers
     def _diverged(self, loss, where):
         epoch = self.n_epochs + 1
@@ -135,7 +136,6 @@ class _Session:
     def __init__(self, policy, n_epochs):
         self.policy = policy
         self.n_epochs = n_epochs
-        self.first_loss = None
         self.best = None
         self.misses = 0
         self.improved = False
@@ -185,13 +185,14 @@ class _Session:
             raise policy._diverged(f"became {loss}", where)
         if where != "training":
             return
-        if self.first_loss is None:
-            self.first_loss = loss
-        elif loss > self.first_loss + policy.explosion_factor * max(
-                abs(self.first_loss), 1e-12):
+        # The reference is kept over sessions: a run of one-epoch partial_fit
+        # calls must not move it up with a diverging loss.
+        first = policy.reference_loss
+        if first is None or not math.isfinite(first):
+            policy.reference_loss = loss
+        elif loss > first + policy.explosion_factor * max(abs(first), 1e-12):
             raise policy._diverged(
-                f"exploded to {loss:.4g} from {self.first_loss:.4g} at the start",
-                where,
+                f"exploded to {loss:.4g} from {first:.4g} at the start", where,
             )
 
     # --------------------------------------------------------------- epochs

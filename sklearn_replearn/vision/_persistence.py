@@ -50,6 +50,12 @@ def rebuild_spec(backbone, weights):
             kwargs["num_classes"] = len(resolved.meta["categories"])
             if backbone.startswith("vit_"):
                 kwargs["image_size"] = int(resolved.meta["min_size"][0])
+            if backbone in ("inception_v3", "googlenet"):
+                # Their builders change the architecture for named weights:
+                # inputs re-normalised inside the model, and GoogLeNet's
+                # auxiliary heads removed after loading.
+                kwargs["transform_input"] = True
+                kwargs["aux_logits"] = backbone == "inception_v3"
     return {"name": backbone, "kwargs": kwargs}
 
 
