@@ -36,12 +36,18 @@ def _parser():
     parser.add_argument("paths", nargs="+", metavar="PATHS",
                         help="image files and/or folders of images")
     parser.add_argument("--backbone", default="resnet18",
-                        help="torchvision classification model (default: resnet18)")
+                        help="torchvision classification model, timm:<name> or "
+                        "hf:<repo or folder> (default: resnet18)")
     parser.add_argument(
         "--weights", default="DEFAULT",
         help="'DEFAULT', a torchvision weights name (from the torch hub cache, "
-        "never downloaded), a .pth/.pt/.safetensors state dict file, or 'none' "
-        "for random weights (default: DEFAULT)")
+        "downloaded with a checked hash when missing unless --no-download), a "
+        ".pth/.pt/.safetensors state dict file, or 'none' for random weights "
+        "(default: DEFAULT)")
+    parser.add_argument(
+        "--no-download", action="store_true",
+        help="never download weights: fail at once, naming the file to put in "
+        "the cache (for air-gapped or reproducible setups)")
     parser.add_argument("--layer", default=None,
                         help="graph node giving the features (default: the input "
                         "of the classifier)")
@@ -200,6 +206,7 @@ def main(argv=None):
         image_size=args.image_size, batch_size=args.batch_size,
         num_workers=args.num_workers, device=args.device,
         random_state=args.random_state, verbose=0 if args.quiet else 1,
+        download=not args.no_download,
     )
     try:
         X_new = features.fit(files).transform(files)

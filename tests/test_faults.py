@@ -10,6 +10,7 @@ tests/test_extract.py); this one runs one table against all of them.
 """
 
 import io
+import os
 import pickle
 import subprocess
 import sys
@@ -306,6 +307,7 @@ def test_truncated_jpeg_is_an_error_naming_it(cnn, tmp_path):
     (["no/such/folder"], "neither an image file nor a folder"),
     (["{images}", "--out", "{tmp}/missing/f.npy"], "does not exist"),
     (["{images}", "--backbone", "no_such_net", "--weights", "none"], "no_such_net"),
+    (["{images}", "--no-download"], "downloading is off"),
 ])
 def test_extract_command_refuses_bad_paths_and_names_clearly(
         tmp_path, arguments, message):
@@ -316,7 +318,8 @@ def test_extract_command_refuses_bad_paths_and_names_clearly(
     done = subprocess.run(
         [sys.executable, "-m", "sklearn_replearn", "extract", *arguments,
          *(["--out", str(tmp_path / "f.npy")] if "--out" not in arguments else [])],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TORCH_HOME": str(tmp_path / "hub")})
     assert done.returncode != 0
     assert message in done.stderr
     assert "Traceback" not in done.stderr
