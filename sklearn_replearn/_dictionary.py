@@ -17,7 +17,6 @@ from ._dictionary_checks import (
     check_same_n_components,
     check_squares_fit_float32,
     check_two_classes,
-    map_tensors,
     tensor_copy,
 )
 from .base import BaseRepresentation
@@ -34,6 +33,7 @@ from .sparse import (
 from .utils import (
     TrainingPolicy,
     as_tensor,
+    map_tensors,
     resolve_device,
     seeded,
     to_numpy,

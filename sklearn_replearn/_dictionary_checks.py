@@ -6,7 +6,6 @@ tensors) of the fitted state that pickle and skops store.
 """
 
 import numpy as np
-import torch
 
 from .utils import as_tensor
 
@@ -14,7 +13,6 @@ __all__ = [
     "check_same_n_components",
     "check_squares_fit_float32",
     "check_two_classes",
-    "map_tensors",
     "tensor_copy",
 ]
 
@@ -80,15 +78,3 @@ def check_squares_fit_float32(X, *, supervised=False):
             f"{np.finfo(np.float32).max:.3g}). Scale X first, e.g. with "
             "StandardScaler or by dividing it by its largest value."
         )
-
-
-def map_tensors(tree, function):
-    """``tree`` (nested dicts and lists) with ``function`` applied to each tensor
-    or array leaf: optimizer state dicts to numpy (picklable anywhere) and back."""
-    if isinstance(tree, dict):
-        return {key: map_tensors(value, function) for key, value in tree.items()}
-    if isinstance(tree, list):
-        return [map_tensors(value, function) for value in tree]
-    if isinstance(tree, (torch.Tensor, np.ndarray)):
-        return function(tree)
-    return tree

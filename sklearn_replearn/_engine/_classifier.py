@@ -13,7 +13,7 @@ from skorch.callbacks import EpochTimer, PassthroughScoring
 from ._callbacks import check_callbacks, make_policy_callback
 from ._net import POLICY_CALLBACK_NAME
 from ._optimizers import fused_optimizer_kwargs
-from ._service import training_record
+from ._record import training_record
 
 __all__ = ["ClassifierNet", "train_classifier"]
 

@@ -5,14 +5,12 @@ trained net and a :class:`TrainingRecord`; it never builds the engine's
 datasets, names its callbacks or rebuilds a net for Accelerate itself.
 """
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 from skorch.helper import predefined_split
 from skorch.history import History
 
-from ..utils import resolve_device
+from ..utils import map_tensors, resolve_device
 from ._callbacks import (
     LinearWarmup,
     LossTermsRecorder,
@@ -22,6 +20,7 @@ from ._callbacks import (
 from ._data import RowBatchLoader, RowDataset
 from ._net import POLICY_CALLBACK_NAME, ModuleDefinedLoss, ReconstructionNet
 from ._optimizers import check_optimizer, fused_optimizer_kwargs
+from ._record import TrainingRecord, training_record
 
 __all__ = [
     "TrainingRecord",
@@ -39,24 +38,6 @@ __all__ = [
 # The policy callback's name is the engine's own business: estimators read
 # the policy through TrainingRecord.
 _POLICY = POLICY_CALLBACK_NAME
-
-
-@dataclass
-class TrainingRecord:
-    """What a training run leaves for the estimator's fitted attributes.
-
-    Only completed epochs count: an epoch cut short by Ctrl-C has no loss.
-    """
-
-    loss_curve: list
-    valid_curve: list
-    terms: dict = field(default_factory=dict)
-    converged: bool = False
-    interrupted: bool = False
-
-    @property
-    def n_epochs(self):
-        return len(self.loss_curve)
 
 
 def training_device(device, accelerator=None):
@@ -146,23 +127,6 @@ def train_net(net, X, *, epochs=None):
             net.initialize()
         net.partial_fit(data, epochs=epochs)
     return training_record(net)
-
-
-def training_record(net):
-    """The :class:`TrainingRecord` of ``net``'s completed epochs."""
-    policy = dict(net.callbacks_)[_POLICY].policy
-    rows = [row for row in net.history if "train_loss" in row]
-    term_names = [name for name in (rows[0] if rows else {})
-                  if name.startswith("train_") and name not in (
-                      "train_loss", "train_batch_count")]
-    return TrainingRecord(
-        loss_curve=[float(row["train_loss"]) for row in rows],
-        valid_curve=[float(row["valid_loss"]) for row in rows if "valid_loss" in row],
-        terms={name[len("train_"):]: [float(row[name]) for row in rows]
-               for name in term_names},
-        converged=policy.converged,
-        interrupted=policy.interrupted,
-    )
 
 
 def strip_net(net):
@@ -268,22 +232,10 @@ def load_net_state(net, state):
 
 
 def _plain(tree):
-    """``tree`` with every tensor replaced by a numpy array (recursively)."""
-    if torch.is_tensor(tree):
-        return tree.detach().cpu().numpy().copy()
-    if isinstance(tree, dict):
-        return {key: _plain(value) for key, value in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_plain(value) for value in tree)
-    return tree
+    """``tree`` with every tensor replaced by a numpy copy (recursively)."""
+    return map_tensors(tree, lambda tensor: tensor.detach().cpu().numpy().copy())
 
 
 def _tensors(tree):
     """The inverse of :func:`_plain`: numpy arrays back to CPU tensors."""
-    if isinstance(tree, np.ndarray):
-        return torch.from_numpy(np.array(tree))
-    if isinstance(tree, dict):
-        return {key: _tensors(value) for key, value in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_tensors(value) for value in tree)
-    return tree
+    return map_tensors(tree, lambda array: torch.from_numpy(np.array(array)))

@@ -15,6 +15,7 @@ Random draws use torch's global generator: run them inside
 
 import torch
 
+from ..utils import iter_row_batches
 from ._active_set import lasso_active_set
 from ._coders import lasso_objective
 from ._updates import (
@@ -104,7 +105,7 @@ class OnlineDictionaryLearning:
         """Codes of every row of ``X``, ``chunk_rows`` at a time (no gradient)."""
         with torch.no_grad():
             return torch.cat([self.codes(X[rows], init[rows])
-                              for rows in _row_slices(X.shape[0], chunk_rows)])
+                              for rows in iter_row_batches(X.shape[0], chunk_rows)])
 
     def step(self, X, codes, index):
         """One online step on the minibatch ``X`` (rows ``index`` of the data).
@@ -168,7 +169,7 @@ def run_epochs(n_samples, step, session, *, n_epochs, batch_size, device):
     for _ in range(n_epochs):
         order = torch.randperm(n_samples, device=device)
         total = 0.0
-        for rows in _row_slices(n_samples, batch_size):
+        for rows in iter_row_batches(n_samples, batch_size):
             index = order[rows]
             batch_loss = step(index)
             # Per sample: the same scale for every batch size, so the
@@ -177,9 +178,3 @@ def run_epochs(n_samples, step, session, *, n_epochs, batch_size, device):
             total += batch_loss
         if session.end_epoch(total / max(n_samples, 1)):
             break
-
-
-def _row_slices(n_samples, batch_size):
-    """``slice`` objects covering ``range(n_samples)`` in order."""
-    return [slice(start, min(start + batch_size, n_samples))
-            for start in range(0, n_samples, batch_size)]

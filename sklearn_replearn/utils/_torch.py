@@ -16,6 +16,7 @@ __all__ = [
     "batched_apply",
     "fixed_batch_rows",
     "iter_row_batches",
+    "map_tensors",
     "padded_rows",
     "resolve_device",
     "seed_from_random_state",
@@ -282,3 +283,24 @@ def padded_rows(batch, n_rows):
     if missing <= 0:
         return batch
     return torch.cat([batch, batch.new_zeros((missing, *batch.shape[1:]))])
+
+
+def map_tensors(tree, function):
+    """``tree`` (nested dicts, lists and tuples) with ``function`` applied to
+    each tensor or numpy array leaf.
+
+    Turns optimizer state dicts into numpy (plain data, picklable anywhere)
+    and back.
+
+    Examples
+    --------
+    >>> map_tensors({"step": torch.tensor(3.0), "groups": [1, 2]}, to_numpy)
+    {'step': array(3., dtype=float32), 'groups': [1, 2]}
+    """
+    if isinstance(tree, dict):
+        return {key: map_tensors(value, function) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(map_tensors(value, function) for value in tree)
+    if isinstance(tree, (torch.Tensor, np.ndarray)):
+        return function(tree)
+    return tree
