@@ -5,8 +5,9 @@ The only package that imports skorch. Its modules, from the bottom up:
 fused kernels), ``_callbacks`` (the training policy as a skorch callback, loss
 terms, warm-up), ``_net`` (the net, and the only overrides of skorch
 internals), ``_accelerate`` (the same net through Hugging Face Accelerate),
-``_record`` (what a run leaves for the estimator), ``_classifier`` (the classifier net that fine-tunes a CNN's last blocks) and
-``_service`` (what estimators call: build, train, strip).
+``_record`` (what a run leaves for the estimator), ``_classifier`` (the
+classifier net that fine-tunes a CNN's last blocks) and ``_service`` (what
+estimators call: build, train, strip).
 """
 
 from ._classifier import train_classifier
