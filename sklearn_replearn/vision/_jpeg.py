@@ -69,9 +69,9 @@ def load_decoded(images, indices, device):
     >>> import numpy as np
     >>> import torch
     >>> from sklearn_replearn.vision._inputs import ItemImages
-    >>> images = ItemImages([np.zeros((4, 5, 3), np.uint8)], check_range=True)
+    >>> images = ItemImages([np.zeros((6, 5, 3), np.uint8)], check_range=True)
     >>> [tuple(t.shape) for t in load_decoded(images, [0], torch.device("cpu"))]
-    [(3, 4, 5)]
+    [(3, 6, 5)]
     """
     import torchvision
     from torchvision.io import ImageReadMode
