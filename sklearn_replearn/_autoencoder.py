@@ -7,6 +7,7 @@ from torch import nn
 from ._neural import BaseNeuralTransformer
 from .base import check_unit_interval
 from .nn import Autoencoder
+from .nn._autoencoder import SparseAutoencoder
 from .utils._sklearn_compat import Interval, StrOptions
 
 __all__ = ["AutoencoderTransformer"]
@@ -48,6 +49,21 @@ class AutoencoderTransformer(BaseNeuralTransformer):
     denoising : float in [0, 1), default=0.0
         Fraction of input values zeroed at random during training (masking
         noise): a denoising autoencoder. 0 trains a plain autoencoder.
+    sparsity : float, default=0.0
+        Weight of an L1 penalty on the code: a sparse autoencoder, whose code
+        units each respond to few inputs. Each unit's ``|code|`` is weighted by
+        the norm of the decoder weights that read it, so the penalty cannot be
+        dodged by shrinking the code and growing the decoder; with a linear
+        decoder (``hidden_layer_sizes=()``) the loss is then sparse coding's
+        objective with unit-norm atoms, and ``sparsity`` has the meaning and
+        scale of ``DictionaryLearner``'s ``alpha`` (see
+        :class:`~sklearn_replearn.nn._autoencoder.SparseAutoencoder` for the
+        formula). ``loss_curve_`` includes the penalty; ``score`` does not. On
+        whitened natural-image patches, ``hidden_layer_sizes=()`` and a
+        sparsity around 0.5 to 2 give localised, oriented, edge-like filters
+        in ``components_`` (Olshausen & Field 1996), where a plain
+        autoencoder's filters are spread over the whole patch. 0 trains a
+        plain autoencoder, at no extra cost per batch.
     max_iter : int, default=200
         Maximum number of epochs (passes over the data).
     batch_size : int, default=128
@@ -126,6 +142,13 @@ default="adam"
     Vincent, P., Larochelle, H., Bengio, Y., & Manzagol, P.-A. (2008). Extracting
     and composing robust features with denoising autoencoders. ICML.
 
+    Olshausen, B. A., & Field, D. J. (1996). Emergence of simple-cell receptive
+    field properties by learning a sparse code for natural images. Nature,
+    381(6583), 607-609.
+
+    Le, Q. V., Karpenko, A., Ngiam, J., & Ng, A. Y. (2011). ICA with
+    reconstruction cost for efficient overcomplete feature learning. NeurIPS.
+
     Examples
     --------
     >>> import numpy as np
@@ -142,6 +165,7 @@ default="adam"
         **BaseNeuralTransformer._parameter_constraints,
         "loss": [StrOptions({"mse", "bce"})],
         "denoising": [Interval(Real, 0, 1, closed="left")],
+        "sparsity": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -156,6 +180,7 @@ default="adam"
         decoder=None,
         loss="mse",
         denoising=0.0,
+        sparsity=0.0,
         max_iter=200,
         batch_size=128,
         learning_rate=1e-3,
@@ -174,9 +199,11 @@ default="adam"
         self._set_shared_parameters(locals())
         self.loss = loss
         self.denoising = denoising
+        self.sparsity = sparsity
 
     _STRUCTURAL_PARAMETERS = (
         *BaseNeuralTransformer._STRUCTURAL_PARAMETERS, "loss", "denoising",
+        "sparsity",
     )
 
     # ---------------------------------------------------------------- hooks
@@ -185,15 +212,20 @@ default="adam"
             check_unit_interval(X, "loss='bce'", "loss='mse'")
 
     def _make_criterion(self):
+        if self.sparsity > 0:
+            return None  # the sparse module computes its own loss
         return nn.BCEWithLogitsLoss if self.loss == "bce" else nn.MSELoss
 
     def _build_module(self, encoder, decoder, n_features):
-        return Autoencoder(
-            encoder,
-            decoder,
-            output="sigmoid" if self.loss == "bce" else "identity",
-            masking_noise=self.denoising,
-        )
+        output = "sigmoid" if self.loss == "bce" else "identity"
+        if self.sparsity > 0:
+            return SparseAutoencoder(encoder, decoder, output=output,
+                                     masking_noise=self.denoising,
+                                     sparsity=float(self.sparsity))
+        # Without the penalty: the plain module and the engine's criterion,
+        # with no extra work per batch.
+        return Autoencoder(encoder, decoder, output=output,
+                           masking_noise=self.denoising)
 
     # ------------------------------------------------------------ attributes
     @property

@@ -1,11 +1,22 @@
-"""The tour: representation learners side by side on sklearn's digits.
+"""The tour: representation learners side by side on data that ships offline.
 
-``python -m sklearn_replearn`` fits each representation on 75% of the 8x8
-digits (scaled to [0, 1]), follows it with ``StandardScaler`` and
-``LogisticRegression``, and prints, for the held-out 25%: the reconstruction
-error (mean squared error of ``inverse_transform(transform(X))``), the
-accuracy of the pipeline, and the time to fit it. Raw pixels are the baseline.
-No download is needed: the digits ship with scikit-learn.
+``python -m sklearn_replearn`` (``--data digits``, the default) fits each
+representation on 75% of the 8x8 digits (scaled to [0, 1]), follows it with
+``StandardScaler`` and ``LogisticRegression``, and prints, for the held-out
+25%: the reconstruction error (mean squared error of
+``inverse_transform(transform(X))``), the accuracy of the pipeline, and the
+time to fit it. Raw pixels are the baseline. One of the representations is a
+small CNN trained from random weights on the digits' labels
+(``PretrainedCNNFeatures`` with every block fine-tuned), so that its kernels
+and feature maps are learned ones.
+
+``python -m sklearn_replearn --data patches`` learns on natural-image patches
+(:func:`load_patches`): a dictionary, a sparse autoencoder and, for contrast,
+a plain one. It prints their held-out reconstruction error, how localised
+their filters are (:func:`filter_localisation`, with random filters for
+reference) and their fit time. ``--plot DIR`` writes the figures of either
+part. No download is needed: the digits and the photos ship with
+scikit-learn and scikit-image.
 """
 
 import argparse
@@ -27,10 +38,26 @@ from sklearn.preprocessing import StandardScaler
 from ._autoencoder import AutoencoderTransformer
 from ._dictionary import DictionaryLearner
 from ._vae import VAETransformer
+from .utils import import_optional, seeded
+from .vision import PretrainedCNNFeatures
 
-__all__ = ["TOUR_MODELS", "format_table", "main", "run_tour", "write_figures"]
+__all__ = [
+    "PATCH_IMAGES",
+    "PATCH_MODELS",
+    "TOUR_MODELS",
+    "filter_localisation",
+    "format_patch_table",
+    "format_table",
+    "load_patches",
+    "main",
+    "run_patch_tour",
+    "run_tour",
+    "write_figures",
+    "write_patch_figures",
+]
 
 
+# ----------------------------------------------------------------- digits
 def _pca(n_components, quick, random_state):
     return PCA(n_components=n_components, random_state=random_state)
 
@@ -66,6 +93,36 @@ def _dictionary(supervised):
     return factory
 
 
+# The node of the small CNN whose output the tour shows as feature maps: the
+# ReLU after the first convolution.
+CNN_FEATURE_MAPS_LAYER = "1"
+
+
+def _small_cnn(n_components, quick, random_state):
+    """A two-convolution CNN, trained from random weights on the labels.
+
+    ``PretrainedCNNFeatures`` with ``weights=None`` keeps the module's random
+    initialisation (seeded here by ``random_state``), and
+    ``fine_tune_layers=2`` trains both convolutions with a temporary linear
+    head; its features are the ``n_components`` channels of the second
+    convolution, averaged over the image. The 8x8 digits are resized to 16x16
+    so that the 5x5 kernels and their feature maps have room.
+    """
+    from torch import nn
+
+    with seeded(random_state):
+        backbone = nn.Sequential(
+            nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, n_components, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(n_components, 10),
+        )
+    return PretrainedCNNFeatures(
+        backbone, weights=None, image_shape=(1, 8, 8), image_size=(16, 16),
+        normalize=False, fine_tune_layers=2, max_iter=5 if quick else 20,
+        learning_rate=3e-3, batch_size=32, random_state=random_state, device="cpu",
+    )
+
+
 # (row label, factory(n_components, quick, random_state) -> transformer).
 # A factory returns None for the raw-pixel baseline.
 TOUR_MODELS = [
@@ -75,6 +132,7 @@ TOUR_MODELS = [
     ("VAETransformer", _vae),
     ("DictionaryLearner", _dictionary(supervised=False)),
     ("DictionaryLearner (supervised)", _dictionary(supervised=True)),
+    ("PretrainedCNNFeatures (trained here)", _small_cnn),
 ]
 
 
@@ -96,8 +154,8 @@ def run_tour(n_components=16, *, quick=False, random_state=0, log=None):
     -------
     rows : list of dict
         One dict per model: ``model``, ``reconstruction_mse`` (None for raw
-        pixels), ``accuracy``, ``fit_seconds`` and ``estimator`` (the fitted
-        representation, None for raw pixels).
+        pixels and the CNN), ``accuracy``, ``fit_seconds`` and ``estimator``
+        (the fitted representation, None for raw pixels).
     X_test, y_test : ndarray
         The held-out digits the rows were measured on.
 
@@ -128,7 +186,7 @@ def run_tour(n_components=16, *, quick=False, random_state=0, log=None):
             pipeline.fit(X_train, y_train)
         fit_seconds = time.perf_counter() - start
         error = None
-        if representation is not None:
+        if hasattr(representation, "inverse_transform"):
             codes = representation.transform(X_test)
             reconstruction = representation.inverse_transform(codes)
             error = float(np.mean((reconstruction - X_test) ** 2))
@@ -142,35 +200,81 @@ def run_tour(n_components=16, *, quick=False, random_state=0, log=None):
     return rows, X_test, y_test
 
 
+def _slug(label):
+    return re.sub(r"\W+", "_", label.lower()).strip("_")
+
+
+class _FigureWriter:
+    """Saves displays as PNGs into a directory and remembers the paths."""
+
+    def __init__(self, directory):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        self.plt = plt
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.written = []
+
+    def save(self, figure, name):
+        path = self.directory / f"{name}.png"
+        figure.savefig(path, dpi=80, bbox_inches="tight")
+        self.plt.close(figure)
+        self.written.append(path)
+
+
+def _kernels_before_and_after(estimator, title):
+    """First-layer kernels at initialisation (top) and after training (bottom)."""
+    from torch import nn
+
+    from . import plotting
+
+    plt = plotting._pyplot()
+
+    def first_kernels(module):
+        conv = next(layer for layer in module.modules()
+                    if isinstance(layer, nn.Conv2d))
+        weights = conv.weight.detach().cpu().numpy()
+        return weights[:, 0].reshape(len(weights), -1), weights.shape[2:]
+
+    # The backbone parameter is the module as given: fit trains a copy.
+    initial, shape = first_kernels(estimator.backbone)
+    trained, _ = first_kernels(estimator.model_)
+    n_kernels = len(trained)
+    figure, axes = plt.subplots(2, n_kernels, squeeze=False,
+                                figsize=(0.9 * n_kernels, 2.4))
+    for row, (kernels, label) in enumerate(
+            [(initial, "random init"), (trained, "trained")]):
+        plotting.ComponentsDisplay(kernels, image_shape=shape).plot(
+            n_cols=n_kernels, ax=axes[row])
+        axes[row, 0].set_ylabel(label, fontsize=8)
+    figure.suptitle(title)
+    return figure
+
+
 def write_figures(rows, X, y, directory):
     """Write PNG figures of each fitted representation into ``directory``.
 
     For each model: its components, reconstructions of held-out digits, its
     latent space coloured by digit, its loss curve and generated samples, as
-    far as the model has them. Returns the paths written.
+    far as the model has them; for the CNN, its first-layer kernels before
+    and after training and the feature maps of the first held-out digit.
+    Returns the paths written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from . import plotting
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
+    writer = _FigureWriter(directory)
 
     def save(display, name):
-        path = directory / f"{name}.png"
-        display.figure_.savefig(path, dpi=80, bbox_inches="tight")
-        plt.close(display.figure_)
-        written.append(path)
+        writer.save(display.figure_, name)
 
     for row in rows:
         estimator = row["estimator"]
         if estimator is None:
             continue
-        slug = re.sub(r"\W+", "_", row["model"].lower()).strip("_")
+        slug = _slug(row["model"])
         if hasattr(estimator, "components_"):
             components = plotting.ComponentsDisplay.from_estimator(
                 estimator, max_components=32)
@@ -178,6 +282,15 @@ def write_figures(rows, X, y, directory):
         if hasattr(estimator, "inverse_transform"):
             save(plotting.ReconstructionDisplay.from_estimator(estimator, X),
                  f"reconstructions_{slug}")
+        if hasattr(estimator, "feature_maps"):
+            writer.save(_kernels_before_and_after(
+                estimator, "first-layer kernels of the small CNN"),
+                f"kernels_{slug}")
+            digit = np.asarray(X)[0].reshape(8, 8)
+            save(plotting.FeatureMapsDisplay.from_estimator(
+                estimator, digit, layer=CNN_FEATURE_MAPS_LAYER, max_maps=16,
+                title=f"first-layer feature maps of a held-out {y[0]}"),
+                f"feature_maps_{slug}")
         save(plotting.LatentSpaceDisplay.from_estimator(estimator, X, y),
              f"latent_{slug}")
         if hasattr(estimator, "loss_curve_"):
@@ -185,7 +298,7 @@ def write_figures(rows, X, y, directory):
         if hasattr(estimator, "sample"):
             save(plotting.SamplesDisplay.from_estimator(estimator, random_state=0),
                  f"samples_{slug}")
-    return written
+    return writer.written
 
 
 def format_table(rows, n_components):
@@ -203,35 +316,361 @@ def format_table(rows, n_components):
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- patches
+# Photos shipped with scikit-learn (china, flower) and scikit-image.
+PATCH_IMAGES = ("china", "flower", "astronaut", "chelsea", "coffee")
+
+
+def _gray_image(name):
+    """A bundled photo as a 2-D float64 array in [0, 1]."""
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        image = load_sample_image(f"{name}.jpg")
+    else:
+        data = import_optional("skimage.data", feature="The patch tour",
+                               extra="test", package="scikit-image")
+        image = getattr(data, name)()
+    image = np.asarray(image, dtype=np.float64) / 255.0
+    if image.ndim == 3:
+        image = image[..., :3] @ np.array([0.299, 0.587, 0.114])
+    return image
+
+
+def load_patches(patch_size=12, n_patches=2000, *, images=PATCH_IMAGES,
+                 downsample=2, whitening=1.0, random_state=0):
+    """Whitened natural-image patches, for learning edge-like filters.
+
+    From each grayscale photo, block-averaged by ``downsample``, take
+    ``n_patches`` random ``patch_size x patch_size`` patches wholly in its
+    left half (training) and ``n_patches // 4`` wholly in its right half
+    (test), so that overlapping patches never cross the split. Then, as is
+    usual for these figures (Olshausen & Field 1996):
+
+    * remove each patch's mean: brightness carries most of the variance and
+      none of the structure;
+    * ZCA-whiten with the training patches' covariance ``C``:
+      ``x -> x (C + eps I)^(-1/2)`` with ``eps = whitening`` times the mean
+      eigenvalue of ``C``. Natural images have a power spectrum falling as
+      1/f^2: unwhitened, the reconstruction error is dominated by low
+      frequencies and an autoencoder learns global, PCA-like patterns; with
+      the spectrum flattened, localised edges become what explains the data.
+      ``eps`` damps the highest frequencies, where the pixel noise is (the
+      low-pass cut-off of Olshausen & Field's whitening filter);
+    * scale to unit variance over all values.
+
+    Block-averaging first removes the JPEG blocks and demosaicing patterns of
+    single pixels, which whitening would otherwise amplify into
+    checkerboard filters.
+
+    Parameters
+    ----------
+    patch_size : int, default=12
+        Side of the square patches (after downsampling).
+    n_patches : int, default=2000
+        Training patches per image.
+    images : sequence of str, default=PATCH_IMAGES
+        ``"china"`` and ``"flower"`` (``sklearn.datasets.load_sample_image``)
+        or names of ``skimage.data`` images.
+    downsample : int, default=2
+        Block-averaging factor applied to each image first.
+    whitening : float, default=1.0
+        The whitening's ``eps``, relative to the mean eigenvalue.
+    random_state : int, default=0
+        Seeds the patch positions.
+
+    Returns
+    -------
+    X_train : ndarray of shape (n_patches * len(images), patch_size ** 2)
+    X_test : ndarray of shape (n_patches // 4 * len(images), patch_size ** 2)
+        Whitened patches (float32), rows of C-ordered pixels.
+    to_pixels : callable
+        Maps whitened rows back to mean-removed pixel values (for showing
+        reconstructions as images).
+
+    Examples
+    --------
+    >>> from sklearn_replearn._tour import load_patches
+    >>> X_train, X_test, to_pixels = load_patches(8, 100, images=("china",))
+    >>> X_train.shape, X_test.shape, to_pixels(X_test).shape
+    ((100, 64), (25, 64), (25, 64))
+    """
+    if not (isinstance(patch_size, int) and patch_size >= 2):
+        raise ValueError(f"patch_size must be an int >= 2; got {patch_size!r}.")
+    if not (isinstance(n_patches, int) and n_patches >= 4):
+        raise ValueError(f"n_patches must be an int >= 4; got {n_patches!r}.")
+    rng = np.random.RandomState(random_state)
+    train, test = [], []
+    for name in images:
+        image = _gray_image(name)
+        height, width = (size // downsample * downsample for size in image.shape)
+        image = image[:height, :width].reshape(
+            height // downsample, downsample, width // downsample, downsample,
+        ).mean(axis=(1, 3))
+        height, half = image.shape[0], image.shape[1] // 2
+        if min(height, half) < patch_size:
+            raise ValueError(
+                f"Image {name!r} is {image.shape[0]}x{image.shape[1]} after "
+                f"downsample={downsample}: too small for {patch_size}x{patch_size} "
+                "patches from each half; use smaller patches or less downsampling."
+            )
+        for rows, count, left in ((train, n_patches, 0),
+                                  (test, n_patches // 4, half)):
+            ys = rng.randint(0, height - patch_size + 1, count)
+            xs = left + rng.randint(0, half - patch_size + 1, count)
+            rows.extend(image[y:y + patch_size, x:x + patch_size].ravel()
+                        for y, x in zip(ys, xs))
+    train, test = (np.asarray(rows) for rows in (train, test))
+    train -= train.mean(axis=1, keepdims=True)
+    test -= test.mean(axis=1, keepdims=True)
+    eigenvalues, eigenvectors = np.linalg.eigh(train.T @ train / len(train))
+    eigenvalues = np.clip(eigenvalues, 0.0, None) + whitening * eigenvalues.mean()
+    whiten = eigenvectors @ np.diag(eigenvalues ** -0.5) @ eigenvectors.T
+    scale = float(np.std(train @ whiten))
+    whiten /= scale
+    unwhiten = eigenvectors @ np.diag(eigenvalues ** 0.5) @ eigenvectors.T * scale
+
+    def to_pixels(rows):
+        return np.asarray(rows, dtype=np.float64) @ unwhiten
+
+    return ((train @ whiten).astype(np.float32), (test @ whiten).astype(np.float32),
+            to_pixels)
+
+
+def filter_localisation(filters, image_shape, window=None):
+    """How localised each filter is: its energy's share in its best window.
+
+    Each filter (a flat image) has its mean removed; the statistic is the
+    fraction of its energy (sum of squared weights) inside the
+    ``window x window`` square that holds the most. 1 means all of the
+    filter lies in that square; filters of independent random weights score
+    about ``window**2 / (height * width)`` plus a little for the best of the
+    possible squares (0.35 for 12x12 filters and 6x6 windows).
+
+    Parameters
+    ----------
+    filters : array-like of shape (n_filters, height * width)
+    image_shape : tuple of int
+        ``(height, width)`` of one filter.
+    window : int, default=None
+        Side of the square; None uses half the shorter side.
+
+    Returns
+    -------
+    localisation : ndarray of shape (n_filters,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_replearn._tour import filter_localisation
+    >>> spot = np.zeros((1, 64))
+    >>> spot[0, [18, 19]] = [1.0, 0.5]
+    >>> filter_localisation(spot, (8, 8)).round(2)
+    array([0.98])
+    """
+    height, width = image_shape
+    filters = np.asarray(filters, dtype=np.float64).reshape(-1, height, width)
+    window = window or min(height, width) // 2
+    energy = (filters - filters.mean(axis=(1, 2), keepdims=True)) ** 2
+    # Window sums from a summed-area table.
+    table = np.pad(energy.cumsum(axis=1).cumsum(axis=2), ((0, 0), (1, 0), (1, 0)))
+    sums = (table[:, window:, window:] - table[:, :-window, window:]
+            - table[:, window:, :-window] + table[:, :-window, :-window])
+    total = energy.sum(axis=(1, 2))
+    return sums.max(axis=(1, 2)) / np.where(total > 0, total, 1.0)
+
+
+def _sparse_autoencoder(sparsity):
+    def factory(n_components, quick, random_state):
+        # One linear layer each way: the encoder's weights are the filters,
+        # and with sparsity > 0 the loss is sparse coding's (see the
+        # sparsity parameter).
+        return AutoencoderTransformer(
+            n_components=n_components, hidden_layer_sizes=(), sparsity=sparsity,
+            max_iter=5 if quick else 60, learning_rate=3e-3,
+            random_state=random_state, device="cpu",
+        )
+
+    return factory
+
+
+def _patch_dictionary(n_components, quick, random_state):
+    return DictionaryLearner(
+        n_components=n_components, alpha=3.0, max_iter=2 if quick else 20,
+        random_state=random_state, device="cpu",
+    )
+
+
+# (row label, factory(n_components, quick, random_state) -> transformer).
+PATCH_MODELS = [
+    ("AutoencoderTransformer (sparsity=0)", _sparse_autoencoder(0.0)),
+    ("AutoencoderTransformer (sparsity=1)", _sparse_autoencoder(1.0)),
+    ("DictionaryLearner", _patch_dictionary),
+]
+
+
+def run_patch_tour(n_components=64, *, patch_size=12, quick=False, random_state=0,
+                   log=None):
+    """Learn filters on natural-image patches and measure them.
+
+    Parameters
+    ----------
+    n_components : int, default=64
+        Number of filters (atoms) of every model.
+    patch_size : int, default=12
+        Side of the patches (:func:`load_patches`).
+    quick : bool, default=False
+        Fewer patches and epochs (for tests and smoke runs).
+    random_state : int, default=0
+        Seeds the patch positions and every model.
+    log : callable, default=None
+        Called with a progress line before each model.
+
+    Returns
+    -------
+    rows : list of dict
+        A first row for random filters (the reference), then one per model:
+        ``model``, ``reconstruction_mse`` (held out, in whitened units: 1 is
+        the data's variance), ``localisation`` (mean of
+        :func:`filter_localisation` over the filters), ``fit_seconds`` and
+        ``estimator``.
+    X_test : ndarray
+        The held-out whitened patches.
+    to_pixels : callable
+        Maps whitened rows back to pixel values (see :func:`load_patches`).
+    """
+    X_train, X_test, to_pixels = load_patches(
+        patch_size, 300 if quick else 2000, random_state=random_state)
+    shape = (patch_size, patch_size)
+    noise = np.random.RandomState(random_state).randn(n_components, patch_size ** 2)
+    rows = [{"model": "random filters (reference)", "reconstruction_mse": None,
+             "localisation": float(filter_localisation(noise, shape).mean()),
+             "fit_seconds": None, "estimator": None}]
+    for index, (label, factory) in enumerate(PATCH_MODELS, start=1):
+        if log is not None:
+            log(f"[{index}/{len(PATCH_MODELS)}] {label} on {len(X_train)} "
+                f"{patch_size}x{patch_size} patches ...")
+        estimator = factory(n_components, quick, random_state)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            estimator.fit(X_train)
+        fit_seconds = time.perf_counter() - start
+        reconstruction = estimator.inverse_transform(estimator.transform(X_test))
+        rows.append({
+            "model": label,
+            "reconstruction_mse": float(np.mean((reconstruction - X_test) ** 2)),
+            "localisation": float(filter_localisation(
+                estimator.components_, shape).mean()),
+            "fit_seconds": fit_seconds,
+            "estimator": estimator,
+        })
+    return rows, X_test, to_pixels
+
+
+def format_patch_table(rows, n_components, patch_size=12):
+    """The patch tour's results as a Markdown table."""
+    lines = [
+        f"| model ({n_components} filters, {patch_size}x{patch_size} whitened "
+        "patches) | held-out reconstruction MSE | filter localisation | fit s |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        error = "-" if row["reconstruction_mse"] is None else (
+            f"{row['reconstruction_mse']:.3f}")
+        seconds = "-" if row["fit_seconds"] is None else f"{row['fit_seconds']:.1f}"
+        lines.append(f"| {row['model']} | {error} | {row['localisation']:.2f} "
+                     f"| {seconds} |")
+    return "\n".join(lines)
+
+
+def write_patch_figures(rows, X_test, to_pixels, directory, patch_size=12):
+    """Write the patch tour's figures into ``directory``; returns the paths.
+
+    For each model: its filters (``patches_components_<model>.png``, each
+    on its own symmetric scale around zero) and its reconstructions of ten
+    held-out patches (drawn among the more contrasted half), shown as pixels
+    (``patches_reconstructions_<model>.png``).
+    """
+    from . import plotting
+
+    writer = _FigureWriter(directory)
+    shape = (patch_size, patch_size)
+    # Ten held-out patches drawn from the more contrasted half (a flat patch
+    # of sky shows nothing).
+    contrast = to_pixels(X_test).var(axis=1)
+    busy = np.flatnonzero(contrast >= np.median(contrast))
+    shown = np.sort(np.random.RandomState(0).choice(busy, 10, replace=False))
+    originals = to_pixels(X_test[shown])
+    for row in rows:
+        estimator = row["estimator"]
+        if estimator is None:
+            continue
+        slug = _slug(row["model"])
+        display = plotting.ComponentsDisplay.from_estimator(
+            estimator, image_shape=shape, max_components=64, n_cols=16,
+            title=f"{row['model']}: filters learned on photo patches")
+        writer.save(display.figure_, f"patches_components_{slug}")
+        reconstructions = to_pixels(
+            estimator.inverse_transform(estimator.transform(X_test[shown])))
+        display = plotting.ReconstructionDisplay(
+            originals, reconstructions, image_shape=shape,
+            title=f"{row['model']}: held-out patches").plot()
+        writer.save(display.figure_, f"patches_reconstructions_{slug}")
+    return writer.written
+
+
+# ------------------------------------------------------------ command line
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m sklearn_replearn",
-        description="Tour of representation learners on sklearn's 8x8 digits: each "
-        "representation, then StandardScaler + LogisticRegression; prints held-out "
-        "reconstruction error, accuracy and fit time. Subcommand: 'extract' (CNN "
-        "features from image files).",
+        description="Tour of representation learners on data that ships offline. "
+        "--data digits (default): each representation on sklearn's 8x8 digits, "
+        "then StandardScaler + LogisticRegression; prints held-out "
+        "reconstruction error, accuracy and fit time. --data patches: "
+        "dictionary and (sparse) autoencoder filters learned on natural-image "
+        "patches, with their held-out reconstruction error and how localised "
+        "they are. Subcommand: 'extract' (CNN features from image files).",
     )
-    parser.add_argument("--n-components", type=int, default=16,
-                        help="width of every representation (default 16)")
+    parser.add_argument("--data", choices=("digits", "patches"), default="digits",
+                        help="which part of the tour to run (default digits)")
+    parser.add_argument("--n-components", type=int, default=None,
+                        help="width of every representation (default 16 for "
+                        "digits, 64 filters for patches)")
     parser.add_argument("--quick", action="store_true",
                         help="few training epochs (a smoke run)")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--plot", metavar="DIR", default=None,
                         help="also write PNG figures (components, reconstructions, "
-                        "latent spaces, loss curves, samples) into DIR; needs "
+                        "latent spaces, loss curves, samples, CNN kernels and "
+                        "feature maps; filters for patches) into DIR; needs "
                         "matplotlib (the 'plot' extra)")
     args = parser.parse_args(argv)
-    if args.n_components < 1:
-        parser.error(f"--n-components must be >= 1, got {args.n_components}")
+    n_components = args.n_components
+    if n_components is None:
+        n_components = 64 if args.data == "patches" else 16
+    if n_components < 1:
+        parser.error(f"--n-components must be >= 1, got {n_components}")
 
     def log(line):
         print(line, file=sys.stderr, flush=True)
 
-    rows, X_test, y_test = run_tour(args.n_components, quick=args.quick,
-                                    random_state=args.random_state, log=log)
-    print(format_table(rows, args.n_components))
-    if args.plot:
-        log(f"writing figures to {args.plot} ...")
-        for path in write_figures(rows, X_test, y_test, args.plot):
-            log(f"  {path}")
+    if args.data == "patches":
+        rows, X_test, to_pixels = run_patch_tour(
+            n_components, quick=args.quick, random_state=args.random_state, log=log)
+        print(format_patch_table(rows, n_components))
+        paths = []
+        if args.plot:
+            log(f"writing figures to {args.plot} ...")
+            paths = write_patch_figures(rows, X_test, to_pixels, args.plot)
+    else:
+        rows, X_test, y_test = run_tour(n_components, quick=args.quick,
+                                        random_state=args.random_state, log=log)
+        print(format_table(rows, n_components))
+        paths = []
+        if args.plot:
+            log(f"writing figures to {args.plot} ...")
+            paths = write_figures(rows, X_test, y_test, args.plot)
+    for path in paths:
+        log(f"  {path}")
     return 0
