@@ -51,19 +51,22 @@ class AutoencoderTransformer(BaseNeuralTransformer):
         noise): a denoising autoencoder. 0 trains a plain autoencoder.
     sparsity : float, default=0.0
         Weight of an L1 penalty on the code: a sparse autoencoder, whose code
-        units each respond to few inputs. Each unit's ``|code|`` is weighted by
-        the norm of the decoder weights that read it, so the penalty cannot be
-        dodged by shrinking the code and growing the decoder; with a linear
-        decoder (``hidden_layer_sizes=()``) the loss is then sparse coding's
-        objective with unit-norm atoms, and ``sparsity`` has the meaning and
-        scale of ``DictionaryLearner``'s ``alpha`` (see
-        :class:`~sklearn_replearn.nn._autoencoder.SparseAutoencoder` for the
-        formula). ``loss_curve_`` includes the penalty; ``score`` does not. On
-        whitened natural-image patches, ``hidden_layer_sizes=()`` and a
-        sparsity around 0.5 to 2 give localised, oriented, edge-like filters
-        in ``components_`` (Olshausen & Field 1996), where a plain
-        autoencoder's filters are spread over the whole patch. 0 trains a
-        plain autoencoder, at no extra cost per batch.
+        units each respond to few inputs. Each unit's ``|code|`` is weighted
+        by the norm of the decoder weights that read it (and, for a deeper
+        decoder, by how much its later layers have grown since
+        initialisation), so the penalty cannot be dodged by shrinking the code
+        and growing the decoder. With a linear decoder
+        (``hidden_layer_sizes=()``) the loss is then sparse coding's objective
+        with unit-norm atoms, ``2 / n_features * (0.5 * ||x - x_hat||^2 +
+        sparsity * ||code||_1)`` per sample: ``sparsity`` means what
+        ``DictionaryLearner``'s ``alpha`` means. ``loss_curve_`` includes the
+        penalty; ``score`` does not. On whitened natural-image patches,
+        ``hidden_layer_sizes=()`` and ``sparsity=1`` give localised, oriented,
+        edge-like filters in ``components_`` (Olshausen & Field 1996; see
+        ``python -m sklearn_replearn --data patches``), where a plain
+        autoencoder's filters stay as spread out as random ones. Too large a
+        value shuts the code off (every sample reconstructed as the mean).
+        0 trains a plain autoencoder, with no extra work per batch.
     max_iter : int, default=200
         Maximum number of epochs (passes over the data).
     batch_size : int, default=128

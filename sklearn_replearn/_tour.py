@@ -114,12 +114,13 @@ def _small_cnn(n_components, quick, random_state):
         backbone = nn.Sequential(
             nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(16, n_components, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(n_components, 10),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(n_components, 10),
         )
     return PretrainedCNNFeatures(
         backbone, weights=None, image_shape=(1, 8, 8), image_size=(16, 16),
-        normalize=False, fine_tune_layers=2, max_iter=5 if quick else 20,
-        learning_rate=3e-3, batch_size=32, random_state=random_state, device="cpu",
+        normalize=False, fine_tune_layers=2, max_iter=10 if quick else 20,
+        learning_rate=3e-3, batch_size=32,
+        random_state=random_state, device="cpu",
     )
 
 
@@ -469,8 +470,17 @@ def filter_localisation(filters, image_shape, window=None):
     array([0.98])
     """
     height, width = image_shape
-    filters = np.asarray(filters, dtype=np.float64).reshape(-1, height, width)
-    window = window or min(height, width) // 2
+    filters = np.asarray(filters, dtype=np.float64)
+    if filters.ndim != 2 or filters.shape[1] != height * width:
+        raise ValueError(
+            f"filters must have shape (n_filters, {height * width}) for "
+            f"image_shape={tuple(image_shape)}; got {filters.shape}."
+        )
+    filters = filters.reshape(-1, height, width)
+    window = window or max(1, min(height, width) // 2)
+    if not 1 <= window <= min(height, width):
+        raise ValueError(f"window must be between 1 and {min(height, width)}; "
+                         f"got {window}.")
     energy = (filters - filters.mean(axis=(1, 2), keepdims=True)) ** 2
     # Window sums from a summed-area table.
     table = np.pad(energy.cumsum(axis=1).cumsum(axis=2), ((0, 0), (1, 0), (1, 0)))

@@ -97,13 +97,18 @@ def test_extra_sklearn_checks(estimator, check):
 
 # More settings of the neural estimators: the checks must pass on every
 # setting, not only the defaults (issue 14: small max_iter, n_components 1 and
-# 8, batches that do not divide the data, other losses and likelihoods).
+# 8, batches that do not divide the data, other losses and likelihoods, the
+# sparsity penalty).
 NEURAL_SETTINGS = [
     AutoencoderTransformer(n_components=1, max_iter=2, batch_size=3,
                            hidden_layer_sizes=(5, 3), activation="tanh",
                            random_state=0, device="cpu"),
     AutoencoderTransformer(n_components=8, max_iter=3, batch_size=7, denoising=0.2,
                            early_stopping=True, random_state=0, device="cpu"),
+    # A sparse autoencoder with a linear encoder and decoder (its own loss).
+    AutoencoderTransformer(n_components=3, max_iter=3, batch_size=7,
+                           hidden_layer_sizes=(), sparsity=0.5, random_state=0,
+                           device="cpu"),
     VAETransformer(n_components=1, max_iter=2, batch_size=5, random_state=0,
                    device="cpu"),
     VAETransformer(n_components=8, max_iter=2, batch_size=7, noise_variance=0.5,

@@ -55,18 +55,22 @@ class Autoencoder(nn.Module):
         return self.decode(self.encode(x))
 
 
-def _code_reader(decoder):
-    """The decoder's first ``nn.Linear`` if it reads the code directly, else None.
+def _decoder_weights(decoder):
+    """The decoder's first layer if it is an ``nn.Linear``, and the later weights.
 
-    Only a Linear reached before any other parameterised layer qualifies: its
-    column ``j`` is what code unit ``j`` writes into the decoder.
+    Returns ``(reader, later)``: ``reader`` is the first parameterised layer
+    when it is a Linear (its column ``j`` is what code unit ``j`` writes into
+    the decoder), else None; ``later`` lists the weight matrices and kernels
+    (parameters of two or more dimensions) of the layers after it.
     """
-    for layer in decoder.modules():
-        if isinstance(layer, nn.Linear):
-            return layer
-        if next(layer.parameters(recurse=False), None) is not None:
-            return None
-    return None
+    layers = [layer for layer in decoder.modules()
+              if next(layer.parameters(recurse=False), None) is not None]
+    if not layers or not isinstance(layers[0], nn.Linear):
+        return None, []
+    later = [parameter for layer in layers[1:]
+             for parameter in layer.parameters(recurse=False)
+             if parameter.ndim >= 2]
+    return layers[0], later
 
 
 class SparseAutoencoder(Autoencoder):
@@ -78,14 +82,18 @@ class SparseAutoencoder(Autoencoder):
     ``2 * sparsity / n_features * mean over the batch of sum_j |code_j| * ||d_j||``
 
     where ``d_j`` is the column of the decoder's first linear layer that code
-    unit ``j`` writes to. Weighting each unit by the norm of its decoder column
-    makes the penalty blind to rescaling (shrinking a code unit while growing
-    its column changes nothing), so it cannot be dodged that way; for a linear
-    decoder the mean-squared loss is then ``2 / n_features`` times the sparse
-    coding objective ``0.5 * ||x - x_hat||^2 + sparsity * sum_j |code_j|``
-    with unit-norm atoms, so ``sparsity`` plays the part of
-    ``DictionaryLearner``'s ``alpha``. A decoder whose first parameterised
-    layer is not a ``Linear`` on the code gets the plain L1 penalty.
+    unit ``j`` writes to, times ``g``, the product of the Frobenius norms of
+    the decoder's later weight matrices and kernels relative to their product
+    at construction (1 for a linear decoder). Weighting each unit so makes
+    the penalty blind to rescaling: shrinking a code unit while growing its
+    column, or shrinking one decoder layer while growing the next (through a
+    ReLU, leaky ReLU or identity), changes nothing, so the penalty cannot be
+    dodged that way. For a linear decoder the mean-squared loss is then
+    ``2 / n_features`` times the sparse coding objective
+    ``0.5 * ||x - x_hat||^2 + sparsity * sum_j |code_j|`` with unit-norm
+    atoms, so ``sparsity`` plays the part of ``DictionaryLearner``'s
+    ``alpha``. A decoder whose first parameterised layer is not an
+    ``nn.Linear`` gets the plain L1 penalty.
 
     ``forward`` returns ``(decoder output, code)``, which ``loss`` takes.
 
@@ -116,12 +124,30 @@ class SparseAutoencoder(Autoencoder):
                  sparsity=1.0):
         super().__init__(encoder, decoder, output=output, masking_noise=masking_noise)
         self.sparsity = sparsity
-        # A plain list: the layer is already registered inside ``decoder``.
-        self._code_reader = [_code_reader(decoder)]
+        # Plain lists: the layers are already registered inside ``decoder``.
+        reader, later = _decoder_weights(decoder)
+        self._code_reader, self._later_weights = [reader], later
+        # Saved with the weights, so that a reloaded model's loss is the same.
+        self.register_buffer("later_weights_norm", self._later_norm().detach())
 
     def forward(self, x):
         code = self.encoder(self.corrupt(x))
         return self.decoder(code), code
+
+    def _later_norm(self):
+        """Product of the Frobenius norms of the decoder's later weights."""
+        norm = torch.ones(())
+        for weight in self._later_weights:
+            norm = norm.to(weight) * weight.norm()
+        return norm
+
+    def code_weights(self):
+        """The weight of each code unit in the penalty, shape (n_components,)."""
+        reader = self._code_reader[0]
+        if reader is None:
+            return None
+        return reader.weight.norm(dim=0) * (
+            self._later_norm() / self.later_weights_norm)
 
     def loss(self, output, x):
         """Reconstruction error plus the weighted L1 penalty on the code."""
@@ -131,9 +157,9 @@ class SparseAutoencoder(Autoencoder):
         else:
             error = F.mse_loss(raw, x)
         magnitude = code.abs()
-        reader = self._code_reader[0]
-        if reader is not None and reader.in_features == code.shape[1]:
-            magnitude = magnitude * reader.weight.norm(dim=0)
+        weights = self.code_weights()
+        if weights is not None and weights.shape[0] == code.shape[1]:
+            magnitude = magnitude * weights
         penalty = magnitude.sum(dim=1).mean()
         return error + (2.0 * self.sparsity / x.shape[1]) * penalty
 
