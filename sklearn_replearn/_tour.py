@@ -285,7 +285,8 @@ def write_figures(rows, X, y, directory):
                  f"reconstructions_{slug}")
         if hasattr(estimator, "feature_maps"):
             writer.save(_kernels_before_and_after(
-                estimator, "first-layer kernels of the small CNN"),
+                estimator, "first-layer 5x5 kernels of the small CNN, before and "
+                "after training on the digits"),
                 f"kernels_{slug}")
             digit = np.asarray(X)[0].reshape(8, 8)
             save(plotting.FeatureMapsDisplay.from_estimator(
@@ -353,11 +354,10 @@ def load_patches(patch_size=12, n_patches=2000, *, images=PATCH_IMAGES,
     * ZCA-whiten with the training patches' covariance ``C``:
       ``x -> x (C + eps I)^(-1/2)`` with ``eps = whitening`` times the mean
       eigenvalue of ``C``. Natural images have a power spectrum falling as
-      1/f^2: unwhitened, the reconstruction error is dominated by low
-      frequencies and an autoencoder learns global, PCA-like patterns; with
-      the spectrum flattened, localised edges become what explains the data.
-      ``eps`` damps the highest frequencies, where the pixel noise is (the
-      low-pass cut-off of Olshausen & Field's whitening filter);
+      1/f^2; whitening flattens it, so that the reconstruction error is not
+      dominated by the few strongest, lowest frequencies. ``eps`` damps the
+      highest frequencies, where the pixel noise is (the low-pass cut-off of
+      Olshausen & Field's whitening filter);
     * scale to unit variance over all values.
 
     Block-averaging first removes the JPEG blocks and demosaicing patterns of
