@@ -7,10 +7,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from sklearn_replearn._patches import filter_localisation, load_patches
 from sklearn_replearn._tour import (
     CNN_FEATURE_MAPS_LAYER,
-    filter_localisation,
-    load_patches,
     main,
     run_tour,
     write_figures,

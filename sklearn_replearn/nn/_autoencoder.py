@@ -79,12 +79,13 @@ class SparseAutoencoder(Autoencoder):
     ``loss`` is the reconstruction error (mean squared error, or binary
     cross-entropy on logits for ``output="sigmoid"``) plus
 
-    ``2 * sparsity / n_features * mean over the batch of sum_j |code_j| * ||d_j||``
+    ``2 * sparsity / n_features * mean over the batch of sum_j |code_j| w_j``
 
-    where ``d_j`` is the column of the decoder's first linear layer that code
-    unit ``j`` writes to, times ``g``, the product of the Frobenius norms of
-    the decoder's later weight matrices and kernels relative to their product
-    at construction (1 for a linear decoder). Weighting each unit so makes
+    with ``w_j = ||d_j|| * g`` (:meth:`code_weights`): ``d_j`` is the column
+    of the decoder's first linear layer that code unit ``j`` writes to, and
+    ``g`` the product of the Frobenius norms of the decoder's later weight
+    matrices and kernels relative to their product at construction (1 for a
+    linear decoder). Weighting each unit so makes
     the penalty blind to rescaling: shrinking a code unit while growing its
     column, or shrinking one decoder layer while growing the next (through a
     ReLU, leaky ReLU or identity), changes nothing, so the penalty cannot be
@@ -146,8 +147,10 @@ class SparseAutoencoder(Autoencoder):
         reader = self._code_reader[0]
         if reader is None:
             return None
-        return reader.weight.norm(dim=0) * (
-            self._later_norm() / self.later_weights_norm)
+        columns = reader.weight.norm(dim=0)
+        if not self._later_weights:  # a linear decoder
+            return columns
+        return columns * (self._later_norm() / self.later_weights_norm)
 
     def loss(self, output, x):
         """Reconstruction error plus the weighted L1 penalty on the code."""
