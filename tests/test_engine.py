@@ -136,6 +136,19 @@ def test_verbose_2_prints_one_row_per_epoch(X, capsys):
     assert "train_loss" in lines[0] and len(lines) == 2 + 3
 
 
+def test_partial_fit_shows_its_own_epochs_from_the_first_call(X, capsys):
+    est = AutoencoderTransformer(max_iter=50, verbose=2, random_state=0)
+    est.partial_fit(X).partial_fit(X)
+    lines = capsys.readouterr().out.strip().splitlines()
+    # A header and one row for each call (the first call included).
+    assert sum("train_loss" in line for line in lines) == 2
+    assert len(lines) == 2 * 3  # header, rule and one row per call
+    # The progress bar counts the epochs of the call, not max_iter.
+    est.set_params(verbose=1).partial_fit(X)
+    err = capsys.readouterr().err
+    assert "1/1" in err and "/50" not in err
+
+
 # ----------------------------------------------------------- skorch pinning
 def test_skorch_internals_are_as_overridden():
     """ReconstructionNet overrides skorch internals written for skorch 1.4.

@@ -65,9 +65,13 @@ class PolicyCallback(Callback):
     def __init__(self, policy, restore_best=False):
         self.policy = policy
         self.restore_best = restore_best
+        # Epochs of the next run (None: the policy's max_iter); set by the
+        # engine before a partial_fit of a few epochs.
+        self.n_epochs = None
 
     def on_train_begin(self, net, **kwargs):
-        self.session_ = self.policy.session().__enter__()
+        self.session_ = self.policy.session(
+            getattr(self, "n_epochs", None)).__enter__()
         self.stopping_ = False
         self.epoch_open_ = False
         self.best_weights_ = None

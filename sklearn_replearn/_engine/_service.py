@@ -125,6 +125,8 @@ def train_net(net, X, *, epochs=None):
     else:
         if not net.initialized_:
             net.initialize()
+        # The session's progress counts these epochs, not max_iter.
+        dict(net.callbacks_)[_POLICY].n_epochs = epochs
         net.partial_fit(data, epochs=epochs)
     return training_record(net)
 
