@@ -226,7 +226,7 @@ class BaseNeuralTransformer(BaseRepresentation):
         if not first_call:
             self._check_unchanged_structure()
         with self._restored_on_failure():
-            X = self._validate_X(X, reset=first_call)
+            X = self._validate_X(X, reset=first_call, params_checked=True)
             self._check_training_values(X)
             if first_call:
                 device = training_device(self.device, self.accelerator)
