@@ -226,7 +226,7 @@ class BaseNeuralTransformer(BaseRepresentation):
         if not first_call:
             self._check_unchanged_structure()
         with self._restored_on_failure():
-            X = self._validate_X(X, reset=first_call)
+            X = self._validate_X(X, reset=first_call, params_checked=True)
             self._check_training_values(X)
             if first_call:
                 device = training_device(self.device, self.accelerator)
@@ -358,7 +358,7 @@ class BaseNeuralTransformer(BaseRepresentation):
             valid_X=valid_X if early_stopping else None,
             n_iter_no_change=self.n_iter_no_change,
             tol=None if for_partial_fit else self.tol,
-            verbose=0 if for_partial_fit else self.verbose,
+            verbose=self.verbose,
             # Copies, so that fitting never changes the user's callback objects.
             callbacks=deepcopy(self.callbacks or []),
             warmup=self._training_warmup(),

@@ -75,14 +75,15 @@ class BaseRepresentation(
         tags.input_tags.sparse = self._accepts_sparse
         return tags
 
-    def _validate_X(self, X, *, reset):
+    def _validate_X(self, X, *, reset, params_checked=False):
         """Validate X; ``reset=True`` in ``fit`` records ``n_features_in_``.
 
         Outside ``fit`` (``reset=False``: transform, score, ...) the
         parameters are checked too, since ``set_params`` may have changed them
-        after fitting (``fit`` has checked them already).
+        after fitting (``fit`` has checked them already; ``params_checked``
+        says a caller such as ``partial_fit`` has).
         """
-        if not reset:
+        if not reset and not params_checked:
             self._check_params_after_fit()
         X = validate_data(
             self,

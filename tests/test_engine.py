@@ -2,6 +2,7 @@
 
 import inspect
 import pickle
+import re
 import warnings
 from pathlib import Path
 
@@ -136,6 +137,19 @@ def test_verbose_2_prints_one_row_per_epoch(X, capsys):
     assert "train_loss" in lines[0] and len(lines) == 2 + 3
 
 
+def test_partial_fit_shows_its_own_epochs_from_the_first_call(X, capsys):
+    est = AutoencoderTransformer(max_iter=50, verbose=2, random_state=0)
+    est.partial_fit(X).partial_fit(X)
+    lines = capsys.readouterr().out.strip().splitlines()
+    # A header and one row for each call (the first call included).
+    assert sum("train_loss" in line for line in lines) == 2
+    assert len(lines) == 2 * 3  # header, rule and one row per call
+    # The progress bar counts the epochs of the call, not max_iter.
+    est.set_params(verbose=1).partial_fit(X)
+    err = capsys.readouterr().err
+    assert re.search(r"\b[01]/1\b", err) and "/50" not in err
+
+
 # ----------------------------------------------------------- skorch pinning
 def test_skorch_internals_are_as_overridden():
     """ReconstructionNet overrides skorch internals written for skorch 1.4.
@@ -158,6 +172,7 @@ def test_skorch_internals_are_as_overridden():
         "infer": "(self, x, **fit_params)",
         "_step_optimizer": "(self, step_fn)",
         "_zero_grad_optimizer": "(self, set_to_none=None)",
+        "validation_step": "(self, batch, **fit_params)",
     }
     for name, signature in expected.items():
         assert str(inspect.signature(getattr(NeuralNet, name))) == signature, name
@@ -165,6 +180,46 @@ def test_skorch_internals_are_as_overridden():
     assert 'self.history.record_batch(prefix + "_loss"' in source
     assert 'self.history.record(prefix + "_batch_count"' in source
     assert issubclass(ReconstructionNet, NeuralNet)
+    # EpochMeanLoss replaces PassthroughScoring's averaging and recording.
+    from skorch.callbacks import PassthroughScoring
+
+    source = inspect.getsource(PassthroughScoring)
+    assert "np.average(scores, weights=weights)" in source
+    assert "history.record(self.name + '_best', bool(is_best))" in source
+
+
+class _BatchWatcher(Callback):
+    """Listens to on_batch_end, so the net takes skorch's per-batch path."""
+
+    calls = 0  # counted on the class: the estimator trains with a copy
+
+    def on_batch_end(self, net, **kwargs):
+        type(self).calls += 1
+
+
+@pytest.mark.parametrize("make", [
+    lambda: AutoencoderTransformer(n_components=3, max_iter=4, batch_size=64),
+    lambda: AutoencoderTransformer(n_components=3, max_iter=4, batch_size=64,
+                                   early_stopping=True, optimizer="sgd"),
+    lambda: VAETransformer(n_components=3, max_iter=4, batch_size=64,
+                           likelihood="bernoulli", kl_warmup=2),
+])
+def test_the_plain_step_trains_exactly_as_skorchs_path(X, make, monkeypatch):
+    """The engine's plain per-batch step is skorch's step, bit for bit."""
+    monkeypatch.setattr(_BatchWatcher, "calls", 0)
+    through_skorch = make().set_params(random_state=0,
+                                       callbacks=[_BatchWatcher()]).fit(X)
+    assert _BatchWatcher.calls > 0
+    # Without a listener the plain step runs, and skorch's step never does.
+    monkeypatch.setattr(ReconstructionNet, "train_step", None)
+    plain = make().set_params(random_state=0).fit(X)
+    assert plain.loss_curve_ == through_skorch.loss_curve_
+    assert plain.n_iter_ == through_skorch.n_iter_
+    np.testing.assert_array_equal(plain.transform(X), through_skorch.transform(X))
+    history, skorch_history = plain.net_.history, through_skorch.net_.history
+    for key in ("train_loss", "valid_loss", "train_loss_best", "train_nll"):
+        if key in skorch_history[-1]:
+            assert history[:, key] == skorch_history[:, key], key
 
 
 # ------------------------------------------------------------- old pickles

@@ -115,3 +115,18 @@ def test_own_modules_need_pickle_and_say_so(X):
     np.testing.assert_array_equal(
         pickle.loads(pickle.dumps(est)).transform(X), est.transform(X))
     assert "skops cannot" in type(est).__getstate__.__doc__
+
+
+@pytest.mark.parametrize("saved_device", ["cuda:7", "mps", "cuda"])
+def test_a_model_saved_on_a_device_missing_here_loads_on_the_cpu(X, saved_device):
+    import torch
+
+    if saved_device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has the device")
+    est = _fitted(NEURAL["ae"], X)
+    state = est.__getstate__()
+    state["_net_state"] = {**state["_net_state"], "device": saved_device}
+    loaded = AutoencoderTransformer.__new__(AutoencoderTransformer)
+    loaded.__setstate__(state)
+    assert loaded.net_.device == "cpu"
+    np.testing.assert_array_equal(loaded.transform(X), est.transform(X))

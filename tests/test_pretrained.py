@@ -19,6 +19,7 @@ from torch import nn
 from sklearn_replearn import PretrainedCNNFeatures
 from sklearn_replearn._extract import main as extract_main
 from sklearn_replearn._extract import read_path_list
+from sklearn_replearn.vision import _download as download
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -194,7 +195,7 @@ def test_same_weights_by_cached_name_path_and_state_dict(photos, tmp_path,
     def no_download(*args, **kwargs):
         raise AssertionError("a download was attempted")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    monkeypatch.setattr(download, "_download_to", no_download)
     by_name = resnet18(weights="IMAGENET1K_V1").fit(X).transform(X)
     by_default = resnet18(weights="DEFAULT").fit(X).transform(X)
     by_path = resnet18(weights=str(checkpoints / file_name)).fit(X).transform(X)
@@ -217,7 +218,7 @@ def test_named_weights_not_cached_is_a_clear_error_with_download_false(tmp_path,
     def no_download(*args, **kwargs):
         raise AssertionError("a download was attempted")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    monkeypatch.setattr(download, "_download_to", no_download)
     images = np.zeros((1, 32, 32, 3), np.uint8)
     with pytest.raises(ValueError, match=r"resnet18-f37072fd\.pth.*hub.*checkpoints"
                                          r".*download=False"

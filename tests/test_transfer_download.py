@@ -138,6 +138,16 @@ def test_the_socket_timeout_bounds_a_silent_server(tmp_path, monkeypatch):
     silent = socket.socket()  # accepts connections, never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen()
+    seen_defaults = []
+    real_urlopen = download.urlopen
+
+    def watching_urlopen(*args, **kwargs):
+        # The timeout is the connection's own: the process-wide default, which
+        # other threads use, is never changed.
+        seen_defaults.append(socket.getdefaulttimeout())
+        return real_urlopen(*args, **kwargs)
+
+    monkeypatch.setattr(download, "urlopen", watching_urlopen)
     try:
         _point_weights_at(monkeypatch, "http://127.0.0.1:"
                           f"{silent.getsockname()[1]}/resnet18-f37072fd.pth")
@@ -147,7 +157,9 @@ def test_the_socket_timeout_bounds_a_silent_server(tmp_path, monkeypatch):
         assert time.perf_counter() - start < 5
     finally:
         silent.close()
+    assert seen_defaults == [None]
     assert socket.getdefaulttimeout() is None
+    assert not os.listdir(tmp_path / "torch" / "hub" / "checkpoints")
 
 
 class socket_port:

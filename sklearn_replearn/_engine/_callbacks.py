@@ -54,7 +54,8 @@ def check_callbacks(callbacks):
 class PolicyCallback(Callback):
     """Run a skorch net under a :class:`~sklearn_replearn.utils.TrainingPolicy`.
 
-    Checks each batch loss for divergence, ends each epoch through the policy
+    Checks each batch loss for divergence (``on_batch_loss``, the engine's
+    per-batch hook), ends each epoch through the policy
     (progress, stopping rule), keeps the best weights when the policy
     monitors a validation loss (early stopping) and restores them at the end,
     and reports a Ctrl-C as an interruption. It must be the last callback, so
@@ -64,9 +65,13 @@ class PolicyCallback(Callback):
     def __init__(self, policy, restore_best=False):
         self.policy = policy
         self.restore_best = restore_best
+        # Epochs of the next run (None: the policy's max_iter); set by the
+        # engine before a partial_fit of a few epochs.
+        self.n_epochs = None
 
     def on_train_begin(self, net, **kwargs):
-        self.session_ = self.policy.session().__enter__()
+        self.session_ = self.policy.session(
+            getattr(self, "n_epochs", None)).__enter__()
         self.stopping_ = False
         self.epoch_open_ = False
         self.best_weights_ = None
@@ -74,12 +79,11 @@ class PolicyCallback(Callback):
     def on_epoch_begin(self, net, **kwargs):
         self.epoch_open_ = True
 
-    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+    def on_batch_loss(self, net, loss, training):
+        # The engine's per-batch hook (see _net.py), given the loss as a float.
         try:
             self.session_.check_batch_loss(
-                loss.item() if torch.is_tensor(loss) else loss,
-                where="training" if training else "validation",
-            )
+                loss, where="training" if training else "validation")
         except Exception:
             # skorch does not call on_train_end after an error: close here.
             self.session_.__exit__(None, None, None)
@@ -127,9 +131,11 @@ class LossTermsRecorder(Callback):
 
     def on_epoch_begin(self, net, **kwargs):
         self.batches_ = []
+        self.module_ = unwrapped(net.module_)
 
-    def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        terms = getattr(unwrapped(net.module_), "loss_terms", None)
+    def on_batch_loss(self, net, loss, training):
+        # The engine's per-batch hook (see _net.py).
+        terms = getattr(self.module_, "loss_terms", None)
         if training and terms:
             self.batches_.append(terms)
 
@@ -140,6 +146,13 @@ class LossTermsRecorder(Callback):
             values = torch.cat([terms[name].reshape(-1) for terms in self.batches_])
             net.history.record(f"train_{name}", float(values.double().mean()))
         self.batches_ = []
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        # Only meaningful while training (and the module is pickled with the net).
+        for name in ("batches_", "module_"):
+            state.pop(name, None)
+        return state
 
 
 class LinearWarmup(Callback):

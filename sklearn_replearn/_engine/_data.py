@@ -66,12 +66,20 @@ class RowBatchLoader:
 
     def __iter__(self):
         n_samples = len(self.dataset)
-        if self.shuffle:
+        data = self.dataset.data
+        if self.shuffle and not sp.issparse(data):
+            # The permutation is drawn on the CPU (the same stream on every
+            # device), then indexes the tensor where it lives.
+            order = torch.randperm(n_samples).to(data.device)
+            for start in range(0, n_samples, self.batch_size):
+                batch = data[order[start:start + self.batch_size]]
+                yield batch, batch
+        elif self.shuffle:
             order = torch.randperm(n_samples)
             for start in range(0, n_samples, self.batch_size):
                 batch = self.dataset.batch(order[start:start + self.batch_size])
                 yield batch, batch
-        elif sp.issparse(self.dataset.data):
+        elif sp.issparse(data):
             for start in range(0, n_samples, self.batch_size):
                 batch = self.dataset.batch(np.arange(start, min(start + self.batch_size,
                                                                 n_samples)))

@@ -125,6 +125,8 @@ def train_net(net, X, *, epochs=None):
     else:
         if not net.initialized_:
             net.initialize()
+        # The session's progress counts these epochs, not max_iter.
+        dict(net.callbacks_)[_POLICY].n_epochs = epochs
         net.partial_fit(data, epochs=epochs)
     return training_record(net)
 
@@ -205,11 +207,14 @@ def net_state(net):
 def net_from_state(net, state):
     """Initialise ``net`` (built by :func:`build_net`) from :func:`net_state`.
 
-    A state saved on a device this machine lacks (a GPU) is loaded onto the
-    CPU, as skorch does when unpickling.
+    A state saved on a device this machine lacks (no GPU, fewer GPUs than the
+    saved index, no MPS) is loaded onto the CPU, as skorch does when
+    unpickling without CUDA.
     """
     device = state["device"]
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        resolve_device(device)
+    except ValueError:
         device = "cpu"
     net.set_params(device=device)
     net.module.to(device)

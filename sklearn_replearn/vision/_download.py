@@ -1,17 +1,22 @@
 """Named torchvision weights on first use: the hub cache, else a checked download.
 
-torchvision's own mechanism (``torch.hub.download_url_to_file`` with the
-SHA-256 prefix in the file name, as ``load_state_dict_from_url(check_hash=
-True)``): the file is written to a temporary name and moved into the cache
-only when its hash matches, so a bad download leaves nothing behind. A short
-socket timeout makes a machine without a network fail within seconds rather
-than hang; ``download=False`` forbids the attempt.
+The download does what torchvision's ``load_state_dict_from_url(check_hash=
+True)`` does (``torch.hub.download_url_to_file``): the file is written to a
+temporary name beside its destination and moved into the cache only when its
+SHA-256 starts with the prefix in the file name, so a bad download leaves
+nothing behind. Unlike torch.hub, the connection and every read carry a
+timeout of their own (torch.hub's ``urlopen`` takes none, and changing
+``socket``'s process-wide default would affect every other thread), so a
+machine without a network fails within seconds rather than hanging;
+``download=False`` forbids the attempt. (Name resolution is the system's and
+is bounded by its own resolver timeout.)
 """
 
+import hashlib
 import os
-import socket
-from contextlib import contextmanager
+import uuid
 from urllib.parse import urlparse
+from urllib.request import Request, urlopen
 
 import torch
 
@@ -21,17 +26,39 @@ __all__ = ["DOWNLOAD_TIMEOUT_S", "cached_weights_file"]
 # given up: long enough for a slow link, short enough never to look hung.
 DOWNLOAD_TIMEOUT_S = 10.0
 
+_CHUNK_BYTES = 1 << 20
 
-@contextmanager
-def _socket_timeout(seconds):
-    # urllib's urlopen, as torch.hub calls it, takes no timeout: the default
-    # one applies (None: wait forever), so it is set for this attempt only.
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
+
+def _download_to(url, path, hash_prefix=None, progress=False):
+    """Download ``url`` to ``path`` atomically, checking the SHA-256 prefix.
+
+    Raises ``RuntimeError("invalid hash value ...")`` as torch.hub does when
+    the hash does not match, ``OSError`` (``URLError``, ``TimeoutError``) when
+    the server cannot be reached or stalls for ``DOWNLOAD_TIMEOUT_S``.
+    """
+    from tqdm.auto import tqdm
+
+    partial = f"{path}.{uuid.uuid4().hex}.partial"
+    request = Request(url, headers={"User-Agent": "sklearn-replearn"})
     try:
-        yield
+        with urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response, \
+                open(partial, "wb") as out:
+            size = response.headers.get("Content-Length")
+            sha256 = hashlib.sha256()
+            with tqdm(total=int(size) if size else None, disable=not progress,
+                      unit="B", unit_scale=True, unit_divisor=1024) as bar:
+                while chunk := response.read(_CHUNK_BYTES):
+                    out.write(chunk)
+                    sha256.update(chunk)
+                    bar.update(len(chunk))
+        digest = sha256.hexdigest()
+        if hash_prefix is not None and not digest.startswith(hash_prefix):
+            raise RuntimeError(
+                f'invalid hash value (expected "{hash_prefix}", got "{digest}")')
+        os.replace(partial, path)
     finally:
-        socket.setdefaulttimeout(previous)
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def cached_weights_file(resolved, backbone, weights, *, download=True, verbose=0):
@@ -66,12 +93,11 @@ def cached_weights_file(resolved, backbone, weights, *, download=True, verbose=0
         try:
             os.makedirs(directory, exist_ok=True)
             match = torch.hub.HASH_REGEX.search(file_name)
-            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-                torch.hub.download_url_to_file(
-                    resolved.url, path, hash_prefix=match.group(1) if match else None,
-                    progress=bool(verbose))
+            _download_to(resolved.url, path,
+                         hash_prefix=match.group(1) if match else None,
+                         progress=bool(verbose))
             return path, True
-        except RuntimeError as exc:  # torch.hub's "invalid hash value"
+        except RuntimeError as exc:  # "invalid hash value"
             raise ValueError(
                 f"The download of {resolved.url} for backbone={backbone!r} was "
                 f"refused: {exc}. Nothing was written to {directory}; retry, or "

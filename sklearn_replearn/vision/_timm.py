@@ -51,7 +51,9 @@ def load_timm(name, weights, random_state, load_state_dict):
     if is_tag:
         full_name = name if weights == "DEFAULT" else f"{name}.{weights}"
         try:
-            model = timm.create_model(full_name, pretrained=True)
+            # Seeded too: any part the checkpoint lacks starts the same way.
+            with seeded(random_state):
+                model = timm.create_model(full_name, pretrained=True)
         except Exception as exc:
             raise ValueError(
                 f"backbone='timm:{name}' with weights={weights!r}: timm could not "
