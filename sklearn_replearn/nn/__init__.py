@@ -1,6 +1,6 @@
 """Plain torch modules and losses (no scikit-learn, no skorch)."""
 
-from ._autoencoder import Autoencoder
+from ._autoencoder import Autoencoder, SparseAutoencoder
 from ._conv import make_conv_decoder, make_conv_encoder
 from ._layers import ACTIVATIONS, MaskingNoise, make_activation, make_mlp
 from ._vae import LOGVAR_RANGE, VAE, gaussian_kl
@@ -10,6 +10,7 @@ __all__ = [
     "Autoencoder",
     "LOGVAR_RANGE",
     "MaskingNoise",
+    "SparseAutoencoder",
     "VAE",
     "gaussian_kl",
     "make_activation",

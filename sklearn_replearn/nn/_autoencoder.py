@@ -42,7 +42,9 @@ class Autoencoder(nn.Module):
         self.output = output
 
     def forward(self, x):
-        return self.decoder(self.encoder(self.corrupt(x)))
+        if self.corrupt.p:  # (a module call less per batch when not denoising)
+            x = self.corrupt(x)
+        return self.decoder(self.encoder(x))
 
     def encode(self, x):
         return self.encoder(x)
