@@ -69,6 +69,12 @@ class Supervision:
     averaging : float, default=0.95
         Weight on the past of the moving average of ``fit``'s joint-phase
         dictionaries, per step (0: the last iterate).
+    validation_fraction : float, default=0.0
+        Fraction of each class's rows that ``fit`` holds out of training to
+        check that the joint phase helped: when a head on the joint phase's
+        codes predicts the held-out labels worse (cross-entropy) than a head
+        on the codes of the label-consistent start, ``fit`` returns the start.
+        0 trains on every row and keeps the joint phase.
     """
 
     weight: float
@@ -77,6 +83,7 @@ class Supervision:
     head_l2: float = 1e-2
     label_scale: float = 0.5
     averaging: float = 0.95
+    validation_fraction: float = 0.0
 
     def task_weight(self, scales):
         """The cross-entropy's weight in the joint loss."""
@@ -342,6 +349,27 @@ def fit_task_driven(X, y, n_classes, n_components, policy, *, learner_settings,
         belong to the last iterate, so a later partial_fit starts a fresh Adam
         from the average) or when the joint phase did not run.
     """
+    X_all, y_all = X, y
+    fallback = split = None
+    if supervision.validation_fraction:
+        # The unsupervised dictionary of the same rows (labels unused; the
+        # same random draws as an unsupervised fit, so the same dictionary),
+        # to fall back on.
+        fallback = OnlineDictionaryLearning.initial(X, n_components,
+                                                    **learner_settings)
+        codes = X.new_zeros((X.shape[0], n_components))
+        with policy.session(max_iter) as session:
+            run_epochs(
+                X.shape[0], lambda index: fallback.step(X[index], codes, index),
+                session, n_epochs=max_iter, batch_size=batch_size,
+                device=X.device,
+            )
+        if policy.interrupted:
+            return (fallback, LogisticHead.zeros(n_classes, fallback.dictionary),
+                    None, None)
+        split = _validation_split(y, n_classes, supervision.validation_fraction)
+    if split is not None:
+        X, y = X_all[split[0]], y_all[split[0]]
     X_labelled = with_labels(X, y, n_classes, supervision.label_scale)
     learner = OnlineDictionaryLearning.initial(X_labelled, n_components,
                                                **learner_settings)
@@ -382,9 +410,59 @@ def fit_task_driven(X, y, n_classes, n_components, policy, *, learner_settings,
     # Return the averaged dictionary, with the head refitted to its codes so
     # that the head matches the dictionary.
     learner.dictionary = phase.average
+    if split is not None:
+        held_out = (X_all[split[1]], y_all[split[1]])
+        losses = [_held_out_loss(learner, D, (X, y), held_out, n_classes,
+                                 scales, supervision.head_l2, chunk_rows)
+                  for D in (fallback.dictionary, phase.average)]
+        if losses[0] <= losses[1]:
+            learner = fallback
+        X, y = X_all, y_all
+        codes = X.new_zeros((X.shape[0], n_components))
     codes = learner.all_codes(X, codes, chunk_rows)
     phase.head.refit(codes, y, supervision.head_l2)
     return learner, phase.head, phase.scales, None
+
+
+def _validation_split(y, n_classes, fraction):
+    """(training rows, held-out rows): ``fraction`` of each class's rows,
+    at least one of every class with two rows or more; None when ``fraction``
+    is 0 or no row is held out."""
+    if not fraction:
+        return None
+    order = torch.randperm(y.shape[0], device=y.device)
+    train, held = [], []
+    for label in range(n_classes):
+        rows = order[y[order] == label]
+        n_held = 0
+        if rows.shape[0] >= 2:
+            n_held = min(max(round(fraction * rows.shape[0]), 1), rows.shape[0] - 1)
+        held.append(rows[:n_held])
+        train.append(rows[n_held:])
+    held = torch.cat(held)
+    if held.shape[0] == 0:
+        return None
+    return torch.cat(train).sort().values, held.sort().values
+
+
+def _held_out_loss(learner, dictionary, train, held_out, n_classes, scales, l2,
+                   chunk_rows):
+    """Cross-entropy on ``held_out`` of a head fitted to ``train``'s codes
+    over ``dictionary``."""
+    (X, y), (X_held, y_held) = train, held_out
+    k = dictionary.shape[0]
+    current, learner.dictionary = learner.dictionary, dictionary
+    try:
+        codes = learner.all_codes(X, X.new_zeros((X.shape[0], k)), chunk_rows)
+        codes_held = learner.all_codes(
+            X_held, X.new_zeros((X_held.shape[0], k)), chunk_rows)
+    finally:
+        learner.dictionary = current
+    head = LogisticHead.zeros(n_classes, dictionary, scales.code_scale)
+    head.refit(codes, y, l2)
+    with torch.no_grad():
+        return float(torch.nn.functional.cross_entropy(head.logits(codes_held),
+                                                       y_held))
 
 
 def _head_loss(logits, y, label_smoothing):
