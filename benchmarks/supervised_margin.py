@@ -171,7 +171,9 @@ def _params(pairs):
 
 
 def _grid(text):
-    return [_params(item.split(",")) for item in text.split(";") if item.strip()]
+    """'a=1,b=2;defaults;a=3' to a list of parameter dicts."""
+    return [{} if item.strip() == "defaults" else _params(item.split(","))
+            for item in text.split(";") if item.strip()]
 
 
 def main(argv=None):
@@ -185,7 +187,7 @@ def main(argv=None):
     parser.add_argument("--oracle", action="store_true",
                         help="score --grid on the test splits (diagnostic)")
     parser.add_argument("--grid", type=_grid, default=[{}],
-                        help='settings to compare, e.g. "supervision_weight=3;'
+                        help='settings to compare, e.g. "defaults;'
                              'supervision_weight=10,input_noise=0.1"')
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
@@ -215,11 +217,14 @@ def main(argv=None):
         label = ", ".join(f"{k}={v}" for k, v in setting.items()) or "defaults"
         print(f"| {label} | " + " | ".join(cells)
               + f" | {np.mean(means):+.2f} | {min(means):+.2f} |")
-    if not args.inner and len(args.grid) == 1:
-        for name in names:
-            sup, unsup = results[0, name]
-            print(f"# {name} per seed: "
-                  + ", ".join(f"{100 * m:+.1f}" for m in (sup - unsup).mean(axis=1)))
+    if not args.inner:
+        for index, setting in enumerate(args.grid):
+            label = ", ".join(f"{k}={v}" for k, v in setting.items()) or "defaults"
+            print(f"# {label}, margin per seed: " + "; ".join(
+                f"{name} " + ", ".join(
+                    f"{100 * m:+.1f}" for m in np.subtract(
+                        *results[index, name]).mean(axis=1))
+                for name in names))
     print("# cells: unsupervised → supervised accuracy (margin in points ± "
           f"std over seeds); {time.perf_counter() - start:.0f} s")
 

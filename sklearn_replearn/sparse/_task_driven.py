@@ -387,8 +387,11 @@ def fit_task_driven(X, y, n_classes, n_components, policy, *, learner_settings,
     # Start the head at the logistic regression on the codes over that
     # dictionary, then train dictionary and head together.
     codes = learner.all_codes(X, codes, chunk_rows)
-    scales = TaskScales.measure(X, codes, learner.dictionary, learner.alpha,
-                                n_classes, supervision.input_noise)
+    # The scales of all the data given, held-out rows included.
+    scales = TaskScales.measure(
+        X_all, codes if split is None else learner.all_codes(
+            X_all, X_all.new_zeros((X_all.shape[0], n_components)), chunk_rows),
+        learner.dictionary, learner.alpha, n_classes, supervision.input_noise)
     head = LogisticHead.zeros(n_classes, learner.dictionary, scales.code_scale)
     head.refit(codes, y, supervision.head_l2)
     phase = TaskDrivenPhase(learner, head, supervision=supervision,
