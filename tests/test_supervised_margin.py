@@ -1,0 +1,102 @@
+"""Supervised DictionaryLearner codes against unsupervised ones, on the suite.
+
+Issue 15, item 2: with one set of defaults, ``DictionaryLearner`` fit with
+labels, then ``StandardScaler`` and ``LogisticRegression``, must beat the same
+pipeline on unsupervised codes on the labelled data sets of
+``benchmarks/bench_quality.py`` (digits, textures, faces: its loaders, fixed
+splits and pipeline, width 16), and supervision must do no harm where the
+labels carry little signal. The defaults were chosen by cross-validation
+inside the training splits (``benchmarks/supervised_margin.py --inner``),
+never on the test splits checked here. One torch thread; about a minute
+(35-60 s on 2 shared cores).
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("skimage")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import supervised_margin  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+_SEEDS = (0, 1, 2, 3, 4)
+
+
+@pytest.fixture(scope="module")
+def margins():
+    """{data set: array of supervised - unsupervised accuracy per seed}."""
+    out = {}
+    for name in supervised_margin.DATASETS:
+        data = supervised_margin.outer_split(name)
+        out[name] = np.array([
+            supervised_margin.accuracy(data, seed, {}, True)
+            - supervised_margin.accuracy(data, seed, {}, False)
+            for seed in _SEEDS])
+    return out
+
+
+def test_supervised_codes_beat_unsupervised_on_the_suite(margins):
+    # Measured (points, random_state 0-4, as supervised_margin.py prints
+    # them): digits +6.1, +6.5, +4.4, +5.2, +5.0; textures -1.2, +0.0, +4.0,
+    # +3.4, +0.2; faces +2.0, +1.0, +2.0, +1.0, +0.0 (one test image is one
+    # point; a margin of exactly 0 is the fallback to the unsupervised
+    # dictionary). Means: digits +5.44, textures +1.28, faces +1.20, over
+    # the three +2.64. Little headroom on textures and faces (0.28 and 0.2
+    # points: one faces image on one seed is 0.2), and the seeds spread
+    # (textures +-2.28): README, DictionaryLearner.
+    means = {name: values.mean() for name, values in margins.items()}
+    assert np.mean(list(means.values())) >= 0.02
+    assert means["digits"] >= 0.04
+    assert means["textures"] >= 0.01
+    assert means["faces"] >= 0.01
+    # Little harm on any seed: without the held-out check one textures seed
+    # lost 6.9 points; with it the worst is -1.2.
+    for name, values in margins.items():
+        assert values.min() >= -0.02, (name, values)
+
+
+def test_supervision_does_no_harm_when_labels_carry_little_signal():
+    # Digits with 80% of the training labels replaced by random ones (test
+    # labels clean): without the held-out check, the supervised codes scored
+    # 13.8 points below the unsupervised ones (0.688-0.698 against
+    # 0.824-0.844, random_state 0-2). The check falls back to the
+    # unsupervised dictionary: the same codes, the same accuracy.
+    X_train, X_test, y_train, y_test = supervised_margin.outer_split("digits")
+    rng = np.random.RandomState(0)
+    noisy = y_train.copy()
+    replaced = rng.rand(len(noisy)) < 0.8
+    noisy[replaced] = rng.randint(0, 10, replaced.sum())
+    data = (X_train, X_test, noisy, y_test)
+    supervised = supervised_margin.accuracy(data, 0, {}, True)
+    unsupervised = supervised_margin.accuracy(data, 0, {}, False)
+    assert supervised >= unsupervised - 0.005
+    assert unsupervised > 0.8  # the clean structure is still there to learn
+
+
+@pytest.mark.parametrize("factor", [10.0, 255.0])
+def test_supervised_fit_does_not_depend_on_the_scale_of_x(factor):
+    # Everything scale-dependent (task weight, input noise, head penalty,
+    # label scale) is measured from X: X and alpha scaled together give the
+    # same atoms and proportional codes (float32 and Adam's epsilon aside:
+    # measured 9.6e-4 and 3.7e-3 apart at most). With the former absolute
+    # supervision_weight, X in [0, 255] weighed the task 65,025 times less.
+    from sklearn.datasets import load_digits
+
+    from sklearn_replearn import DictionaryLearner
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:400] / 16.0, y[:400]
+    params = dict(n_components=16, max_iter=3, tol=None, random_state=0,
+                  device="cpu")
+    small = DictionaryLearner(alpha=0.3, **params).fit(X, y)
+    large = DictionaryLearner(alpha=0.3 * factor, **params).fit(X * factor, y)
+    np.testing.assert_allclose(large.components_, small.components_, atol=5e-3)
+    np.testing.assert_allclose(large.transform(X * factor) / factor,
+                               small.transform(X), atol=2e-2)
+    assert large._task_loss_scale == pytest.approx(
+        factor**2 * small._task_loss_scale, rel=1e-4)
+    assert large._code_scale == pytest.approx(factor * small._code_scale, rel=1e-4)
