@@ -28,6 +28,14 @@ class ClassifierNet(NeuralNet):
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
         ]
 
+    def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
+        # The engine's per-batch hook (see _net.py), which skorch's loop does
+        # not call: the training policy's divergence check listens to it.
+        value = loss.item()
+        for _, callback in self.callbacks_:
+            if hasattr(callback, "on_batch_loss"):
+                callback.on_batch_loss(self, value, training)
+
     def get_all_learnable_params(self):
         for name, parameter in super().get_all_learnable_params():
             if parameter.requires_grad:
