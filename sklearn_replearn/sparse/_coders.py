@@ -23,8 +23,6 @@ codes are then the same whether it is coded alone, in any subset, or in the
 whole set (bit for bit; checked by tests/test_sparse_coders.py).
 """
 
-import math
-
 import torch
 
 from ..utils._torch import fixed_batch_rows, padded_rows
@@ -466,14 +464,32 @@ def _momentum_factors(n_steps, dtype, device):
 
     Entry ``j`` (``j >= 1``) is ``(t_(j-1) - 1) / t_j`` for ``t_0 = 1``,
     ``t_(j+1) = (1 + sqrt(1 + 4 t_j^2)) / 2``: the factor of a row's ``j``-th
-    step since its last restart. Entry 0 is 0: a restarting step.
+    step since its last restart. Entry 0 is 0: a restarting step. The
+    recursion runs in float32, operation by operation, as it once ran on
+    each row's momentum, so the codes are those of that formulation.
     """
-    factors, t = [0.0], 1.0
-    for _ in range(n_steps + 1):
-        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
-        factors.append((t - 1.0) / t_next)
-        t = t_next
-    return torch.tensor(factors, dtype=dtype, device=device)
+    factors = _float32_momentum_factors(n_steps)
+    return factors[:n_steps + 2].to(device=device, dtype=dtype)
+
+
+_MOMENTUM_FACTORS = torch.zeros(1)
+
+
+def _float32_momentum_factors(n_steps):
+    """The first ``n_steps + 2`` factors (computed once, then extended), by
+    the float32 torch operations that once updated each row's momentum (on
+    a vector of rows: torch's vectorised ``sqrt`` rounds like that)."""
+    global _MOMENTUM_FACTORS
+    if _MOMENTUM_FACTORS.shape[0] < n_steps + 2:
+        length = max(n_steps + 2, 2 * _MOMENTUM_FACTORS.shape[0])
+        momentum = torch.ones(64)
+        factors = torch.zeros(length)
+        for j in range(1, length):
+            momentum_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * momentum * momentum))
+            factors[j] = ((momentum - 1.0) / momentum_new)[0]
+            momentum = momentum_new
+        _MOMENTUM_FACTORS = factors
+    return _MOMENTUM_FACTORS
 
 
 def lasso_duality_gap(X, D, Z, alpha, *, positive=False, fixed_rows=None):
