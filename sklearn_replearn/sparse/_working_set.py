@@ -185,9 +185,9 @@ def _round(X, Z, C, D, gram, alpha, width, n_iter, positive, lipschitz, tol,
         chunk = max(1, _GATHER_BUDGET // (width * width))
     else:
         # Chunks of a fixed row count for each width (whole 16-row tiles),
-        # the last one padded: about a million Gram entries, at most eight
-        # times the product chunks of plain FISTA.
-        chunk = max(16, min(8 * fixed_rows, _FIXED_GATHER // (width * width))
+        # the last one padded: about a million Gram entries, at most twice
+        # the product chunks of plain FISTA (a few rows stay cheap to code).
+        chunk = max(16, min(2 * fixed_rows, _FIXED_GATHER // (width * width))
                     // 16 * 16)
 
     def solve(X, Z, C):
