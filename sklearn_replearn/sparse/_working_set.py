@@ -12,10 +12,12 @@ left after ``max_rounds`` are finished by plain FISTA. The stopping rule is
 the same certificate as ``lasso_fista``'s, so the codes meet the same
 tolerance: only the route there is shorter.
 
-Each sample's working-set width is its own (its previous width doubled, at
-least twice its support, on a ladder of ``working_size`` times powers of
-two): samples of the same width are solved together, so no sample's width,
-steps or rounds depend on the other rows of the batch.
+In batch-invariant mode (``fixed_rows``), each sample's working-set width
+is its own (its previous width doubled, at least twice its support, on a
+ladder of ``working_size`` times powers of two) and the samples of each width
+are solved together in chunks of a fixed row count, so no sample's width,
+steps or rounds depend on the other rows of the batch. Otherwise the batch
+shares the widest sample's width, one batched problem per round.
 """
 
 import torch
@@ -141,14 +143,20 @@ def lasso_working_set(
     for _ in range(max_rounds):
         if rows.numel() == 0 or n_iter + inner_iter > max_iter:
             break
-        # Room for every atom in use plus as many candidates, rounded up to
-        # a rung of the ladder (few widths, few groups), whose top rung is a
-        # quarter of the dictionary: beyond, plain FISTA is as fast.
+        # Room for every atom in use plus as many candidates. Beyond a
+        # quarter of the dictionary, plain FISTA is as fast.
         in_use = (Z[rows] != 0).sum(dim=1)
         need = torch.maximum(width[rows], 2 * in_use)
-        widths = (working_size * 2 ** torch.ceil(
-            torch.log2(need.double() / working_size)).long().clamp(min=0)
-        ).clamp(max=top)
+        if fixed_rows is None:
+            # One width for the batch, the widest need: one batched problem
+            # per round, the fastest for a single batch (as inside fit).
+            widths = need = need.max().expand_as(need)
+        else:
+            # Each row's own need, rounded up to a rung of a ladder (few
+            # widths, few groups) whose top rung is that quarter.
+            widths = (working_size * 2 ** torch.ceil(
+                torch.log2(need.double() / working_size)).long().clamp(min=0)
+            ).clamp(max=top)
         wide = need > top
         finish.append(rows[wide])
         rows, widths = rows[~wide], widths[~wide]
