@@ -22,7 +22,12 @@ from sklearn_replearn.sparse import (
     update_dictionary,
     update_inner_stats,
 )
-from sklearn_replearn.sparse._coders import check_fixed_rows, fista_rows, matmul_rows
+from sklearn_replearn.sparse._coders import (
+    _matmul_chunk_by_chunk,
+    check_fixed_rows,
+    fista_rows,
+    matmul_rows,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -539,6 +544,10 @@ def test_matmul_rows_and_fixed_rows_checks():
         torch.testing.assert_close(matmul_rows(A, B, fixed_rows, add=C),
                                    torch.addmm(C, A, B))
     assert matmul_rows(A[:0], B, 16).shape == (0, 5)
+    # The chunk-by-chunk products used off the CPU give the same rows.
+    A, C = (torch.cat([T, T.new_zeros(3, T.shape[1])]) for T in (A, C))
+    torch.testing.assert_close(_matmul_chunk_by_chunk(A, B, 16, C),
+                               matmul_rows(A, B, 16, add=C), rtol=0, atol=0)
     assert check_fixed_rows(None) is None
     assert check_fixed_rows(100) == 112  # whole 16-row tiles
     for bad in (0, -16, 2.5, True, "16"):

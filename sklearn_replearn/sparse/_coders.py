@@ -23,6 +23,8 @@ codes are then the same whether it is coded alone, in any subset, or in the
 whole set (bit for bit; checked by tests/test_sparse_coders.py).
 """
 
+from numbers import Integral
+
 import torch
 
 from ..utils._torch import fixed_batch_rows, padded_rows
@@ -98,11 +100,11 @@ def check_fixed_rows(fixed_rows):
     """
     if fixed_rows is None:
         return None
-    if isinstance(fixed_rows, bool) or not isinstance(fixed_rows, int) or (
+    if isinstance(fixed_rows, bool) or not isinstance(fixed_rows, Integral) or (
             fixed_rows < 1):
         raise ValueError(
             f"fixed_rows must be a positive int or None, got {fixed_rows!r}.")
-    return fixed_batch_rows(fixed_rows)
+    return fixed_batch_rows(int(fixed_rows))
 
 
 def map_row_chunks(function, tensors, fixed_rows):
@@ -452,11 +454,15 @@ def matmul_rows(A, B, fixed_rows, *, add=None):
         else:
             out = torch.baddbmm(add.reshape(n_chunks, fixed_rows, -1), A, B)
         return out.reshape(-1, out.shape[2])[:n_rows]
-    parts = [a @ B if add is None else torch.addmm(c, a, B)
-             for a, c in zip(A.split(fixed_rows),
-                             (add.split(fixed_rows) if add is not None
-                              else [None] * (A.shape[0] // fixed_rows)))]
-    return torch.cat(parts)[:n_rows]
+    return _matmul_chunk_by_chunk(A, B, fixed_rows, add)[:n_rows]
+
+
+def _matmul_chunk_by_chunk(A, B, fixed_rows, add=None):
+    """``A @ B`` (plus ``add``), one product per chunk of ``fixed_rows`` rows
+    (``A`` has a multiple of ``fixed_rows`` rows)."""
+    adds = [None] * (A.shape[0] // fixed_rows) if add is None else add.split(fixed_rows)
+    return torch.cat([a @ B if c is None else torch.addmm(c, a, B)
+                      for a, c in zip(A.split(fixed_rows), adds)])
 
 
 def _momentum_factors(n_steps, dtype, device):
@@ -465,31 +471,25 @@ def _momentum_factors(n_steps, dtype, device):
     Entry ``j`` (``j >= 1``) is ``(t_(j-1) - 1) / t_j`` for ``t_0 = 1``,
     ``t_(j+1) = (1 + sqrt(1 + 4 t_j^2)) / 2``: the factor of a row's ``j``-th
     step since its last restart. Entry 0 is 0: a restarting step. The
-    recursion runs in float32, operation by operation, as it once ran on
+    recursion runs in ``dtype``, operation by operation, as it once ran on
     each row's momentum, so the codes are those of that formulation.
     """
-    factors = _float32_momentum_factors(n_steps)
-    return factors[:n_steps + 2].to(device=device, dtype=dtype)
-
-
-_MOMENTUM_FACTORS = torch.zeros(1)
-
-
-def _float32_momentum_factors(n_steps):
-    """The first ``n_steps + 2`` factors (computed once, then extended), by
-    the float32 torch operations that once updated each row's momentum (on
-    a vector of rows: torch's vectorised ``sqrt`` rounds like that)."""
-    global _MOMENTUM_FACTORS
-    if _MOMENTUM_FACTORS.shape[0] < n_steps + 2:
-        length = max(n_steps + 2, 2 * _MOMENTUM_FACTORS.shape[0])
-        momentum = torch.ones(64)
-        factors = torch.zeros(length)
+    factors = _MOMENTUM_FACTORS.get(dtype)
+    if factors is None or factors.shape[0] < n_steps + 2:
+        length = max(n_steps + 2, 2 * (0 if factors is None else factors.shape[0]))
+        # On a vector of rows, as before: torch's vectorised sqrt rounds so.
+        momentum = torch.ones(64, dtype=dtype)
+        factors = torch.zeros(length, dtype=dtype)
         for j in range(1, length):
             momentum_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * momentum * momentum))
             factors[j] = ((momentum - 1.0) / momentum_new)[0]
             momentum = momentum_new
-        _MOMENTUM_FACTORS = factors
-    return _MOMENTUM_FACTORS
+        _MOMENTUM_FACTORS[dtype] = factors
+    return factors[:n_steps + 2].to(device)
+
+
+# The factors computed so far, by dtype.
+_MOMENTUM_FACTORS = {}
 
 
 def lasso_duality_gap(X, D, Z, alpha, *, positive=False, fixed_rows=None):
