@@ -342,7 +342,6 @@ def fista_rows(X, D, correlations, Z, budget, alpha, *, tol, positive, gram,
     codes = Z
     # The rows still iterating, in order, then padding (row -1: zeros, which
     # stay zero) up to a multiple of fixed_rows.
-    keep = rows
     slots = _pad_rows(rows, fixed_rows, value=-1)
     Xs = _pad_rows(X.index_select(0, rows), fixed_rows)
     C = _pad_rows(correlations.index_select(0, rows).mul_(step), fixed_rows)
