@@ -15,11 +15,18 @@ from sklearn_replearn.sparse import (
     lasso_fista,
     lasso_objective,
     lasso_working_set,
+    lipschitz_constant,
     omp,
     soft_threshold,
     threshold_codes,
     update_dictionary,
     update_inner_stats,
+)
+from sklearn_replearn.sparse._coders import (
+    _matmul_chunk_by_chunk,
+    check_fixed_rows,
+    fista_rows,
+    matmul_rows,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -431,3 +438,118 @@ def test_implicit_gradient_matches_autograd_through_active_set(digits_problem, r
     torch.testing.assert_close(codes.detach(), Z, atol=1e-6, rtol=0)
     (weights * codes).sum().backward()
     torch.testing.assert_close(ours.grad, explicit.grad, rtol=1e-6, atol=1e-8)
+
+
+# ------------------------------------------------------------ batch invariance
+def _invariant_coders(D, fixed_rows):
+    """The coders in batch-invariant mode, by name, as functions of a batch."""
+    return {
+        "fista": lambda X: lasso_fista(X, D, 0.3, fixed_rows=fixed_rows)[0],
+        "fista-positive": lambda X: lasso_fista(X, D, 0.3, positive=True,
+                                                fixed_rows=fixed_rows)[0],
+        "fista-least-squares": lambda X: lasso_fista(X, D, 0.0, max_iter=200,
+                                                     fixed_rows=fixed_rows)[0],
+        "working-set": lambda X: lasso_working_set(X, D, 0.3,
+                                                   fixed_rows=fixed_rows)[0],
+        "working-set-positive": lambda X: lasso_working_set(
+            X, D, 0.3, positive=True, fixed_rows=fixed_rows)[0],
+        "omp": lambda X: omp(X, D, 6, fixed_rows=fixed_rows),
+        "threshold": lambda X: threshold_codes(X, D, 0.3, fixed_rows=fixed_rows),
+    }
+
+
+@pytest.mark.parametrize("coder", list(_invariant_coders(None, None)))
+@pytest.mark.parametrize("problem", ["digits_problem", "overcomplete_problem"])
+def test_coders_with_fixed_rows_are_batch_invariant(request, problem, coder):
+    # Coded alone, in shuffled subsets or all together, a row gets the same
+    # codes bit for bit: every product runs on chunks of fixed_rows rows and
+    # no decision (working-set width, stopping, OMP's last solve) depends on
+    # the other rows. Without fixed_rows they differed (up to 5e-3 at k=100).
+    X, D = request.getfixturevalue(problem)
+    D = torch.tensor(D, dtype=torch.float32)
+    # Rows that OMP finishes early (an atom, scaled) and a zero row.
+    X = torch.cat([torch.tensor(X[:250], dtype=torch.float32), 2 * D[:3],
+                   torch.zeros(1, D.shape[1])])
+    code = _invariant_coders(D, 32)[coder]
+    full = code(X)
+    assert int((full != 0).sum()) > X.shape[0]
+    rng = np.random.RandomState(0)
+    for i in [0, 250, 253, *rng.choice(len(X), 3, replace=False)]:
+        torch.testing.assert_close(code(X[i:i + 1])[0], full[i], rtol=0, atol=0)
+    for size in (5, 70, len(X)):
+        rows = torch.tensor(rng.permutation(len(X))[:size])
+        torch.testing.assert_close(code(X[rows]), full[rows], rtol=0, atol=0)
+
+
+def test_fixed_rows_codes_solve_the_same_problem(overcomplete_problem):
+    # Batch invariance costs no accuracy: the lasso codes are certified to the
+    # same tolerance, and OMP and thresholding agree with the whole-batch
+    # products to float32 rounding.
+    X, D = (torch.tensor(a, dtype=torch.float32) for a in overcomplete_problem)
+    for fixed_rows in (None, 16, 128):
+        Z, _ = lasso_working_set(X, D, 0.5, tol=1e-4, fixed_rows=fixed_rows)
+        gap, primal = lasso_duality_gap(X, D, Z, 0.5)
+        assert bool((gap <= 1e-4 * primal + 1e-6).all())
+    torch.testing.assert_close(omp(X, D, 5, fixed_rows=128), omp(X, D, 5),
+                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(threshold_codes(X, D, 0.5, fixed_rows=128),
+                               threshold_codes(X, D, 0.5), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_invariance_holds_with_several_threads(overcomplete_problem):
+    # Threads split the products and reductions: still the same codes.
+    X, D = (torch.tensor(a[:100], dtype=torch.float32) for a in overcomplete_problem)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        full, _ = lasso_working_set(X, D, 0.5, tol=1e-2, fixed_rows=128)
+        alone, _ = lasso_working_set(X[7:8], D, 0.5, tol=1e-2, fixed_rows=128)
+        torch.testing.assert_close(alone[0], full[7], rtol=0, atol=0)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_fista_budgets_and_checks_are_per_row(digits_problem):
+    # Each row stops on its own: at its own budget, or solved at one of its
+    # own checks, whatever the budgets of the rows beside it.
+    X, D = (torch.tensor(a, dtype=torch.float32) for a in digits_problem)
+    X = X[:40]
+    gram = D @ D.T
+    common = dict(tol=1e-6, positive=False, gram=gram,
+                  lipschitz=lipschitz_constant(gram))
+    budget = torch.tensor([3, 1000] * 20)
+    # (Correlations computed the same way for every row, as the docs ask.)
+    Z, counts = fista_rows(X, D, matmul_rows(X, D.T, 16), torch.zeros(40, D.shape[0]),
+                           budget, 0.3, fixed_rows=16, **common)
+    assert counts[0::2].tolist() == [3] * 20
+    assert int(counts[1::2].min()) > 3
+    alone, count = fista_rows(X[:1], D, matmul_rows(X[:1], D.T, 16),
+                              torch.zeros(1, D.shape[0]), budget[:1], 0.3,
+                              fixed_rows=16, **common)
+    torch.testing.assert_close(alone, Z[:1], rtol=0, atol=0)
+    assert int(count[0]) == 3
+    # No budget at all: the starting codes, untouched.
+    start = torch.ones(2, D.shape[0])
+    Z, counts = fista_rows(X[:2], D, X[:2] @ D.T, start.clone(),
+                           torch.zeros(2, dtype=torch.long), 0.3, **common)
+    assert torch.equal(Z, start) and counts.tolist() == [0, 0]
+
+
+def test_matmul_rows_and_fixed_rows_checks():
+    g = torch.Generator().manual_seed(0)
+    A, B, C = (torch.randn(*shape, generator=g)
+               for shape in [(45, 7), (7, 5), (45, 5)])
+    for fixed_rows in (None, 16, 64):
+        torch.testing.assert_close(matmul_rows(A, B, fixed_rows), A @ B)
+        torch.testing.assert_close(matmul_rows(A, B, fixed_rows, add=C),
+                                   torch.addmm(C, A, B))
+    assert matmul_rows(A[:0], B, 16).shape == (0, 5)
+    # The chunk-by-chunk products used off the CPU give the same rows.
+    A, C = (torch.cat([T, T.new_zeros(3, T.shape[1])]) for T in (A, C))
+    torch.testing.assert_close(_matmul_chunk_by_chunk(A, B, 16, C),
+                               matmul_rows(A, B, 16, add=C), rtol=0, atol=0)
+    assert check_fixed_rows(None) is None
+    assert check_fixed_rows(100) == 112  # whole 16-row tiles
+    for bad in (0, -16, 2.5, True, "16"):
+        with pytest.raises(ValueError, match="fixed_rows"):
+            lasso_fista(A, B.T, 0.1, fixed_rows=bad)

@@ -10,15 +10,32 @@ product whatever the number of samples.
 The lasso problem is scaled as in scikit-learn's ``sparse_encode``::
 
     0.5 * ||x - z @ D||^2 + alpha * ||z||_1      for each sample x
+
+Batch invariance (``fixed_rows``): a float32 product may round a row
+differently in batches of other shapes (the library picks its kernel, tiles
+and splits of the sum by shape), so a row's codes could depend on which other
+rows are coded with it. Given ``fixed_rows``, every coder computes its
+products on chunks of exactly that many rows (padded with zero rows), and
+treats each row on its own: no step size, width or stopping decision depends
+on the other rows, and the remaining operations are elementwise or reduce
+within one row, which torch computes the same way at any batch size. A row's
+codes are then the same whether it is coded alone, in any subset, or in the
+whole set (bit for bit; checked by tests/test_sparse_coders.py).
 """
 
+from numbers import Integral
+
 import torch
+
+from ..utils._torch import fixed_batch_rows, padded_rows
 
 __all__ = [
     "lasso_duality_gap",
     "lasso_fista",
     "lasso_objective",
     "lipschitz_constant",
+    "map_row_chunks",
+    "matmul_rows",
     "omp",
     "soft_threshold",
     "threshold_codes",
@@ -75,6 +92,69 @@ def lipschitz_constant(gram):
     return max(value, 1e-12)
 
 
+def check_fixed_rows(fixed_rows):
+    """``fixed_rows`` as a positive multiple of 16 (None stays None).
+
+    Whole 16-row tiles: CPU kernels round the rows of a last, partial tile
+    differently (see :func:`~sklearn_replearn.utils.fixed_batch_rows`).
+    """
+    if fixed_rows is None:
+        return None
+    if isinstance(fixed_rows, bool) or not isinstance(fixed_rows, Integral) or (
+            fixed_rows < 1):
+        raise ValueError(
+            f"fixed_rows must be a positive int or None, got {fixed_rows!r}.")
+    return fixed_batch_rows(int(fixed_rows))
+
+
+def map_row_chunks(function, tensors, fixed_rows):
+    """Apply a row-wise ``function`` to chunks of exactly ``fixed_rows`` rows.
+
+    The rows of ``tensors`` (all with the same first dimension) are cut into
+    chunks of ``fixed_rows`` rows, the last one padded with zero rows, so
+    ``function`` always sees the same shapes and a row's result does not
+    depend on the other rows; the padding rows' results are dropped. With
+    ``fixed_rows=None``, ``function`` is applied to all rows at once.
+
+    Parameters
+    ----------
+    function : callable
+        Maps tensors of ``m`` rows each to a tensor (or a tuple of tensors)
+        of ``m`` rows.
+    tensors : sequence of torch.Tensor
+        Inputs, each with ``n`` rows.
+    fixed_rows : int or None
+        Rows per chunk.
+
+    Returns
+    -------
+    torch.Tensor or tuple of torch.Tensor
+        The outputs for the ``n`` rows.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_replearn.sparse._coders import map_row_chunks
+    >>> X = torch.ones(40, 3)
+    >>> map_row_chunks(lambda A: A @ torch.ones(3, 2), [X], 16).shape
+    torch.Size([40, 2])
+    """
+    n = tensors[0].shape[0]
+    if fixed_rows is None or n == 0:
+        return function(*tensors)
+    outputs = []
+    for start in range(0, n, fixed_rows):
+        stop = min(start + fixed_rows, n)
+        result = function(*(padded_rows(t[start:stop], fixed_rows) for t in tensors))
+        if isinstance(result, tuple):
+            outputs.append(tuple(r[:stop - start] for r in result))
+        else:
+            outputs.append(result[:stop - start])
+    if isinstance(outputs[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*outputs))
+    return torch.cat(outputs)
+
+
 def lasso_objective(X, D, Z, alpha):
     """Per-sample lasso objective ``0.5 * ||x - z @ D||^2 + alpha * ||z||_1``.
 
@@ -93,11 +173,13 @@ def lasso_objective(X, D, Z, alpha):
     return 0.5 * residual.pow(2).sum(dim=1) + alpha * Z.abs().sum(dim=1)
 
 
-def lasso_start(X, D, init, positive, gram=None, correlations=None):
+def lasso_start(X, D, init, positive, gram=None, correlations=None,
+                fixed_rows=None):
     """What every lasso coder starts from: ``X`` in the working dtype, the Gram
-    matrix ``D @ D.T``, the correlations ``X @ D.T`` (computed unless given)
-    and a fresh copy of the starting codes (zeros without ``init``; clipped
-    at zero for non-negative codes).
+    matrix ``D @ D.T``, the correlations ``X @ D.T`` (computed unless given,
+    in chunks of ``fixed_rows`` rows if given) and a fresh copy of the
+    starting codes (zeros without ``init``; clipped at zero for non-negative
+    codes).
 
     Returns
     -------
@@ -106,7 +188,7 @@ def lasso_start(X, D, init, positive, gram=None, correlations=None):
     if gram is None:
         gram = D @ D.T
     if correlations is None:
-        correlations = X @ D.T
+        correlations = matmul_rows(X.to(dtype=D.dtype), D.T, fixed_rows)
     if init is None:
         Z = correlations.new_zeros(correlations.shape)
     else:
@@ -129,6 +211,7 @@ def lasso_fista(
     correlations=None,
     lipschitz=None,
     check_every=10,
+    fixed_rows=None,
 ):
     """Solve the lasso for every row of ``X`` at once by FISTA with restarts.
 
@@ -142,9 +225,9 @@ def lasso_fista(
 
     Each sample stops on its own certificate: its duality gap (the distance
     from its objective to the optimum is at most the gap) is checked every
-    ``check_every`` iterations, and the samples whose relative gap is below
-    ``tol`` leave the batch, so later iterations only pay for the samples
-    still converging.
+    ``check_every`` of its iterations, and the samples whose relative gap is
+    below ``tol`` leave the batch, so later iterations only pay for the
+    samples still converging.
 
     Parameters
     ----------
@@ -171,6 +254,13 @@ def lasso_fista(
     check_every : int, default=10
         Iterations between convergence checks (each check costs about two
         iterations and synchronises a GPU).
+    fixed_rows : int, default=None
+        Batch-invariant mode: every product runs on chunks of exactly this
+        many rows (rounded up to a multiple of 16; the rows still iterating
+        are padded with zero rows), so each sample's codes are the same
+        whatever the other rows of ``X`` (``correlations``, if given, must
+        then be computed the same way for every row, e.g. by
+        :func:`matmul_rows`). None: products on all rows at once.
 
     Returns
     -------
@@ -197,69 +287,211 @@ def lasso_fista(
     >>> Z, n_iter = lasso_fista(X, D, alpha=0.5)
     >>> Z.shape
     torch.Size([5, 8])
+    >>> Z_alone, _ = lasso_fista(X[2:3], D, alpha=0.5, fixed_rows=16)
+    >>> Z_all, _ = lasso_fista(X, D, alpha=0.5, fixed_rows=16)
+    >>> bool(torch.equal(Z_alone[0], Z_all[2]))
+    True
     """
-    X, gram, correlations, Z = lasso_start(X, D, init, positive, gram, correlations)
+    fixed_rows = check_fixed_rows(fixed_rows)
+    X, gram, correlations, Z = lasso_start(X, D, init, positive, gram, correlations,
+                                           fixed_rows)
     n_samples, n_components = correlations.shape
-    if n_samples == 0 or n_components == 0:
+    if n_samples == 0 or n_components == 0 or max_iter < 1:
         return Z, 0
     if lipschitz is None:
         lipschitz = lipschitz_constant(gram)
+    budget = torch.full((n_samples,), int(max_iter), dtype=torch.long,
+                        device=Z.device)
+    Z, counts = fista_rows(X, D, correlations, Z, budget, alpha, tol=tol,
+                           positive=positive, gram=gram, lipschitz=lipschitz,
+                           check_every=check_every, fixed_rows=fixed_rows)
+    return Z, int(counts.max())
+
+
+def fista_rows(X, D, correlations, Z, budget, alpha, *, tol, positive, gram,
+               lipschitz, check_every=10, fixed_rows=None):
+    """The FISTA engine of :func:`lasso_fista`, with a budget for each row.
+
+    Row ``i`` starts from ``Z[i]`` (written over: pass a copy) and runs at
+    most ``budget[i]`` iterations (none if 0). Every row is treated on its
+    own: its momentum, restarts, checks (every ``check_every`` of its own
+    iterations, and at its budget) and stopping depend only on its own
+    iterates, and solved rows leave. With ``fixed_rows``, the rows still
+    iterating are padded with zero rows to a multiple of ``fixed_rows`` and
+    every product runs on chunks of exactly ``fixed_rows`` rows.
+
+    Returns
+    -------
+    Z : torch.Tensor of shape (n, k)
+        The codes (the same tensor as the input ``Z``).
+    counts : torch.Tensor of shape (n,), dtype long
+        Iterations run by each row.
+    """
+    n_samples, n_components = correlations.shape
+    device, dtype = correlations.device, correlations.dtype
+    counts = torch.zeros(n_samples, dtype=torch.long, device=device)
+    rows = torch.nonzero(budget > 0).squeeze(1)
+    if rows.numel() == 0:
+        return Z, counts
     step = 1.0 / lipschitz
     threshold = alpha * step
     # The gradient step Y - step * (Y G - C) as one product: Y (I - step G) + step C.
     eye = torch.eye(n_components, dtype=gram.dtype, device=gram.device)
     propagator = eye - step * gram
-    scaled_correlations = step * correlations
-    Y = Z
-    momentum = correlations.new_ones((n_samples, 1))
-    # Solved samples are written to ``codes`` and dropped from the working
-    # tensors; ``rows`` maps working rows to rows of ``codes`` (None: all).
-    codes, rows = Z, None
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        V = torch.addmm(scaled_correlations, Y, propagator)
-        if positive:
-            Z_new = V.sub_(threshold).clamp_(min=0)
-        else:
-            Z_new = torch.nn.functional.softshrink(V, threshold)
-        change = Z_new - Z
-        # Gradient-based restart: drop the momentum of the samples whose step
-        # goes against the last update direction.
-        restart = torch.linalg.vecdot(Y - Z_new, change).unsqueeze(1) > 0
-        momentum_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * momentum * momentum))
-        factor = torch.where(restart, 0.0, (momentum - 1.0) / momentum_new)
-        momentum = torch.where(restart, 1.0, momentum_new)
-        Y = torch.addcmul(Z_new, factor, change)
-        Z = Z_new
-        if n_iter % check_every and n_iter != max_iter:
-            continue
-        gap, primal = lasso_duality_gap(X, D, Z, alpha, positive=positive)
+    momentum_factors = _momentum_factors(int(budget.max()), dtype, device)
+    codes = Z
+    # The rows still iterating, in order, then padding (row -1: zeros, which
+    # stay zero) up to a multiple of fixed_rows.
+    slots = _pad_rows(rows, fixed_rows, value=-1)
+    Xs = _pad_rows(X.index_select(0, rows), fixed_rows)
+    C = _pad_rows(correlations.index_select(0, rows).mul_(step), fixed_rows)
+    Z = _pad_rows(codes.index_select(0, rows), fixed_rows)
+    Y = Z.clone()
+    age = torch.zeros(slots.shape[0], dtype=torch.long, device=device)
+    count = torch.zeros_like(age)
+    limit = _pad_rows(budget.index_select(0, rows), fixed_rows, value=1)
+    never = 2 ** 62
+    while True:
+        live = slots >= 0
+        # Iterations until the next row reaches a check or its budget.
+        to_event = torch.minimum(check_every - count % check_every, limit - count)
+        n_steps = int(torch.where(live, to_event, never).min())
+        for _ in range(n_steps):
+            V = matmul_rows(Y, propagator, fixed_rows, add=C)
+            if positive:
+                Z_new = V.sub_(threshold).clamp_(min=0)
+            else:
+                Z_new = torch.nn.functional.softshrink(V, threshold)
+            change = Z_new - Z
+            # Gradient-based restart: drop the momentum of the samples whose
+            # step goes against the last update direction.
+            restart = torch.linalg.vecdot(Y - Z_new, change) > 0
+            age.add_(1).masked_fill_(restart, 0)
+            factor = momentum_factors.index_select(0, age).unsqueeze(1)
+            Y = torch.addcmul(Z_new, factor, change)
+            Z = Z_new
+        count += n_steps
+        gap, primal = lasso_duality_gap(Xs, D, Z, alpha, positive=positive,
+                                        fixed_rows=fixed_rows)
         solved = gap <= tol * primal
         if alpha == 0:
             # Least squares has no useful dual certificate: fall back to a
-            # small relative change of the codes.
-            scale = Z.abs().amax().clamp(min=torch.finfo(Z.dtype).tiny)
+            # small change of the codes relative to the sample's largest code.
+            scale = Z.abs().amax(dim=1).clamp(min=torch.finfo(dtype).tiny)
             solved |= change.abs().amax(dim=1) <= tol * scale
-        n_solved = int(solved.sum())
-        if n_solved == Z.shape[0]:
-            break
-        if n_solved and n_iter < max_iter:
-            if rows is None:
-                codes = Z.clone()
-                rows = torch.arange(n_samples, device=Z.device)
+        # A row leaves at its budget, or solved at one of its own checks.
+        leave = live & ((count >= limit) | (solved & (count % check_every == 0)))
+        done = torch.nonzero(leave).squeeze(1)
+        if done.numel():
+            finished = slots.index_select(0, done)
+            codes.index_copy_(0, finished, Z.index_select(0, done))
+            counts.index_copy_(0, finished, count.index_select(0, done))
+            keep = torch.nonzero(live & ~leave).squeeze(1)
+            if keep.numel() == 0:
+                break
+            if _padded_size(keep.numel(), fixed_rows) < slots.shape[0] or (
+                    fixed_rows is None):
+                slots = _pad_rows(slots.index_select(0, keep), fixed_rows, value=-1)
+                Xs, C, Z, Y = (_pad_rows(t.index_select(0, keep), fixed_rows)
+                               for t in (Xs, C, Z, Y))
+                age, count = (_pad_rows(t.index_select(0, keep), fixed_rows)
+                              for t in (age, count))
+                limit = _pad_rows(limit.index_select(0, keep), fixed_rows, value=1)
             else:
-                codes[rows[solved]] = Z[solved]
-            keep = ~solved
-            rows = rows[keep]
-            Z, Y, X = Z[keep], Y[keep], X[keep]
-            scaled_correlations, momentum = scaled_correlations[keep], momentum[keep]
-    if rows is None:
-        return Z, n_iter
-    codes[rows] = Z
-    return codes, n_iter
+                # Same padded size: the finished rows become padding in place.
+                slots.index_fill_(0, done, -1)
+                for tensor in (Xs, C, Z, Y):
+                    tensor.index_fill_(0, done, 0)
+                age.index_fill_(0, done, 0)
+                limit.index_fill_(0, done, 1)
+    return codes, counts
 
 
-def lasso_duality_gap(X, D, Z, alpha, *, positive=False):
+def _padded_size(n_rows, fixed_rows):
+    """``n_rows`` rounded up to a multiple of ``fixed_rows`` (None: as is)."""
+    return n_rows if fixed_rows is None else -(-n_rows // fixed_rows) * fixed_rows
+
+
+def _pad_rows(tensor, fixed_rows, value=0):
+    """``tensor`` with rows of ``value`` appended up to a multiple of ``fixed_rows``."""
+    size = _padded_size(tensor.shape[0], fixed_rows)
+    if size == tensor.shape[0]:
+        return tensor
+    padding = tensor.new_full((size - tensor.shape[0], *tensor.shape[1:]), value)
+    return torch.cat([tensor, padding])
+
+
+def matmul_rows(A, B, fixed_rows, *, add=None):
+    """``A @ B`` (plus ``add``), computed on chunks of exactly ``fixed_rows``
+    rows of ``A`` (the last one padded with zero rows), so that each row's
+    result does not depend on how many rows ``A`` has; at once if None.
+
+    On the CPU the chunks are the matrices of one batched product (each is
+    an ordinary product of the chunk's shape, as fast as one product of
+    all rows); elsewhere they are multiplied one by one, since a GPU
+    library may choose its kernel by the number of matrices in a batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_replearn.sparse._coders import matmul_rows
+    >>> A, B = torch.randn(40, 5), torch.randn(5, 3)
+    >>> bool(torch.equal(matmul_rows(A, B, 16)[7], matmul_rows(A[7:8], B, 16)[0]))
+    True
+    """
+    if fixed_rows is None or A.shape[0] == 0:
+        return A @ B if add is None else torch.addmm(add, A, B)
+    n_rows = A.shape[0]
+    A = _pad_rows(A, fixed_rows)
+    add = None if add is None else _pad_rows(add, fixed_rows)
+    if A.device.type == "cpu":
+        n_chunks = A.shape[0] // fixed_rows
+        A = A.reshape(n_chunks, fixed_rows, A.shape[1])
+        B = B.contiguous().expand(n_chunks, *B.shape)
+        if add is None:
+            out = torch.bmm(A, B)
+        else:
+            out = torch.baddbmm(add.reshape(n_chunks, fixed_rows, -1), A, B)
+        return out.reshape(-1, out.shape[2])[:n_rows]
+    return _matmul_chunk_by_chunk(A, B, fixed_rows, add)[:n_rows]
+
+
+def _matmul_chunk_by_chunk(A, B, fixed_rows, add=None):
+    """``A @ B`` (plus ``add``), one product per chunk of ``fixed_rows`` rows
+    (``A`` has a multiple of ``fixed_rows`` rows)."""
+    adds = [None] * (A.shape[0] // fixed_rows) if add is None else add.split(fixed_rows)
+    return torch.cat([a @ B if c is None else torch.addmm(c, a, B)
+                      for a, c in zip(A.split(fixed_rows), adds)])
+
+
+def _momentum_factors(n_steps, dtype, device):
+    """FISTA's extrapolation factors, looked up by each row's age.
+
+    Entry ``j`` (``j >= 1``) is ``(t_(j-1) - 1) / t_j`` for ``t_0 = 1``,
+    ``t_(j+1) = (1 + sqrt(1 + 4 t_j^2)) / 2``: the factor of a row's ``j``-th
+    step since its last restart. Entry 0 is 0: a restarting step. The
+    recursion runs in ``dtype``, operation by operation, as it once ran on
+    each row's momentum, so the codes are those of that formulation.
+    """
+    factors = _MOMENTUM_FACTORS.get(dtype)
+    if factors is None or factors.shape[0] < n_steps + 2:
+        length = max(n_steps + 2, 2 * (0 if factors is None else factors.shape[0]))
+        # On a vector of rows, as before: torch's vectorised sqrt rounds so.
+        momentum = torch.ones(64, dtype=dtype)
+        factors = torch.zeros(length, dtype=dtype)
+        for j in range(1, length):
+            momentum_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * momentum * momentum))
+            factors[j] = ((momentum - 1.0) / momentum_new)[0]
+            momentum = momentum_new
+        _MOMENTUM_FACTORS[dtype] = factors
+    return factors[:n_steps + 2].to(device)
+
+
+# The factors computed so far, by dtype.
+_MOMENTUM_FACTORS = {}
+
+
+def lasso_duality_gap(X, D, Z, alpha, *, positive=False, fixed_rows=None):
     """Per-sample duality gap and objective of the lasso at codes ``Z``.
 
     The dual point is the residual ``r = x - z @ D`` scaled into the dual
@@ -275,6 +507,10 @@ def lasso_duality_gap(X, D, Z, alpha, *, positive=False):
     alpha : float
     positive : bool, default=False
         The codes are constrained to be non-negative.
+    fixed_rows : int, default=None
+        Compute the products on chunks of this many rows (see
+        :func:`matmul_rows`), so each row's values do not depend on the
+        other rows.
 
     Returns
     -------
@@ -292,10 +528,10 @@ def lasso_duality_gap(X, D, Z, alpha, *, positive=False):
     >>> gap, primal
     (tensor([0.]), tensor([2.5000]))
     """
-    residual = X - Z @ D
+    residual = X - matmul_rows(Z, D, fixed_rows)
     residual_sq = residual.pow(2).sum(dim=1)
     primal = 0.5 * residual_sq + alpha * Z.abs().sum(dim=1)
-    correlation = residual @ D.T
+    correlation = matmul_rows(residual, D.T, fixed_rows)
     worst = correlation.amax(dim=1) if positive else correlation.abs().amax(dim=1)
     if alpha > 0:
         scale = (alpha / worst.clamp(min=torch.finfo(X.dtype).tiny)).clamp(max=1.0)
@@ -306,7 +542,8 @@ def lasso_duality_gap(X, D, Z, alpha, *, positive=False):
     return (primal - dual).clamp(min=0), primal
 
 
-def threshold_codes(X, D, alpha, *, positive=False, correlations=None):
+def threshold_codes(X, D, alpha, *, positive=False, correlations=None,
+                    fixed_rows=None):
     """Codes by soft thresholding the correlations: ``shrink(X @ D.T, alpha)``.
 
     The fastest coder (one matrix product), exact for an orthonormal
@@ -322,6 +559,9 @@ def threshold_codes(X, D, alpha, *, positive=False, correlations=None):
         Clip negative codes to zero.
     correlations : torch.Tensor of shape (n, k), default=None
         Precomputed ``X @ D.T``.
+    fixed_rows : int, default=None
+        Batch-invariant mode: compute ``X @ D.T`` on chunks of this many rows
+        (see :func:`lasso_fista`).
 
     Returns
     -------
@@ -335,11 +575,11 @@ def threshold_codes(X, D, alpha, *, positive=False, correlations=None):
     tensor([[2., -0.]])
     """
     if correlations is None:
-        correlations = X @ D.T
+        correlations = matmul_rows(X, D.T, check_fixed_rows(fixed_rows))
     return soft_threshold(correlations, alpha, positive=positive)
 
 
-def omp(X, D, n_nonzero_coefs, *, gram=None, correlations=None):
+def omp(X, D, n_nonzero_coefs, *, gram=None, correlations=None, fixed_rows=None):
     """Orthogonal matching pursuit for every row of ``X`` at once (Batch-OMP).
 
     Greedily selects, for each sample, the atom most correlated with the
@@ -363,6 +603,11 @@ def omp(X, D, n_nonzero_coefs, *, gram=None, correlations=None):
         Maximum number of atoms per sample (at most ``k``).
     gram, correlations : torch.Tensor, default=None
         Precomputed ``D @ D.T`` and ``X @ D.T``.
+    fixed_rows : int, default=None
+        Batch-invariant mode: ``X @ D.T`` is computed on chunks of this many
+        rows and the pursuit runs on chunks of ``8 * fixed_rows`` rows (the
+        last one padded), so each row's codes are the same whatever the
+        other rows of ``X``.
 
     Returns
     -------
@@ -383,10 +628,19 @@ def omp(X, D, n_nonzero_coefs, *, gram=None, correlations=None):
     >>> omp(torch.tensor([[0.0, 3.0, 0.0, -1.0]]), D, 1)
     tensor([[0., 3., 0., 0.]])
     """
+    fixed_rows = check_fixed_rows(fixed_rows)
     if gram is None:
         gram = D @ D.T
     if correlations is None:
-        correlations = X @ D.T
+        correlations = matmul_rows(X.to(dtype=gram.dtype), D.T, fixed_rows)
+    if fixed_rows is None:
+        return _omp(correlations, gram, n_nonzero_coefs)
+    return map_row_chunks(lambda C: _omp(C, gram, n_nonzero_coefs), [correlations],
+                          8 * fixed_rows)
+
+
+def _omp(correlations, gram, n_nonzero_coefs):
+    """Batch-OMP from the correlations ``X @ D.T`` and the Gram matrix."""
     n_samples, n_components = correlations.shape
     n_steps = min(int(n_nonzero_coefs), n_components)
     dtype, device = correlations.dtype, correlations.device
@@ -435,9 +689,15 @@ def omp(X, D, n_nonzero_coefs, *, gram=None, correlations=None):
             live, correlations[rows, atom], torch.zeros_like(atom_diag)
         )
         used[rows, atom] = used[rows, atom] | live
-        coefs = torch.cholesky_solve(
+        solution = torch.cholesky_solve(
             rhs[:, : step + 1, None], chol[:, : step + 1, : step + 1]
         ).squeeze(-1)
+        # A finished sample keeps the coefficients of its last live step
+        # (its dummy slots would give the same values up to rounding, which
+        # would then depend on how long the other samples of the batch run).
+        previous = (solution.new_zeros((n_samples, 1)) if coefs is None else
+                    torch.nn.functional.pad(coefs, (0, 1)))
+        coefs = torch.where(live[:, None], solution, previous)
         if step + 1 < n_steps:
             if bool(done.all()):
                 break

@@ -11,15 +11,25 @@ Uncertified samples get a twice larger working set and another round; any
 left after ``max_rounds`` are finished by plain FISTA. The stopping rule is
 the same certificate as ``lasso_fista``'s, so the codes meet the same
 tolerance: only the route there is shorter.
+
+In batch-invariant mode (``fixed_rows``), each sample's working-set width
+is its own (its previous width doubled, at least twice its support, on a
+ladder of ``working_size`` times powers of two) and the samples of each width
+are solved together in chunks of a fixed row count, so no sample's width,
+steps or rounds depend on the other rows of the batch. Otherwise the batch
+shares the widest sample's width, one batched problem per round.
 """
 
 import torch
 
 from ._coders import (
+    check_fixed_rows,
+    fista_rows,
     lasso_duality_gap,
     lasso_fista,
     lasso_start,
     lipschitz_constant,
+    map_row_chunks,
     soft_threshold,
 )
 
@@ -31,6 +41,9 @@ __all__ = ["lasso_working_set"]
 _PLAIN_FISTA_MAX_ATOMS = 64
 # Most floats in one batch of (rows, width, width) working-set Gram matrices.
 _GATHER_BUDGET = 1 << 24
+# The same in batch-invariant mode, where the last chunk of each width is
+# padded: smaller, so that coding a few rows stays cheap.
+_FIXED_GATHER = 1 << 20
 
 
 def lasso_working_set(
@@ -48,6 +61,7 @@ def lasso_working_set(
     working_size=8,
     inner_iter=40,
     max_rounds=6,
+    fixed_rows=None,
 ):
     """Solve the lasso for every row of ``X`` by working sets, certified on all atoms.
 
@@ -82,8 +96,12 @@ def lasso_working_set(
     inner_iter : int, default=40
         FISTA iterations on the working sets per round.
     max_rounds : int, default=6
-        Rounds (while working sets are at most a quarter of the dictionary)
-        before the remaining samples are finished by plain FISTA.
+        Rounds (while a sample's working set is at most a quarter of the
+        dictionary) before the remaining samples are finished by plain FISTA.
+    fixed_rows : int, default=None
+        Batch-invariant mode (see :func:`lasso_fista`): every product runs on
+        a fixed number of rows, so each sample's codes are the same whatever
+        the other rows of ``X``.
 
     Returns
     -------
@@ -104,46 +122,95 @@ def lasso_working_set(
     >>> bool((gap <= 1e-4 * primal).all())
     True
     """
+    fixed_rows = check_fixed_rows(fixed_rows)
     n_components = D.shape[0]
     if alpha == 0 or n_components <= _PLAIN_FISTA_MAX_ATOMS or X.shape[0] == 0:
         return lasso_fista(X, D, alpha, init=init, max_iter=max_iter, tol=tol,
                            positive=positive, gram=gram, correlations=correlations,
-                           lipschitz=lipschitz)
-    X, gram, correlations, Z = lasso_start(X, D, init, positive, gram, correlations)
-    rows = torch.arange(X.shape[0], device=X.device)  # the samples not yet solved
+                           lipschitz=lipschitz, fixed_rows=fixed_rows)
+    X, gram, correlations, Z = lasso_start(X, D, init, positive, gram, correlations,
+                                           fixed_rows)
+    n_samples, device = X.shape[0], X.device
     # Largest eigenvalue of the whole Gram matrix: it bounds every submatrix's.
     if lipschitz is None:
         lipschitz = lipschitz_constant(gram)
-    width, n_iter = working_size, 0
+    counts = torch.zeros(n_samples, dtype=torch.long, device=device)
+    width = torch.full((n_samples,), working_size, dtype=torch.long, device=device)
+    rows = torch.arange(n_samples, device=device)  # unsolved, still in rounds
+    finish = []  # the samples left to plain FISTA
+    n_iter = 0  # the same for every sample still in rounds
+    top = n_components // 4
     for _ in range(max_rounds):
-        # Room for every atom in use plus as many candidates.
-        in_use = int((Z[rows] != 0).sum(dim=1).max())
-        width = max(width, 2 * in_use)
-        if width > n_components // 4 or n_iter + inner_iter > max_iter:
-            break  # working sets that wide: plain FISTA is as fast
-        codes = torch.cat([
-            _solve_on_working_sets(Z[chunk], correlations[chunk], gram, alpha, width,
-                                   inner_iter, positive, lipschitz)
-            for chunk in rows.split(max(1, _GATHER_BUDGET // (width * width)))
-        ])
+        if rows.numel() == 0 or n_iter + inner_iter > max_iter:
+            break
+        # Room for every atom in use plus as many candidates. Beyond a
+        # quarter of the dictionary, plain FISTA is as fast.
+        in_use = (Z[rows] != 0).sum(dim=1)
+        need = torch.maximum(width[rows], 2 * in_use)
+        if fixed_rows is None:
+            # One width for the batch, the widest need: one batched problem
+            # per round, the fastest for a single batch (as inside fit).
+            widths = need = need.max().expand_as(need)
+        else:
+            # Each row's own need, rounded up to a rung of a ladder (few
+            # widths, few groups) whose top rung is that quarter.
+            widths = (working_size * 2 ** torch.ceil(
+                torch.log2(need.double() / working_size)).long().clamp(min=0)
+            ).clamp(max=top)
+        wide = need > top
+        finish.append(rows[wide])
+        rows, widths = rows[~wide], widths[~wide]
+        solved = torch.zeros(rows.numel(), dtype=torch.bool, device=device)
+        for value in torch.unique(widths).tolist():
+            members = torch.nonzero(widths == value).squeeze(1)
+            group = rows[members]
+            codes, certified = _round(X[group], Z[group], correlations[group], D,
+                                      gram, alpha, value, inner_iter, positive,
+                                      lipschitz, tol, fixed_rows)
+            Z[group] = codes
+            solved[members] = certified
+        width[rows] = 2 * widths
+        counts[rows] += inner_iter
         n_iter += inner_iter
-        # A sample whose round went wrong (non-finite codes) keeps its codes.
+        rows = rows[~solved]
+    finish.append(rows)
+    rows = torch.cat(finish)
+    if rows.numel():
+        rest, rest_counts = fista_rows(
+            X[rows], D, correlations[rows], Z[rows], max_iter - counts[rows], alpha,
+            tol=tol, positive=positive, gram=gram, lipschitz=lipschitz,
+            fixed_rows=fixed_rows)
+        Z[rows] = rest
+        counts[rows] += rest_counts
+    return Z, int(counts.max())
+
+
+def _round(X, Z, C, D, gram, alpha, width, n_iter, positive, lipschitz, tol,
+           fixed_rows):
+    """One working-set round for rows of one width: their new codes, and
+    whether each is certified (a row whose round went wrong keeps its codes)."""
+    if fixed_rows is None:
+        chunk = max(1, _GATHER_BUDGET // (width * width))
+    else:
+        # Chunks of a fixed row count for each width (whole 16-row tiles),
+        # the last one padded: about a million Gram entries, at most twice
+        # the product chunks of plain FISTA (a few rows stay cheap to code).
+        chunk = max(16, min(2 * fixed_rows, _FIXED_GATHER // (width * width))
+                    // 16 * 16)
+
+    def solve(X, Z, C):
+        codes = _solve_on_working_sets(Z, C, gram, alpha, width, n_iter, positive,
+                                       lipschitz)
         failed = ~torch.isfinite(codes).all(dim=1)
-        codes[failed] = Z[rows[failed]]
-        gap, primal = lasso_duality_gap(X[rows], D, codes, alpha, positive=positive)
-        Z[rows] = codes
-        rows = rows[~(gap <= tol * primal)]  # NaN gaps are not solved
-        if rows.numel() == 0:
-            return Z, n_iter
-        width *= 2
-    if n_iter >= max_iter:
-        return Z, n_iter
-    rest, rest_iter = lasso_fista(X[rows], D, alpha, init=Z[rows],
-                                  max_iter=max_iter - n_iter, tol=tol,
-                                  positive=positive, gram=gram,
-                                  correlations=correlations[rows], lipschitz=lipschitz)
-    Z[rows] = rest
-    return Z, n_iter + rest_iter
+        codes = torch.where(failed[:, None], Z, codes)
+        gap, primal = lasso_duality_gap(X, D, codes, alpha, positive=positive)
+        return codes, gap <= tol * primal  # NaN gaps are not solved
+
+    if fixed_rows is None:
+        parts = [solve(*(t[part] for t in (X, Z, C)))
+                 for part in torch.arange(X.shape[0], device=X.device).split(chunk)]
+        return tuple(torch.cat(p) for p in zip(*parts))
+    return map_row_chunks(solve, [X, Z, C], chunk)
 
 
 def _solve_on_working_sets(Z, C, gram, alpha, width, n_iter, positive, lipschitz):
