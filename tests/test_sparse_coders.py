@@ -22,10 +22,10 @@ from sklearn_replearn.sparse import (
     update_dictionary,
     update_inner_stats,
 )
-from sklearn_replearn.sparse._coders import (
+from sklearn_replearn.sparse._coders import fista_rows
+from sklearn_replearn.sparse._rows import (
     _matmul_chunk_by_chunk,
     check_fixed_rows,
-    fista_rows,
     matmul_rows,
 )
 
