@@ -4,10 +4,11 @@
 minibatch to the next: the dictionary, the sufficient statistics ``A`` and
 ``B`` and the count of steps taken (which sets the forgetting factor). Its
 ``step`` codes a minibatch (warm-started), folds the codes into the
-statistics and updates the atoms. :func:`run_epochs` is the epoch loop shared
-with the task-driven phase: it shuffles, batches, and asks a training session
-(``sklearn_replearn.utils.TrainingPolicy``'s, or any object with the same two
-methods) whether a loss diverged and when to stop.
+statistics and updates the atoms; its ``run`` is the unsupervised epoch loop,
+which measures the objective once or a few times per epoch. :func:`run_epochs`
+is the epoch loop of supervised fits. Both shuffle, batch, and ask a
+training session (``sklearn_replearn.utils.TrainingPolicy``'s, or any object
+with the same two methods) whether a loss diverged and when to stop.
 
 Random draws use torch's global generator: run them inside
 ``sklearn_replearn.utils.seeded`` for repeatable results.
@@ -38,22 +39,25 @@ _FIT_CODER_TOL = 1e-3
 # warm start (the previous epoch's code) and from a cold one (zeros: the
 # first epoch, partial_fit), supports growing by one atom per step, each
 # sample's best code kept. A sample left uncertified (its gap above 1% of its
-# objective) starts from that code in the next epoch. Measured on the quality
-# suite's data (README, DictionaryLearner): certifying every code to 0.1%, with
-# the first-order finish, cost 2-8x the time per epoch for the same objective
-# per epoch; two atoms per step let near-collinear atoms enter together, whose
-# support system then sends the Newton steps off (codes of 1e5 on 7x7
-# patches, with the finish paying for it).
-_STEP_NEWTON_WARM = 3
-_STEP_NEWTON_COLD = 6
+# objective) goes on from that code in the next epoch. Certifying every code
+# to 0.1%, with the first-order finish (this module's coder before), cost
+# 1.7-3.3x the time of 3 epochs on digits, textures and 7x7 photo patches,
+# for objectives 0.0-0.15% lower. Two atoms per step let near-collinear atoms
+# (flat patches of a photo, standardised) enter a support together, whose
+# system then sends the Newton steps off (codes of 1e5 on 7x7 patches, the
+# first-order finish paying for it). 2 and 4 steps reached scikit-learn's
+# objectives 10-25% sooner than 3 and 6 on the quality suite.
+_STEP_NEWTON_WARM = 2
+_STEP_NEWTON_COLD = 4
 _STEP_TOL = 1e-2
-# Rows of the random subset whose SVD gives the initial atoms: enough to find
-# the leading directions, and a bounded cost on large data.
+# Rows of the random subset whose leading singular vectors are the initial
+# atoms: enough to find the leading directions, and a bounded cost on large
+# data.
 _INIT_ROWS = 10_000
-# The stopping rule's objective is measured every _CHECK_ROWS training rows
-# at most: once per epoch up to that size, a few times per epoch beyond, so
-# that a fit on large data can end within its first epochs, as online
-# learning there often settles within one.
+# The stopping rule's loss is measured every _CHECK_ROWS training rows at
+# most: once per epoch up to that size, a few times per epoch beyond, on
+# _PROBE_ROWS fixed rows (``run``), so that a fit on large data can end within
+# its first epochs, as online learning there often settles within one.
 _CHECK_ROWS = 8192
 _PROBE_ROWS = 1024
 
@@ -164,7 +168,8 @@ class OnlineDictionaryLearning:
         n_batches = max(-(-n_samples // batch_size), 1)
         return max(1, min(-(-n_samples // _CHECK_ROWS), n_batches))
 
-    def run(self, X, codes, session, *, n_epochs, batch_size, checks_per_epoch=1):
+    def run(self, X, codes, session, *, n_epochs, batch_size, checks_per_epoch=1,
+            whole_data=False):
         """Up to ``n_epochs`` epochs of :meth:`step` over shuffled minibatches.
 
         ``checks_per_epoch`` times per epoch (after equal shares of its
@@ -193,6 +198,13 @@ class OnlineDictionaryLearning:
             Rows per minibatch.
         checks_per_epoch : int, default=1
             Measurements per epoch (:meth:`checks_per_epoch`).
+        whole_data : bool, default=False
+            ``X`` is all the data the statistics are about (a fit, not a
+            ``partial_fit`` chunk). When it is a single minibatch, each step
+            then replaces the statistics by those of its codes instead of
+            adding them to the forgotten past: the past is the same rows,
+            coded over older dictionaries, and the atom update minimises the
+            objective itself given the codes.
 
         Returns
         -------
@@ -206,11 +218,15 @@ class OnlineDictionaryLearning:
         batches = list(iter_row_batches(n_samples, batch_size))
         checks = {round((j + 1) * len(batches) / checks_per_epoch) - 1
                   for j in range(checks_per_epoch)}
+        refresh = whole_data and len(batches) == 1
         for epoch in range(n_epochs):
             order = torch.randperm(n_samples, device=X.device)
             total = 0.0
             for number, rows in enumerate(batches):
                 index = order[rows]
+                if refresh:
+                    self.A.zero_()
+                    self.B.zero_()
                 batch_loss = self.step(X[index], codes, index)
                 # Per sample: the same scale for every batch size, so the
                 # session's explosion rule compares like with like.
