@@ -110,7 +110,7 @@ class DictionaryLearner(BaseRepresentation):
         settles within an epoch or two, fewer and larger steps reach an
         objective sooner (2x on 30,500 image patches); on smaller data, where
         it takes several epochs, more and smaller steps per epoch do (README,
-        DictionaryLearner).
+        DictionaryLearner benchmark).
         ``transform`` and ``score`` code X in chunks of at least 8192 rows:
         below that, a coder iteration's cost is mostly fixed per-operation
         overhead.
