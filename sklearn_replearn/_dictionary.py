@@ -17,26 +17,29 @@ from ._dictionary_checks import (
     check_same_n_components,
     check_squares_fit_float32,
     check_two_classes,
-    tensor_copy,
+)
+from ._dictionary_state import (
+    auto_batch_rows,
+    learner_from_fitted,
+    run_online,
+    store_fitted,
+    task_phase_from_fitted,
+    upgraded_state,
 )
 from .base import BaseRepresentation
 from .sparse import (
     TRANSFORM_ALGORITHMS,
-    LogisticHead,
     OnlineDictionaryLearning,
-    TaskDrivenPhase,
     fit_task_driven,
     lasso_objective,
     make_coder,
 )
-from .sparse._task_driven import Supervision, TaskScales
+from .sparse._task_driven import Supervision
 from .utils import (
     TrainingPolicy,
     as_tensor,
-    map_tensors,
     resolve_device,
     seeded,
-    to_numpy,
 )
 from .utils._labels import encode_class_labels
 from .utils._sklearn_compat import (
@@ -48,21 +51,9 @@ from .utils._sklearn_compat import (
 
 __all__ = ["DictionaryLearner"]
 
-# The supervised parameters, and the values that reproduce the fits of
-# pickles made before they existed (absolute supervision_weight, head on the
-# codes themselves): see __setstate__.
-_SUPERVISED_DEFAULTS = dict(input_noise=0.3, label_smoothing=0.1, head_l2=1e-2,
-                            label_scale=0.5, average_decay=0.95,
-                            validation_fraction=0.0)
-
 # Rows coded at once by transform and score (at least): the batched coders'
 # iterations cost mostly per-operation overhead below a few thousand rows.
 _CODING_CHUNK_ROWS = 8192
-# batch_size="auto" (docstring): 256 rows, up to a 32nd of the rows of an
-# unsupervised fit, at most 1024.
-_AUTO_BATCH = 256
-_AUTO_BATCH_MAX = 1024
-_AUTO_STEPS_PER_EPOCH = 32
 
 
 class DictionaryLearner(BaseRepresentation):
@@ -262,20 +253,12 @@ class DictionaryLearner(BaseRepresentation):
     constraint of Mairal et al.; atoms that the codes use end with unit norm.
     Codes are computed in float32 and returned in the input's float dtype.
 
-    The supervised defaults: ``supervision_weight=200`` and
-    ``validation_fraction=0.2`` were chosen by nested cross-validation over
-    the labelled data sets of ``benchmarks/bench_quality.py`` (digits,
-    textures, faces; ``benchmarks/supervised_margin.py --inner``), the
-    held-out check because without it labels that carry little signal cost
-    accuracy (digits with 80% random training labels: 13.8 points below the
-    unsupervised codes; with it, the same codes). ``input_noise``,
-    ``label_smoothing``, ``head_l2``, ``label_scale``, ``average_decay`` and
-    ``learning_rate`` keep the values chosen earlier on digits; on the suite
-    their neighbours scored no better in the same nested CV. Everything
-    that depends on the scale of X (the task weight, the input noise, the
-    head's penalty, the label scale) is measured from X, so rescaling X and
-    ``alpha`` together gives the same fit. The README's DictionaryLearner
-    section lists the measurements.
+    The supervised defaults (``supervision_weight=200``,
+    ``validation_fraction=0.2``) were chosen by nested cross-validation over
+    the labelled data sets of ``benchmarks/bench_quality.py``
+    (``benchmarks/supervised_margin.py --inner``); what depends on the scale
+    of X is measured from X. The README's DictionaryLearner section lists
+    the measurements.
 
     References
     ----------
@@ -582,13 +565,7 @@ class DictionaryLearner(BaseRepresentation):
         return n_features if self.n_components is None else int(self.n_components)
 
     def _batch_rows(self, n_samples, *, supervised):
-        """``batch_size``, with "auto" resolved for ``n_samples`` rows."""
-        if self.batch_size != "auto":
-            return int(self.batch_size)
-        if supervised:
-            return _AUTO_BATCH
-        return min(max(_AUTO_BATCH, n_samples // _AUTO_STEPS_PER_EPOCH),
-                   _AUTO_BATCH_MAX)
+        return auto_batch_rows(self.batch_size, n_samples, supervised=supervised)
 
     def _learner_settings(self):
         return dict(alpha=self.alpha, forget_exponent=self.forget_exponent,
@@ -602,12 +579,7 @@ class DictionaryLearner(BaseRepresentation):
             validation_fraction=self.validation_fraction)
 
     def __setstate__(self, state):
-        # Pickles made before the supervised parameters existed: their values
-        # then, and the scales of 1 that their absolute supervision_weight
-        # and head on the raw codes amount to.
-        if "classes_" in state and "_task_loss_scale" not in state:
-            state = {"_task_loss_scale": 1.0, "_code_scale": 1.0, **state}
-        super().__setstate__({**_SUPERVISED_DEFAULTS, **state})
+        super().__setstate__(upgraded_state(state))
 
     def _training_policy(self, max_iter, tol, *, bar=True):
         """The stopping rule, progress display and divergence checks."""
@@ -621,87 +593,19 @@ class DictionaryLearner(BaseRepresentation):
             ),
         )
 
-    def _run_online(self, learner, X, policy, *, n_epochs, checks=1, codes=None,
-                    whole_data=False):
-        """One session of unsupervised online epochs over X; the epochs begun."""
-        if codes is None:
-            codes = X.new_zeros((X.shape[0], learner.dictionary.shape[0]))
-        measured, n_begun = policy.n_epochs, None
-        with policy.session(n_epochs * checks) as session:
-            n_begun = learner.run(X, codes, session, n_epochs=n_epochs,
-                                  batch_size=self._batch_rows(
-                                      X.shape[0], supervised=False),
-                                  checks_per_epoch=checks, whole_data=whole_data)
-        if n_begun is None:  # interrupted: the epochs that were measured
-            n_begun = -(-(policy.n_epochs - measured) // checks)
-        return n_begun
+    def _run_online(self, learner, X, policy, **kwargs):
+        return run_online(learner, X, policy,
+                          batch_size=self._batch_rows(X.shape[0], supervised=False),
+                          **kwargs)
 
     def _learner(self, device):
-        """The fitted state as an ``OnlineDictionaryLearning`` on ``device``."""
-        # Copies: the learner trains them in place, and a failed call must
-        # leave the fitted arrays untouched (as_tensor may share their memory).
-        return OnlineDictionaryLearning(
-            tensor_copy(self.components_, device),
-            tensor_copy(self._A, device),
-            tensor_copy(self._B, device),
-            n_steps=self.n_steps_, **self._learner_settings(),
-        )
+        return learner_from_fitted(self, device)
 
     def _task_phase(self, learner, n_classes, device):
-        """A joint phase continuing the fitted head, input noise and Adam."""
-        scales = None
-        if hasattr(self, "head_coef_"):
-            # None until measured (a fit interrupted before its joint phase).
-            if self._task_loss_scale is not None:
-                scales = TaskScales(self._input_noise_std, self._task_loss_scale,
-                                    self._code_scale)
-            head = LogisticHead.from_unscaled(
-                tensor_copy(self.head_coef_, device),
-                tensor_copy(self.head_intercept_, device),
-                1.0 if scales is None else scales.code_scale)
-        else:
-            head = LogisticHead.zeros(n_classes, learner.dictionary)
-        saved = getattr(self, "_optimizer_state", None)
-        if saved is not None:
-            saved = map_tensors(saved, lambda array: torch.from_numpy(array.copy()))
-        return TaskDrivenPhase(
-            learner, head, supervision=self._supervision(),
-            learning_rate=self.learning_rate, scales=scales,
-            optimizer_state=saved,
-        )
+        return task_phase_from_fitted(self, learner, n_classes, device)
 
-    def _store(self, learner, policy, dtype, *, reset, head=None, classes=None,
-               scales=None, optimizer_state=None, n_epochs=None):
-        """Copy the trained state into fitted attributes (numpy, picklable).
-        Without ``reset`` epochs add up and an unsupervised call keeps the
-        head, input noise and Adam state. ``n_epochs``: the epochs run, when
-        not one per value of the policy's loss curve."""
-        self.components_ = to_numpy(learner.dictionary, dtype=dtype)
-        self._A = to_numpy(learner.A)
-        self._B = to_numpy(learner.B)
-        self.n_steps_ = learner.n_steps
-        previous = [] if reset else self.loss_curve_
-        self.loss_curve_ = list(previous) + list(policy.loss_curve)
-        if n_epochs is None:
-            n_epochs = len(policy.loss_curve)
-        self.n_iter_ = (0 if reset else self.n_iter_) + n_epochs
-        if reset:
-            for name in ("classes_", "head_coef_", "head_intercept_"):
-                if hasattr(self, name):
-                    delattr(self, name)
-        if head is None and not reset:
-            return
-        # The supervised scales (TaskScales), measured once and kept.
-        self._input_noise_std = None if scales is None else scales.noise_std
-        self._task_loss_scale = None if scales is None else scales.loss_scale
-        self._code_scale = None if scales is None else scales.code_scale
-        self._optimizer_state = (None if optimizer_state is None else
-                                 map_tensors(optimizer_state, to_numpy))
-        if head is not None:
-            if classes is not None:
-                self.classes_ = classes
-            self.head_coef_ = to_numpy(head.unscaled_coef(), dtype=dtype)
-            self.head_intercept_ = to_numpy(head.intercept, dtype=dtype)
+    def _store(self, learner, policy, dtype, **kwargs):
+        store_fitted(self, learner, policy, dtype, **kwargs)
 
     # ------------------------------------------------------------ inference
     @property
