@@ -360,11 +360,8 @@ def fit_task_driven(X, y, n_classes, n_components, policy, *, learner_settings,
                                                     **learner_settings)
         codes = X.new_zeros((X.shape[0], n_components))
         with policy.session(max_iter) as session:
-            run_epochs(
-                X.shape[0], lambda index: fallback.step(X[index], codes, index),
-                session, n_epochs=max_iter, batch_size=batch_size,
-                device=X.device,
-            )
+            fallback.run(X, codes, session, n_epochs=max_iter,
+                         batch_size=batch_size, whole_data=True)
         if policy.interrupted:
             return (fallback, LogisticHead.zeros(n_classes, fallback.dictionary),
                     None, None)
@@ -376,11 +373,10 @@ def fit_task_driven(X, y, n_classes, n_components, policy, *, learner_settings,
                                                **learner_settings)
     codes = X.new_zeros((X.shape[0], n_components))
     with policy.session(max_iter) as session:
-        run_epochs(
-            X.shape[0],
-            lambda index: learner.step(X_labelled[index], codes, index),
-            session, n_epochs=max_iter, batch_size=batch_size, device=X.device,
-        )
+        # The unsupervised fit's loop (whole_data: data in one minibatch
+        # refresh the statistics), on the samples extended by their labels.
+        learner.run(X_labelled, codes, session, n_epochs=max_iter,
+                    batch_size=batch_size, whole_data=True)
     learner.drop_features(X.shape[1])
     if policy.interrupted:
         return learner, LogisticHead.zeros(n_classes, learner.dictionary), None, None
