@@ -103,6 +103,8 @@ class OnlineDictionaryLearning:
         self.positive_code = positive_code
         self.positive_dict = positive_dict
         self.n_steps = n_steps
+        # Set by ``run`` over a partial_fit chunk (see ``step``).
+        self._finish_cold = False
 
     @classmethod
     def initial(cls, X, n_components, **settings):
@@ -133,8 +135,10 @@ class OnlineDictionaryLearning:
         """One online step on the minibatch ``X`` (rows ``index`` of the data).
 
         Codes the batch warm-started from ``codes[index]`` (by a few Newton
-        steps, not to full precision: later epochs go on from them) and writes
-        the new codes back there (the next epoch's warm starts).
+        steps, not to full precision: later epochs go on from them; inside a
+        :meth:`run` over a ``partial_fit`` chunk, whose rows no later epoch
+        revisits, codes from zeros are finished to their certificate) and
+        writes the new codes back there (the next epoch's warm starts).
 
         Returns
         -------
@@ -142,7 +146,7 @@ class OnlineDictionaryLearning:
             The batch's summed lasso objective.
         """
         D = self.dictionary
-        Z = self.step_codes(X, codes[index])
+        Z = self.step_codes(X, codes[index], finish_cold=self._finish_cold)
         batch_loss = float(lasso_objective(X, D, Z, self.alpha).sum())
         update_inner_stats(self.A, self.B, Z, X, self.n_steps,
                            forget_exponent=self.forget_exponent)
@@ -151,12 +155,17 @@ class OnlineDictionaryLearning:
         self.n_steps += 1
         return batch_loss
 
-    def step_codes(self, X, init):
-        """The online step's codes of ``X``: a few Newton steps from ``init``."""
-        n_steps = _STEP_NEWTON_WARM if bool(init.any()) else _STEP_NEWTON_COLD
+    def step_codes(self, X, init, *, finish_cold=False):
+        """The online step's codes of ``X``: a few Newton steps from ``init``
+        (and a first-order finish from zeros with ``finish_cold``)."""
+        if bool(init.any()):
+            n_newton = max_iter = _STEP_NEWTON_WARM
+        else:
+            n_newton = _STEP_NEWTON_COLD
+            max_iter = _FIT_CODER_MAX_ITER if finish_cold else n_newton
         Z, _ = lasso_active_set(
-            X, self.dictionary, self.alpha, init=init, max_iter=n_steps,
-            tol=_STEP_TOL, positive=self.positive_code, max_newton=n_steps,
+            X, self.dictionary, self.alpha, init=init, max_iter=max_iter,
+            tol=_STEP_TOL, positive=self.positive_code, max_newton=n_newton,
             max_new_atoms=1,
         )
         return Z
@@ -199,12 +208,17 @@ class OnlineDictionaryLearning:
         checks_per_epoch : int, default=1
             Measurements per epoch (:meth:`checks_per_epoch`).
         whole_data : bool, default=False
-            ``X`` is all the data the statistics are about (a fit, not a
-            ``partial_fit`` chunk). When it is a single minibatch, each step
-            then replaces the statistics by those of its codes instead of
-            adding them to the forgotten past: the past is the same rows,
-            coded over older dictionaries, and the atom update minimises the
-            objective itself given the codes.
+            ``X`` is all the data the statistics are about: a fit, whose later
+            epochs go on from this one's codes, not a ``partial_fit`` chunk,
+            whose codes no later epoch revisits (those from zeros are then
+            finished to their certificate: measured, 15 epochs of 90-row
+            ``partial_fit`` calls on digits otherwise ended 22% above the
+            fit's reconstruction error, against 1% with the finish). When
+            ``X`` is a single minibatch of a fit, each step replaces the
+            statistics by those of its codes instead of adding them to the
+            forgotten past: the past is the same rows, coded over older
+            dictionaries, and the atom update minimises the objective itself
+            given the codes.
 
         Returns
         -------
@@ -219,6 +233,17 @@ class OnlineDictionaryLearning:
         checks = {round((j + 1) * len(batches) / checks_per_epoch) - 1
                   for j in range(checks_per_epoch)}
         refresh = whole_data and len(batches) == 1
+        self._finish_cold = not whole_data
+        try:
+            return self._run_epochs(X, codes, session, n_epochs, batches, checks,
+                                    probe, refresh)
+        finally:
+            self._finish_cold = False
+
+    def _run_epochs(self, X, codes, session, n_epochs, batches, checks, probe,
+                    refresh):
+        """The loop of :meth:`run`; the epochs begun."""
+        n_samples = X.shape[0]
         for epoch in range(n_epochs):
             order = torch.randperm(n_samples, device=X.device)
             total = 0.0
