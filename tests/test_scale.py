@@ -205,11 +205,10 @@ def _models(n_epochs):
 
 N_EPOCHS = 15
 
-# How close chunked partial_fit training gets to a full fit's error. The
-# dictionary's full fit got better with issue 15's training codes (0.0109),
-# while 90-row partial_fit chunks reach 0.0131-0.0133 (no warm-started codes
-# across calls): within 25%, where it was within 10% before.
-_CHUNKED_TOLERANCE = {"ae": 1.10, "vae": 1.10, "dictionary": 1.25}
+# How close chunked partial_fit training gets to a full fit's error (the
+# dictionary's partial_fit finishes the codes that start from zeros in each
+# chunk, since no later epoch revisits them: 22% above the fit without).
+_CHUNKED_TOLERANCE = {"ae": 1.10, "vae": 1.10, "dictionary": 1.10}
 
 
 @pytest.fixture(scope="module")
