@@ -14,13 +14,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from ._dictionary_checks import (
-    check_same_n_components,
     check_squares_fit_float32,
     check_two_classes,
 )
 from ._dictionary_state import (
     auto_batch_rows,
     learner_from_fitted,
+    partial_fit_epoch,
     run_online,
     store_fitted,
     task_phase_from_fitted,
@@ -42,12 +42,7 @@ from .utils import (
     seeded,
 )
 from .utils._labels import encode_class_labels
-from .utils._sklearn_compat import (
-    Interval,
-    StrOptions,
-    fit_context,
-    validate_params_now,
-)
+from .utils._sklearn_compat import Interval, StrOptions, fit_context
 
 __all__ = ["DictionaryLearner"]
 
@@ -490,54 +485,7 @@ class DictionaryLearner(BaseRepresentation):
             return self._partial_fit(X, y, classes)
 
     def _partial_fit(self, X, y, classes):
-        first_call = not hasattr(self, "components_")
-        if first_call:
-            validate_params_now(self)
-            self._check_params()
-        X = self._validate_X(X, reset=first_call)
-        if not first_call:
-            check_same_n_components(self.n_components, self.components_,
-                                    self._resolved_n_components(X.shape[1]))
-        supervised = y is not None and self.supervision_weight > 0
-        has_head = hasattr(self, "classes_")
-        if supervised:
-            known = self.classes_ if has_head else classes
-            head_classes, y_index = encode_class_labels(y, X.shape[0], classes=known)
-            if not has_head:
-                check_two_classes(head_classes, "the first supervised partial_fit")
-            check_squares_fit_float32(X, supervised=True)
-        device = self._inference_device() if not first_call else resolve_device(
-            self.device)
-        X_t = as_tensor(X, device=device)
-        # One epoch, no stopping rule; a progress bar only in fit. Divergence
-        # is judged against the largest epoch loss so far, so a run of calls
-        # cannot creep up unnoticed.
-        policy = self._training_policy(1, None, bar=False)
-        if getattr(self, "loss_curve_", None):
-            policy.reference_loss = max(self.loss_curve_)
-        offset = 0 if first_call else self.n_iter_
-        with seeded(self.random_state, device, offset=offset):
-            if first_call:
-                learner = OnlineDictionaryLearning.initial(
-                    X_t, self._resolved_n_components(X.shape[1]),
-                    **self._learner_settings())
-            else:
-                learner = self._learner(device)
-            codes = X_t.new_zeros((X.shape[0], learner.dictionary.shape[0]))
-            if not supervised:
-                self._run_online(learner, X_t, policy, n_epochs=1, codes=codes)
-                self._store(learner, policy, X.dtype, reset=first_call, n_epochs=1)
-                return self
-            phase = self._task_phase(learner, len(head_classes), device)
-            y_t = torch.as_tensor(y_index, dtype=torch.long, device=device)
-            with policy.session(1) as session:
-                phase.run(X_t, y_t, codes, session, n_epochs=1,
-                          batch_size=self._batch_rows(X.shape[0], supervised=True))
-        self._store(learner, policy, X.dtype, reset=first_call, head=phase.head,
-                    classes=None if has_head else head_classes,
-                    scales=phase.scales,
-                    optimizer_state=phase.optimizer_state())
-        return self
+        return partial_fit_epoch(self, X, y, classes)
 
     # ------------------------------------------------------------- helpers
     def _check_params(self):

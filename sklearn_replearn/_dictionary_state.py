@@ -10,15 +10,23 @@ of online epochs under the training policy.
 
 import torch
 
-from ._dictionary_checks import tensor_copy
+from ._dictionary_checks import (
+    check_same_n_components,
+    check_squares_fit_float32,
+    check_two_classes,
+    tensor_copy,
+)
 from .sparse import LogisticHead, OnlineDictionaryLearning, TaskDrivenPhase
 from .sparse._task_driven import TaskScales
-from .utils import map_tensors, to_numpy
+from .utils import as_tensor, map_tensors, resolve_device, seeded, to_numpy
+from .utils._labels import encode_class_labels
+from .utils._sklearn_compat import validate_params_now
 
 __all__ = [
     "SUPERVISED_DEFAULTS",
     "auto_batch_rows",
     "learner_from_fitted",
+    "partial_fit_epoch",
     "run_online",
     "store_fitted",
     "task_phase_from_fitted",
@@ -142,3 +150,55 @@ def store_fitted(estimator, learner, policy, dtype, *, reset, head=None,
             estimator.classes_ = classes
         estimator.head_coef_ = to_numpy(head.unscaled_coef(), dtype=dtype)
         estimator.head_intercept_ = to_numpy(head.intercept, dtype=dtype)
+
+
+def partial_fit_epoch(estimator, X, y, classes):
+    """One epoch of ``DictionaryLearner.partial_fit`` on X (labelled or not)."""
+    first_call = not hasattr(estimator, "components_")
+    if first_call:
+        validate_params_now(estimator)
+        estimator._check_params()
+    X = estimator._validate_X(X, reset=first_call)
+    if not first_call:
+        check_same_n_components(estimator.n_components, estimator.components_,
+                                estimator._resolved_n_components(X.shape[1]))
+    supervised = y is not None and estimator.supervision_weight > 0
+    has_head = hasattr(estimator, "classes_")
+    if supervised:
+        known = estimator.classes_ if has_head else classes
+        head_classes, y_index = encode_class_labels(y, X.shape[0], classes=known)
+        if not has_head:
+            check_two_classes(head_classes, "the first supervised partial_fit")
+        check_squares_fit_float32(X, supervised=True)
+    device = estimator._inference_device() if not first_call else resolve_device(
+        estimator.device)
+    X_t = as_tensor(X, device=device)
+    # One epoch, no stopping rule; a progress bar only in fit. Divergence
+    # is judged against the largest epoch loss so far, so a run of calls
+    # cannot creep up unnoticed.
+    policy = estimator._training_policy(1, None, bar=False)
+    if getattr(estimator, "loss_curve_", None):
+        policy.reference_loss = max(estimator.loss_curve_)
+    offset = 0 if first_call else estimator.n_iter_
+    with seeded(estimator.random_state, device, offset=offset):
+        if first_call:
+            learner = OnlineDictionaryLearning.initial(
+                X_t, estimator._resolved_n_components(X.shape[1]),
+                **estimator._learner_settings())
+        else:
+            learner = estimator._learner(device)
+        codes = X_t.new_zeros((X.shape[0], learner.dictionary.shape[0]))
+        if not supervised:
+            estimator._run_online(learner, X_t, policy, n_epochs=1, codes=codes)
+            estimator._store(learner, policy, X.dtype, reset=first_call, n_epochs=1)
+            return estimator
+        phase = estimator._task_phase(learner, len(head_classes), device)
+        y_t = torch.as_tensor(y_index, dtype=torch.long, device=device)
+        with policy.session(1) as session:
+            phase.run(X_t, y_t, codes, session, n_epochs=1,
+                      batch_size=estimator._batch_rows(X.shape[0], supervised=True))
+    estimator._store(learner, policy, X.dtype, reset=first_call, head=phase.head,
+                classes=None if has_head else head_classes,
+                scales=phase.scales,
+                optimizer_state=phase.optimizer_state())
+    return estimator
