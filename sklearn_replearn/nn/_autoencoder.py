@@ -42,9 +42,11 @@ class Autoencoder(nn.Module):
         self.output = output
 
     def forward(self, x):
-        if self.corrupt.p:  # (a module call less per batch when not denoising)
-            x = self.corrupt(x)
-        return self.decoder(self.encoder(x))
+        return self.decoder(self.encoder(self._corrupted(x)))
+
+    def _corrupted(self, x):
+        # (A module call less per batch when not denoising.)
+        return self.corrupt(x) if self.corrupt.p else x
 
     def encode(self, x):
         return self.encoder(x)
@@ -134,7 +136,7 @@ class SparseAutoencoder(Autoencoder):
         self.register_buffer("later_weights_norm", self._later_norm().detach())
 
     def forward(self, x):
-        code = self.encoder(self.corrupt(x))
+        code = self.encoder(self._corrupted(x))
         return self.decoder(code), code
 
     def _later_norm(self):
