@@ -32,6 +32,7 @@ thread each is the fair comparison on a shared machine). Usage::
 
     python benchmarks/bench_dictionary.py [--quick] [--repeats N] [--device cpu]
         [--threads N] [--only fit|coders] [--datasets digits,camera256,...]
+    python benchmarks/bench_dictionary.py --rules 1e-3:2,2e-3:1,3e-3:1
 """
 
 import argparse
@@ -194,6 +195,48 @@ def bench_suite_fit(name, device, repeats, max_epochs=60):
     return rows
 
 
+def bench_stopping_rules(name, device, repeats, rules):
+    """Rows for one data set: our fit under each candidate stopping rule
+    ``(tol, n_iter_no_change)`` against scikit-learn with its own rule, timed
+    in the same interleaved repeats (how the rule's defaults were chosen:
+    README, DictionaryLearner benchmark)."""
+    X, settings = fit_data(name)
+    alpha, n_components = settings["alpha"], settings["n_components"]
+
+    def theirs():
+        return quiet(lambda: MiniBatchDictionaryLearning(
+            random_state=0, **settings).fit(X))
+
+    def ours(tol, n_iter_no_change):
+        return lambda: quiet(lambda: DictionaryLearner(
+            n_components=n_components, alpha=alpha, random_state=0,
+            device=device, tol=tol, n_iter_no_change=n_iter_no_change).fit(X))
+
+    times, models = interleaved([theirs] + [ours(*rule) for rule in rules],
+                                repeats)
+    target = exact_objective(X, models[0].components_, alpha)
+    label = (f"{name} {X.shape[0]}x{X.shape[1]} k={n_components}, sklearn own "
+             f"rule ({int(models[0].n_iter_)} ep)")
+    rows = []
+    for (tol, n_iter_no_change), seconds, model in zip(rules, times[1:], models[1:]):
+        reached = exact_objective(X, model.components_, alpha)
+        rows.append(dict(
+            name=f"{label}, ours tol={tol:g} n_iter_no_change={n_iter_no_change}",
+            ours=seconds, theirs=times[0], target="objective within 0.1%",
+            detail=f"{model.n_iter_} ep; objective ours / sklearn "
+                   f"{reached / target:.5f}"))
+    return rows
+
+
+def _rules(text):
+    """'1e-3:2,3e-3:1' to [(0.001, 2), (0.003, 1)]."""
+    rules = []
+    for item in text.split(","):
+        tol, _, patience = item.strip().partition(":")
+        rules.append((float(tol), int(patience or 2)))
+    return rules
+
+
 def with_dictionary(D, X, device, **params):
     """A DictionaryLearner whose dictionary is ``D`` (sklearn's, for a fair
     comparison): fitted for one epoch on a few rows, then given ``D``."""
@@ -276,6 +319,10 @@ def main():
     parser.add_argument("--datasets", default=None,
                         help="comma-separated fit data sets, from "
                              + ",".join(FIT_DATASETS))
+    parser.add_argument("--rules", type=_rules, default=None,
+                        help="instead of the other rows: candidate stopping "
+                             "rules tol:n_iter_no_change, e.g. '1e-3:2,3e-3:1', "
+                             "on the fit data sets")
     args = parser.parse_args()
     limits = None
     if args.threads:
@@ -295,7 +342,12 @@ def main():
     print(f"| {'benchmark':<48} | {'ours s':>8} | {'sklearn s':>9} | {'ratio':>7} "
           f"| target | detail |")
     print("|" + "---|" * 6, flush=True)
-    if args.only != "fit":
+    if args.rules:
+        for name in datasets:
+            for row in bench_stopping_rules(name, args.device, args.repeats,
+                                            args.rules):
+                print_row(row)
+    elif args.only != "fit":
         X, y = load_digits(return_X_y=True)
         X = X / 16.0
         P = patches(4000 if args.quick else 20000)
@@ -308,7 +360,7 @@ def main():
                     random_state=0).fit(P[:2000]).components_
                 print_row(bench_omp(P, D, 6, args.device, args.repeats))
                 print_row(bench_lasso(P, D, 1.0, args.device, args.repeats))
-    if args.only != "coders":
+    if args.only != "coders" and not args.rules:
         if args.quick and args.datasets is None:
             datasets = ("digits", "camera128")
         for name in datasets:
