@@ -158,8 +158,9 @@ class DictionaryLearner(BaseRepresentation):
     validation_fraction : float, default=0.2
         Supervised ``fit`` only: fraction of each class's rows held out of
         training to check the joint phase: when a logistic head on its codes
-        predicts the held-out labels worse (cross-entropy) than a head on the
-        codes of the label-consistent start, ``fit`` returns the start's
+        predicts the held-out labels no better (cross-entropy) than a head on
+        the codes of the unsupervised dictionary of all the rows (a fit
+        without labels, also run), ``fit`` returns that unsupervised
         dictionary, so that labels that carry little signal do not trade
         the reconstruction away for nothing. 0 trains on every row and keeps
         the joint phase.
@@ -219,7 +220,10 @@ class DictionaryLearner(BaseRepresentation):
         Epochs run, the last one possibly cut short by the stopping rule (all
         ``fit``/``partial_fit`` calls since the last ``fit``).
     n_steps_ : int
-        Minibatch updates run.
+        Minibatch updates behind the dictionary's sufficient statistics (the
+        forgetting schedule of a later ``partial_fit`` continues from it).
+        After a supervised fit that fell back to its unsupervised dictionary
+        (``validation_fraction``), that fit's updates only.
     loss_curve_ : list of float
         The loss at each check of the stopping rule (``tol``): the mean
         training loss of each epoch, or, in unsupervised fits checked several
@@ -419,7 +423,8 @@ class DictionaryLearner(BaseRepresentation):
         checks = 1 if supervised else OnlineDictionaryLearning.checks_per_epoch(
             X.shape[0], self._batch_rows(X.shape[0], supervised=False))
         policy = self._training_policy(
-            self.max_iter * checks, None if self.tol is None else self.tol / checks)
+            self.max_iter * checks, None if self.tol is None else self.tol / checks,
+            checks=checks)
         scales = optimizer_state = head = None
         with seeded(self.random_state, device):
             if supervised:
@@ -529,11 +534,12 @@ class DictionaryLearner(BaseRepresentation):
     def __setstate__(self, state):
         super().__setstate__(upgraded_state(state))
 
-    def _training_policy(self, max_iter, tol, *, bar=True):
-        """The stopping rule, progress display and divergence checks."""
+    def _training_policy(self, max_iter, tol, *, bar=True, checks=1):
+        """The stopping rule, progress display and divergence checks
+        (``checks`` losses per epoch)."""
         return TrainingPolicy(
             owner="DictionaryLearner", max_iter=max_iter, tol=tol,
-            n_iter_no_change=self.n_iter_no_change,
+            n_iter_no_change=self.n_iter_no_change, checks_per_epoch=checks,
             verbose=self.verbose if bar or self.verbose >= 2 else 0,
             divergence_hint=(
                 f"lower learning_rate (now {self.learning_rate}) or "

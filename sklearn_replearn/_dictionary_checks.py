@@ -10,6 +10,7 @@ import numpy as np
 from .utils import as_tensor
 
 __all__ = [
+    "check_same_classes",
     "check_same_n_components",
     "check_squares_fit_float32",
     "check_two_classes",
@@ -77,4 +78,17 @@ def check_squares_fit_float32(X, *, supervised=False):
             f"{what} DictionaryLearner computes in (float32, largest "
             f"{np.finfo(np.float32).max:.3g}). Scale X first, e.g. with "
             "StandardScaler or by dividing it by its largest value."
+        )
+
+
+def check_same_classes(classes, fitted):
+    """``classes`` given to a later ``partial_fit`` must be the fitted ones
+    (the head has one row per class; scikit-learn's classifiers check the
+    same)."""
+    given = np.unique(np.asarray(classes))
+    if given.shape != fitted.shape or not np.array_equal(given, fitted):
+        raise ValueError(
+            f"classes={given.tolist()} differs from the classes the model was "
+            f"fitted with, {fitted.tolist()}; pass the same classes (or none) "
+            "to later partial_fit calls, or call fit to start over with new ones."
         )

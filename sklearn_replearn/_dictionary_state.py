@@ -11,6 +11,7 @@ of online epochs under the training policy.
 import torch
 
 from ._dictionary_checks import (
+    check_same_classes,
     check_same_n_components,
     check_squares_fit_float32,
     check_two_classes,
@@ -165,6 +166,8 @@ def partial_fit_epoch(estimator, X, y, classes):
     supervised = y is not None and estimator.supervision_weight > 0
     has_head = hasattr(estimator, "classes_")
     if supervised:
+        if has_head and classes is not None:
+            check_same_classes(classes, estimator.classes_)
         known = estimator.classes_ if has_head else classes
         head_classes, y_index = encode_class_labels(y, X.shape[0], classes=known)
         if not has_head:

@@ -201,8 +201,9 @@ def test_partial_fit_honours_the_current_parameters(digits, monkeypatch):
     dl.set_params(alpha=0.05, batch_size=64, forget_exponent=1.0,
                   positive_dict=True).partial_fit(X)
     assert {entry[:3] for entry in seen} == {(0.05, 1.0, True)}
-    assert max(entry[3] for entry in seen) == 64
-    assert dl.n_steps_ == steps + 5  # ceil(300 / 64)
+    # ceil(300 / 64) = 5 balanced minibatches of 60 rows.
+    assert [entry[3] for entry in seen] == [60] * 5
+    assert dl.n_steps_ == steps + 5
     assert (dl.components_ >= 0).all()
 
 

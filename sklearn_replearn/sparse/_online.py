@@ -229,7 +229,7 @@ class OnlineDictionaryLearning:
         probe = None
         if checks_per_epoch > 1:
             probe = torch.randperm(n_samples, device=X.device)[:_PROBE_ROWS]
-        batches = list(iter_row_batches(n_samples, batch_size))
+        batches = _even_batches(n_samples, batch_size)
         checks = {round((j + 1) * len(batches) / checks_per_epoch) - 1
                   for j in range(checks_per_epoch)}
         refresh = whole_data and len(batches) == 1
@@ -290,6 +290,20 @@ class OnlineDictionaryLearning:
         # follow, so that a later partial_fit continues consistently.
         self.A = self.A * (scale @ scale.T)
         self.B = self.B[:, :n_features] * scale
+
+
+def _even_batches(n_samples, batch_size):
+    """``ceil(n_samples / batch_size)`` slices covering ``range(n_samples)``,
+    their sizes differing by one at most.
+
+    A short last minibatch would weigh as much as a full one in the
+    statistics (each step adds its codes' mean): 257 rows in steps of 256
+    and 1 ended 18% above the objective of 256 rows (digits, 16 atoms, mean
+    of 4 seeds); two steps of 128-129 rows do not.
+    """
+    n_batches = max(-(-n_samples // max(batch_size, 1)), 1)
+    bounds = [round(i * n_samples / n_batches) for i in range(n_batches + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
 
 
 def run_epochs(n_samples, step, session, *, n_epochs, batch_size, device):

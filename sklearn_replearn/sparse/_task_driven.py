@@ -72,8 +72,9 @@ class Supervision:
     validation_fraction : float, default=0.0
         Fraction of each class's rows that ``fit`` holds out of training to
         check that the joint phase helped: when a head on the joint phase's
-        codes predicts the held-out labels worse (cross-entropy) than a head
-        on the codes of the label-consistent start, ``fit`` returns the start.
+        codes predicts the held-out labels no better (cross-entropy) than a
+        head on the codes of the unsupervised dictionary of all the rows
+        (fitted first, labels unused), ``fit`` returns that dictionary.
         0 trains on every row and keeps the joint phase.
     """
 

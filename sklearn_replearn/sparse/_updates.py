@@ -162,10 +162,12 @@ def update_dictionary(D, A, B, X, Z=None, *, positive=False):
     Each atom ``d_j`` moves to the minimiser of the surrogate with the other
     atoms fixed, ``d_j + (B_j - A_j @ D) / A_jj``, then is projected onto the
     unit ball (after clipping negatives when ``positive``). An atom that no
-    code uses (``A_jj <= 1e-6``) is replaced by a sample of ``X`` plus 1%
-    noise, and its column of ``Z`` (when given) is zeroed, as scikit-learn
-    does; with ``Z`` given, the samples are those that the codes reconstruct
-    worst, distinct ones (scikit-learn draws random rows).
+    code uses (``A_jj`` at most ``1e-6`` times the mean of ``A``'s diagonal:
+    scikit-learn's absolute ``1e-6`` depends on the data's scale) is
+    replaced by a sample of ``X`` plus 1% noise, and its column of ``Z``
+    (when given) is zeroed, as scikit-learn does; with ``Z`` given, the samples are
+    those that the codes reconstruct worst, distinct ones (scikit-learn draws
+    random rows).
 
     Parameters
     ----------
@@ -202,8 +204,13 @@ def update_dictionary(D, A, B, X, Z=None, *, positive=False):
             [0., 0., 1.]])
     """
     diagonal = torch.diagonal(A).tolist()
-    used = [j for j, value in enumerate(diagonal) if value > 1e-6]
-    unused = [j for j, value in enumerate(diagonal) if value <= 1e-6]
+    # "Unused" relative to the atoms' mean use: A grows with the square of
+    # the data's scale, and an absolute threshold (scikit-learn's 1e-6)
+    # found every atom unused on data around 1e-3 (the objective then ended
+    # 2.6 times too high, and all codes were zero at 1e-4).
+    threshold = 1e-6 * sum(diagonal) / max(len(diagonal), 1)
+    used = [j for j, value in enumerate(diagonal) if value > threshold]
+    unused = [j for j, value in enumerate(diagonal) if value <= threshold]
     source = X
     if unused and Z is not None and len(unused) <= X.shape[0]:
         # The samples the codes explain worst: new atoms where the dictionary

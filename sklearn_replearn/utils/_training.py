@@ -72,6 +72,11 @@ class TrainingPolicy:
     reference_loss : float, default=None
         The loss training started from, when the policy is rebuilt for a
         model trained before (e.g. its first epoch's loss after loading).
+    checks_per_epoch : int, default=1
+        Losses reported per pass over the data. The rule (``max_iter``,
+        ``n_iter_no_change``, the sessions' lengths) counts reports; what
+        ``verbose`` shows and the interruption warning count passes, a report
+        being ``1 / checks_per_epoch`` of one.
 
     Examples
     --------
@@ -88,7 +93,8 @@ class TrainingPolicy:
 
     def __init__(self, *, owner, max_iter, tol=None, n_iter_no_change=10,
                  warmup_epochs=0, verbose=0, divergence_hint="",
-                 explosion_factor=EXPLOSION_FACTOR, reference_loss=None):
+                 explosion_factor=EXPLOSION_FACTOR, reference_loss=None,
+                 checks_per_epoch=1):
         self.owner = owner
         self.max_iter = max_iter
         self.tol = tol
@@ -98,6 +104,7 @@ class TrainingPolicy:
         self.divergence_hint = divergence_hint
         self.explosion_factor = explosion_factor
         self.reference_loss = reference_loss
+        self.checks_per_epoch = checks_per_epoch
         # Completed epochs, over all sessions of this policy.
         self.loss_curve = []
         self.valid_curve = []
@@ -151,8 +158,9 @@ class _Session:
         if policy.verbose == 1:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.n_epochs, desc=policy.owner, unit="epoch",
-                             file=sys.stderr, leave=False)
+            self._bar = tqdm(total=self.n_epochs / policy.checks_per_epoch,
+                             desc=policy.owner, unit="epoch", file=sys.stderr,
+                             leave=False)
         self._epoch_start = time.perf_counter()
         return self
 
@@ -170,7 +178,8 @@ class _Session:
         policy = self.policy
         policy.interrupted = True
         warnings.warn(
-            f"{policy.owner} was interrupted after {policy.n_epochs} completed "
+            f"{policy.owner} was interrupted after "
+            f"{policy.n_epochs / policy.checks_per_epoch:g} completed "
             "epoch(s); the model trained so far is kept.",
             UserWarning,
             stacklevel=3,
@@ -245,10 +254,12 @@ class _Session:
             if valid_loss is not None:
                 postfix["valid_loss"] = f"{valid_loss:.4g}"
             self._bar.set_postfix(postfix, refresh=False)
-            self._bar.update(1)
+            self._bar.update(1 / policy.checks_per_epoch)
         elif policy.verbose >= 2:
             columns = ["epoch", "train_loss"]
-            values = [f"{policy.n_epochs:>7d}", f"{train_loss:>12.4f}"]
+            epoch = (f"{policy.n_epochs:>7d}" if policy.checks_per_epoch == 1 else
+                     f"{policy.n_epochs / policy.checks_per_epoch:>7.2f}")
+            values = [epoch, f"{train_loss:>12.4f}"]
             if valid_loss is not None:
                 columns.append("valid_loss")
                 values.append(f"{valid_loss:>12.4f}")
