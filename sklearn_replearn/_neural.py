@@ -14,6 +14,7 @@ add data checks (``_check_training_values``) and a warm-up
 
 import math
 import warnings
+from contextlib import contextmanager
 from copy import deepcopy
 from numbers import Integral, Real
 
@@ -123,6 +124,29 @@ class BaseNeuralTransformer(BaseRepresentation):
         return {name: plain(getattr(self, name))
                 for name in self._STRUCTURAL_PARAMETERS}
 
+    def _remember_structure(self):
+        """Record the structural parameters the net was built with: their
+        plain form (compared by ``partial_fit``) and the values themselves
+        (the module is rebuilt from them on load, whatever ``set_params``
+        changed since)."""
+        self._built_structure = self._structure()
+        self._built_parameters = {name: getattr(self, name)
+                                  for name in self._STRUCTURAL_PARAMETERS}
+
+    @contextmanager
+    def _built_parameters_set(self):
+        """The structural parameters temporarily set back to those the net
+        was built with (models saved before they were recorded: as they are)."""
+        built = getattr(self, "_built_parameters", None) or {}
+        current = {name: getattr(self, name) for name in built}
+        for name, value in built.items():
+            setattr(self, name, value)
+        try:
+            yield
+        finally:
+            for name, value in current.items():
+                setattr(self, name, value)
+
     def _check_unchanged_structure(self):
         """Raise if a structural parameter changed since the net was built."""
         built = getattr(self, "_built_structure", None)
@@ -190,7 +214,7 @@ class BaseNeuralTransformer(BaseRepresentation):
                 record = train_net(net, train_X)
             strip_net(net)
             self.net_ = net
-            self._built_structure = self._structure()
+            self._remember_structure()
             self._fit_dtype = X.dtype.name
             self._record(record, warn_if_not_converged=True)
         return self
@@ -243,7 +267,7 @@ class BaseNeuralTransformer(BaseRepresentation):
                 record = self._train_in_place(net, X)
             self.net_ = net
             if first_call:
-                self._built_structure = self._structure()
+                self._remember_structure()
                 self._fit_dtype = X.dtype.name
             self._record(record, warn_if_not_converged=False)
         return self
@@ -418,11 +442,16 @@ class BaseNeuralTransformer(BaseRepresentation):
         net = state.pop("_net_state", None)
         super().__setstate__(state)
         if net is not None:
-            with seeded(0, torch.device("cpu")):
-                module = self._checked_module(self.n_features_in_,
-                                              torch.device("cpu"))
-            built = self._build_net(module, torch.device("cpu"), valid_X=None,
-                                    for_partial_fit=True)
+            # Built as fitted: a structural parameter changed by set_params
+            # after fit (sparsity, hidden_layer_sizes, ...) would otherwise
+            # build a module the saved weights do not fit, and the file would
+            # save but not load.
+            with self._built_parameters_set():
+                with seeded(0, torch.device("cpu")):
+                    module = self._checked_module(self.n_features_in_,
+                                                  torch.device("cpu"))
+                built = self._build_net(module, torch.device("cpu"), valid_X=None,
+                                        for_partial_fit=True)
             self.net_ = net_from_state(built, net)
 
     # ------------------------------------------------------------- inference

@@ -6,6 +6,8 @@ scikit-learn and scikit-image (the data of the tour's ``--data patches``);
 window, which tells learned edge-like filters from random ones.
 """
 
+from numbers import Integral, Real
+
 import numpy as np
 
 from .utils import import_optional
@@ -25,8 +27,21 @@ def _gray_image(name):
     else:
         data = import_optional("skimage.data", feature="The patch tour",
                                extra="test", package="scikit-image")
-        image = getattr(data, name)()
-    image = np.asarray(image, dtype=np.float64) / 255.0
+        loader = getattr(data, name, None)
+        if not callable(loader) or name.startswith("_"):
+            raise ValueError(
+                f"Unknown image {name!r}: use 'china', 'flower' or the name of "
+                "a scikit-image photo in skimage.data (e.g. 'camera', 'brick').")
+        image = loader()
+    image = np.asarray(image)
+    # 8-bit photos to [0, 1]; float images (lfw_subset) are there already.
+    scale = 255.0 if image.dtype.kind in "ui" else 1.0
+    image = image.astype(np.float64) / scale
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+        raise ValueError(
+            f"Image {name!r} has shape {image.shape}: load_patches needs one "
+            "photo, grayscale (height, width) or colour (height, width, 3 or "
+            "4), not a stack of images.")
     if image.ndim == 3:
         image = image[..., :3] @ np.array([0.299, 0.587, 0.114])
     return image
@@ -89,10 +104,27 @@ def load_patches(patch_size=12, n_patches=2000, *, images=PATCH_IMAGES,
     >>> X_train.shape, X_test.shape, to_pixels(X_test).shape
     ((100, 64), (25, 64), (25, 64))
     """
-    if not (isinstance(patch_size, int) and patch_size >= 2):
+    if not (isinstance(patch_size, Integral) and patch_size >= 2):
         raise ValueError(f"patch_size must be an int >= 2; got {patch_size!r}.")
-    if not (isinstance(n_patches, int) and n_patches >= 4):
+    if not (isinstance(n_patches, Integral) and n_patches >= 4):
         raise ValueError(f"n_patches must be an int >= 4; got {n_patches!r}.")
+    if not (isinstance(downsample, Integral) and downsample >= 1):
+        raise ValueError(f"downsample must be an int >= 1 (1 keeps the images' "
+                         f"resolution); got {downsample!r}.")
+    if not (isinstance(whitening, Real) and whitening > 0
+            and np.isfinite(whitening)):
+        raise ValueError(
+            f"whitening must be a positive number (the damping of the "
+            f"whitening, relative to the mean eigenvalue; 1.0 by default): "
+            f"without it the zero eigenvalue left by removing each patch's "
+            f"mean gives NaN patches; got {whitening!r}.")
+    if isinstance(images, str) or not len(images) or not all(
+            isinstance(name, str) for name in images):
+        raise ValueError(
+            f"images must be a non-empty sequence of image names, e.g. "
+            f"('china', 'camera'); got {images!r}.")
+    patch_size, n_patches, downsample = (int(value) for value in
+                                         (patch_size, n_patches, downsample))
     rng = np.random.RandomState(random_state)
     train, test = [], []
     for name in images:

@@ -9,6 +9,7 @@ when a display is plotted.
 """
 
 import math
+import warnings
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
@@ -66,9 +67,15 @@ def _as_images(rows, image_shape, what):
 
 def _normalized(images):
     """Scale each image to [0, 1] for display (weights have arbitrary scale)."""
-    flat = images.reshape(len(images), -1)
-    low = flat.min(axis=1).reshape(-1, *([1] * (images.ndim - 1)))
-    high = flat.max(axis=1).reshape(-1, *([1] * (images.ndim - 1)))
+    # Over the finite values: one NaN or inf weight (shown as a blank
+    # pixel) must not take the rest of its image's scale with it.
+    flat = _finite_or_nan(images.reshape(len(images), -1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN images
+        low = np.nanmin(flat, axis=1).reshape(-1, *([1] * (images.ndim - 1)))
+        high = np.nanmax(flat, axis=1).reshape(-1, *([1] * (images.ndim - 1)))
+    low = np.where(np.isfinite(low), low, 0.0)
+    high = np.where(np.isfinite(high), high, 0.0)
     return (images - low) / np.where(high > low, high - low, 1.0)
 
 
@@ -80,9 +87,18 @@ def _symmetric(images):
     read as such, and a filter near zero stays grey instead of being
     stretched to full contrast like its neighbours.
     """
-    flat = images.reshape(len(images), -1)
-    peak = np.abs(flat).max(axis=1).reshape(-1, *([1] * (images.ndim - 1)))
-    return 0.5 + 0.5 * images / np.where(peak > 0, peak, 1.0)
+    flat = np.abs(_finite_or_nan(images.reshape(len(images), -1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN images
+        peak = np.nanmax(flat, axis=1).reshape(-1, *([1] * (images.ndim - 1)))
+    peak = np.where(np.isfinite(peak) & (peak > 0), peak, 1.0)
+    return 0.5 + 0.5 * images / peak
+
+
+def _finite_or_nan(values):
+    """``values`` (float) with inf and -inf replaced by NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(values), values, np.nan)
 
 
 def _image_grid(images, *, n_cols, ax, cmap, titles=None, row_labels=None,

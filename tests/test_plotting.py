@@ -201,3 +201,18 @@ def test_feature_maps_of_a_cnn_layer(photo):
 def test_feature_maps_need_a_cnn(autoencoder, photo):
     with pytest.raises(TypeError, match="no feature_maps method"):
         FeatureMapsDisplay.from_estimator(autoencoder, photo)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_components_keep_their_scale_with_a_non_finite_weight(bad):
+    # One NaN weight made the filter's peak NaN, so the filter was drawn
+    # unscaled (a peak of 0.013 shown instead of 0.5); one inf weight made
+    # the whole filter grey. The scale now comes from the finite weights.
+    weights = np.random.RandomState(0).randn(2, 64) * 0.01
+    weights[0, 5] = bad
+    display = ComponentsDisplay(weights).plot()
+    images = [np.asarray(image.get_array(), dtype=float)
+              for image in shown_images(display.ax_)]
+    for shown in images:
+        finite = np.isfinite(shown) & (np.abs(shown - 0.5) < 0.5 + 1e-9)
+        assert np.max(np.abs(shown[finite] - 0.5)) == pytest.approx(0.5)
