@@ -396,7 +396,13 @@ class BaseNeuralTransformer(BaseRepresentation):
         self.n_iter_ = record.n_epochs
         if self.early_stopping and record.valid_curve:
             self.validation_scores_ = [-loss for loss in record.valid_curve]
-            self.best_validation_score_ = max(self.validation_scores_)
+            # Warm-up epochs (the VAE's KL annealing) never provide the kept
+            # weights, so they cannot provide the best score either; a fit
+            # that ended within its warm-up keeps its last epoch.
+            warmup = self._training_warmup()
+            after = self.validation_scores_[warmup[2] if warmup else 0:]
+            self.best_validation_score_ = (max(after) if after
+                                           else self.validation_scores_[-1])
         elif not self.early_stopping:
             # Left over from an earlier fit with early stopping.
             self.__dict__.pop("validation_scores_", None)

@@ -1,5 +1,6 @@
 """VAETransformer: a variational autoencoder's posterior mean as features."""
 
+import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._neural import BaseNeuralTransformer
 from .base import check_unit_interval
 from .nn import VAE
+from .nn._vae import LOGVAR_RANGE
 from .utils import (
     as_tensor,
     fixed_batch_rows,
@@ -107,8 +109,12 @@ class VAETransformer(BaseNeuralTransformer):
         (binary or grey levels such as scaled pixel intensities).
     noise_variance : "learned" or float, default="learned"
         Variance of the Gaussian likelihood: one value per feature learned with
-        the networks, or a fixed positive value (1.0 makes the reconstruction
-        term half the squared error). Ignored for ``likelihood="bernoulli"``.
+        the networks, or a fixed value between ``exp(-20)`` (about 2.1e-9) and
+        ``exp(10)`` (about 2.2e4) (1.0 makes the reconstruction term half the
+        squared error). Ignored for ``likelihood="bernoulli"``. The learned
+        variances start at 1 and move by about ``learning_rate`` (in log)
+        per step: standardize X first (``StandardScaler``), or a fit on data
+        far from unit scale (1e-2, 1e2) ends far below its best ELBO.
     beta : float, default=1.0
         Weight of the KL term in the training objective (beta-VAE; 1 is the
         ELBO). Scores always use the ELBO itself.
@@ -221,8 +227,11 @@ default="adam"
     _parameter_constraints: dict = {
         **BaseNeuralTransformer._parameter_constraints,
         "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        # The likelihood's log-variance is clamped to LOGVAR_RANGE: a fixed
+        # value outside it would be scored as the nearest bound, silently.
         "noise_variance": [StrOptions({"learned"}),
-                           Interval(Real, 0, None, closed="neither")],
+                           Interval(Real, math.exp(LOGVAR_RANGE[0]),
+                                    math.exp(LOGVAR_RANGE[1]), closed="both")],
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup": [Interval(Integral, 0, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
@@ -273,8 +282,14 @@ default="adam"
     def _check_training_values(self, X):
         self._check_likelihood_support(X)
 
-    def _check_likelihood_support(self, X):
-        if self.likelihood == "bernoulli":
+    def _check_likelihood_support(self, X, *, fitted=False):
+        # Scoring checks X against the likelihood the net was built with:
+        # set_params(likelihood=...) after fit changes the next fit only.
+        likelihood = self.likelihood
+        if fitted:
+            built = getattr(self, "_built_parameters", None) or {}
+            likelihood = built.get("likelihood", likelihood)
+        if likelihood == "bernoulli":
             check_unit_interval(X, "likelihood='bernoulli'", "likelihood='gaussian'")
 
     def _make_criterion(self):
@@ -358,7 +373,7 @@ default="adam"
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        self._check_likelihood_support(X)
+        self._check_likelihood_support(X, fitted=True)
         n_draws = self.n_importance_samples
         if n_draws == 1:
             return self._per_row_bounds(

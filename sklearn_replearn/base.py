@@ -108,6 +108,7 @@ class BaseRepresentation(
         check_is_fitted(self)
         self._check_params_after_fit()
         codes = check_array(codes, dtype=[np.float64, np.float32])
+        check_finite_float32(codes, "codes")
         if codes.shape[1] != self._n_features_out:
             raise ValueError(
                 f"inverse_transform expects codes with {self._n_features_out} columns "

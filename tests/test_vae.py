@@ -435,3 +435,93 @@ def test_conv_needs_matching_image_shape(digits):
     X_train, _, _, _ = digits
     with pytest.raises(ValueError, match=r"image_shape=\(1, 7, 7\) has 49 values"):
         bernoulli_vae(architecture="conv", image_shape=(1, 7, 7)).fit(X_train)
+
+
+# ---- review findings of 2026-11-27 (each test failed before its fix) ----
+def _small_vae(**params):
+    defaults = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=3,
+                    random_state=0, device="cpu")
+    defaults.update(params)
+    return VAETransformer(**defaults)
+
+
+@pytest.fixture(scope="module")
+def scaled_digits():
+    return load_digits().data / 16.0
+
+
+# --- 1. score_samples checks the current `likelihood`, not the fitted one --
+def test_score_checks_the_likelihood_the_model_was_fitted_with(scaled_digits):
+    """set_params(likelihood=...) after fit must not change what score does:
+    the net keeps the likelihood it was built with (and is rebuilt with it on
+    load), so the [0, 1] check must follow the fitted likelihood too.
+
+    Measured: a Bernoulli model after set_params(likelihood="gaussian")
+    scored standardized data (range [-2.8, 13.9]) as -44.05 with binary
+    cross-entropy on targets outside [0, 1], without an error; a Gaussian
+    model after set_params(likelihood="bernoulli") refused its own data.
+    """
+    X = scaled_digits[:300]
+    X_std = (X - X.mean(0)) / (X.std(0) + 1e-3)
+
+    bernoulli = _small_vae(likelihood="bernoulli").fit(X)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        bernoulli.score(X_std)
+    bernoulli.set_params(likelihood="gaussian")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        bernoulli.score(X_std)
+
+    gaussian = _small_vae().fit(X_std)
+    expected = gaussian.score(X_std)
+    gaussian.set_params(likelihood="bernoulli")
+    assert gaussian.score(X_std) == expected
+
+
+# --- 3. a fixed noise_variance is silently clamped -------------------------
+def test_fixed_noise_variance_is_used_or_refused(scaled_digits):
+    """noise_variance accepts any positive float, but the likelihood clamps
+    its log to [-20, 10]: noise_variance=1e8 is silently computed as
+    exp(10) ~ 2.2e4.
+
+    With variance 1e8 every feature costs at least 0.5 * log(2 pi 1e8) nats,
+    so the ELBO is at most -648.3 on the 64 digit features (the KL is >= 0).
+    Measured: -378.8, the same as noise_variance=1e6 and exp(10). Values
+    outside [exp(-20), exp(10)] are now refused; inside, they are used.
+    """
+    X = scaled_digits[:200]
+    with pytest.raises(ValueError, match="noise_variance"):
+        _small_vae(noise_variance=1e8, max_iter=2).fit(X)
+    vae = _small_vae(noise_variance=1e4, max_iter=2).fit(X)
+    bound = -0.5 * X.shape[1] * np.log(2 * np.pi * 1e4)
+    assert vae.score(X) <= bound + 1e-3
+
+
+# --- 4. best_validation_score_ can come from a KL warm-up epoch ------------
+def test_best_validation_score_is_that_of_the_kept_weights(scaled_digits):
+    """Docstring: best_validation_score_ is the best of validation_scores_ and
+    "its weights are the ones kept". With kl_warmup, the kept weights are the
+    best epoch after the warm-up (the KL weight is below beta before), but
+    best_validation_score_ is the maximum over all epochs.
+
+    Measured: best_validation_score_ -24.831 from warm-up epoch 9 (KL weight
+    0.8), while the weights kept are epoch 11's (-25.141).
+    """
+    vae = VAETransformer(
+        n_components=8, hidden_layer_sizes=(64,), likelihood="bernoulli",
+        kl_warmup=10, learning_rate=1e-2, early_stopping=True,
+        n_iter_no_change=1, max_iter=40, random_state=0, device="cpu",
+    ).fit(scaled_digits)
+    after_warmup = vae.validation_scores_[vae.kl_warmup:]
+    assert after_warmup, "no epoch after the warm-up"
+    assert vae.best_validation_score_ == max(after_warmup)
+
+
+# --- 5. inverse_transform accepts codes beyond float32 and returns NaN -----
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_inverse_transform_refuses_codes_beyond_float32(scaled_digits, likelihood):
+    """README, Errors and guarantees: values beyond float32 are a clear
+    ValueError. inverse_transform(np.full((2, 2), 1e39)) returned 128 NaNs.
+    """
+    vae = _small_vae(likelihood=likelihood, max_iter=1).fit(scaled_digits[:200])
+    with pytest.raises(ValueError, match="float32"):
+        vae.inverse_transform(np.full((2, 2), 1e39))
