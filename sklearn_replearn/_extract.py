@@ -143,6 +143,13 @@ def _write_features(handle, X_new, files, extension):
         writer.writerow([path, *(format(value, ".9g") for value in row)])
 
 
+def _umask():
+    """The process's umask (reading it means setting it: set it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _commit(targets, writers):
     """Write each target under a temporary name, then rename all, or none."""
     temporary, done = {}, []
@@ -157,6 +164,9 @@ def _commit(targets, writers):
                                          "errors": "surrogateescape"}
             with open(fd, mode, **options) as handle:
                 writers[key](handle)
+            # mkstemp creates 0600 files; the output gets the mode a plain
+            # open() would give (0644 under the usual umask 022).
+            os.chmod(temporary[key], 0o666 & ~_umask())
         for key, target in targets.items():
             backup = None
             if os.path.lexists(target):

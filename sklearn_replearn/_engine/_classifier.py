@@ -42,6 +42,10 @@ class ClassifierNet(NeuralNet):
                 yield name, parameter
 
 
+def _one_row_tail(n_rows, batch_size):
+    return n_rows > 1 and n_rows % batch_size == 1
+
+
 def train_classifier(module, dataset, *, device, owner, max_iter, batch_size,
                      learning_rate, num_workers=0, verbose=0, callbacks=None):
     """Train ``module`` (images -> logits) on ``dataset`` of (image, label index).
@@ -64,6 +68,11 @@ def train_classifier(module, dataset, *, device, owner, max_iter, batch_size,
         batch_size=batch_size,
         iterator_train__shuffle=True,
         iterator_train__num_workers=num_workers,
+        # A last batch of one image makes a training BatchNorm fail ("expected
+        # more than 1 value per channel"; resnet18 at 32x32 pixels, 5 images
+        # in batches of 4): drop it. Batches are shuffled, so every image
+        # still trains in the other epochs.
+        iterator_train__drop_last=_one_row_tail(len(dataset), batch_size),
         train_split=None,
         callbacks=[*check_callbacks(callbacks), (POLICY_CALLBACK_NAME, policy)],
         device=str(device),

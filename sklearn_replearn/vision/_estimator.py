@@ -352,6 +352,11 @@ class PretrainedCNNFeatures(BaseRepresentation):
             self.preprocessing_ = preprocessing_config(
                 preset, self.image_size, self.normalize, first_conv_channels(model))
             self._runtime = {}
+            # What transform computes: set_params after fit changes the next
+            # fit, never the features of this one (a layer=None set later
+            # returned the 1000 class logits of the classifier kept whole).
+            self._fitted_choices = {name: getattr(self, name)
+                                    for name in ("layer", "pooling", "normalize")}
             if self.layer is not None:
                 check_layer(model, self.layer)
             self.model_ = model.to(device=device, memory_format=torch.channels_last)
@@ -435,7 +440,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
             raise TypeError(
                 f"layer must be a node name (str) or None; got {layer!r}."
             )
-        layer = self.layer if layer is None else layer
+        layer = self._fitted("layer") if layer is None else layer
         if layer is None:
             names = ", ".join(node_names(self.model_)[-12:])
             raise ValueError(
@@ -449,18 +454,24 @@ class PretrainedCNNFeatures(BaseRepresentation):
                          device, np.float32, description="feature_maps")
 
     # ------------------------------------------------------------- helpers
+    def _fitted(self, name):
+        """``layer``, ``pooling`` or ``normalize`` as fit used them (models
+        saved before they were recorded: the current value)."""
+        return getattr(self, "_fitted_choices", {}).get(name, getattr(self, name))
+
     def _preprocessor(self):
         return Preprocessing(**self.preprocessing_)
 
     def _pool(self, output):
         """The layer's output as one vector per image (``pooling``)."""
-        return pool_features(output, self.pooling,
+        return pool_features(output, self._fitted("pooling"),
                              getattr(self.model_, "num_prefix_tokens", None))
 
     def _image_set(self, X, *, reset):
         """Validate X; returns an ImageSet and the output dtype."""
+        normalize = self.normalize if reset else self._fitted("normalize")
         images, out_dtype = read_images(
-            X, image_shape=self.image_shape, check_range=self.normalize is not False,
+            X, image_shape=self.image_shape, check_range=normalize is not False,
             validate_rows=partial(validate_data, self, reset=reset, dtype="numeric",
                                   ensure_min_samples=1),
         )
@@ -478,7 +489,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         """
         return cached_feature_module(
             self.__dict__.setdefault("_runtime", {}), self.model_,
-            layer=self.layer if layer is None else layer, device=device,
+            layer=self._fitted("layer") if layer is None else layer, device=device,
             compile=self.compile, preprocess=self._preprocessor(),
         )
 

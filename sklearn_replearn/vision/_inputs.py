@@ -400,13 +400,16 @@ def as_image_set(X, *, image_shape, check_range):
     if X.ndim == 2:
         return _flat_rows(X, image_shape, check_range)
     if X.ndim == 3:
-        if X.shape[-1] in (3, 4) and X.shape[1] > 4:
+        # A last axis of 1-4 next to a wider one looks like one image's
+        # channels (Keras and OpenCV give a grey image as (H, W, 1)); read as
+        # (N, H, W) it would silently become H images of W x 1 pixels.
+        if X.shape[-1] in (1, 2, 3, 4) and X.shape[1] > X.shape[-1]:
             raise ValueError(
                 f"X has shape {X.shape}: a 3-D array is read as N grayscale images "
-                f"(N, H, W), but its last axis of {X.shape[-1]} looks like color "
-                "channels. For one color image pass X[np.newaxis] (shape "
-                "(1, H, W, C)); for grayscale images of width 3 or 4 pass "
-                "X[:, np.newaxis] (shape (N, 1, H, W))."
+                f"(N, H, W), but its last axis of {X.shape[-1]} looks like "
+                "channels. For one image pass X[np.newaxis] (shape "
+                "(1, H, W, C)); for grayscale images of width "
+                f"{X.shape[-1]} pass X[:, np.newaxis] (shape (N, 1, H, W))."
             )
         X = pixel_array(X, what, check_range=check_range)
         return ArrayImages(X[:, np.newaxis], channels_last=False)

@@ -63,10 +63,25 @@ def preprocessing_config(preset, image_size, normalize, in_channels):
         resize, crop = size, None
     if normalize is True:
         mean, std = preset["mean"], preset["std"]
+        if in_channels == 1 and len(mean) == 3:
+            # A one-channel backbone (a user's MNIST-style module) with the
+            # colour statistics: their grey equivalent, as timm does when it
+            # adapts colour weights to one channel.
+            mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
     elif normalize is False:
         mean = std = None
     else:
         mean, std = _mean_std(normalize)
+    if mean is not None and in_channels is not None and len(mean) != in_channels:
+        given = ("the weights' normalisation" if normalize is True
+                 else "normalize=(mean, std)")
+        raise ValueError(
+            f"The backbone's first convolution takes {in_channels} channels, but "
+            f"{given} has {len(mean)} values per statistic; pass "
+            f"normalize=(mean, std) with {in_channels} values each (e.g. "
+            f"({(0.5,) * in_channels}, {(0.25,) * in_channels})), or "
+            "normalize=False for inputs already scaled as the backbone expects."
+        )
     return {
         "resize_size": resize, "crop_size": crop, "mean": mean, "std": std,
         "interpolation": preset["interpolation"], "antialias": preset["antialias"],
