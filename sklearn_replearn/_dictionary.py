@@ -156,14 +156,12 @@ class DictionaryLearner(BaseRepresentation):
         phase's dictionaries, with this weight on the past per minibatch step
         (0 returns the last iterate).
     validation_fraction : float, default=0.2
-        Supervised ``fit`` only: fraction of each class's rows held out of
-        training to check the joint phase: when a logistic head on its codes
-        predicts the held-out labels no better (cross-entropy) than a head on
-        the codes of the unsupervised dictionary of all the rows (a fit
-        without labels, also run), ``fit`` returns that unsupervised
-        dictionary, so that labels that carry little signal do not trade
-        the reconstruction away for nothing. 0 trains on every row and keeps
-        the joint phase.
+        Supervised ``fit`` only: each class's fraction held out to check
+        the joint phase: when a logistic head on its codes predicts the
+        held-out labels no better (cross-entropy) than one on the codes of
+        the unsupervised dictionary of all the rows (also fitted), ``fit``
+        returns that dictionary: labels with little signal do not trade the
+        reconstruction away for nothing. 0 keeps the joint phase.
     forget_exponent : float, default=4.0
         How fast the sufficient statistics forget old minibatches: each step
         multiplies them by scikit-learn's forgetting factor raised to this
@@ -220,10 +218,9 @@ class DictionaryLearner(BaseRepresentation):
         Epochs run, the last one possibly cut short by the stopping rule (all
         ``fit``/``partial_fit`` calls since the last ``fit``).
     n_steps_ : int
-        Minibatch updates behind the dictionary's sufficient statistics (the
-        forgetting schedule of a later ``partial_fit`` continues from it).
-        After a supervised fit that fell back to its unsupervised dictionary
-        (``validation_fraction``), that fit's updates only.
+        Minibatch updates behind the statistics (a later ``partial_fit``'s
+        forgetting continues from it); after a supervised fit that fell back
+        to its unsupervised dictionary, that fit's updates only.
     loss_curve_ : list of float
         The loss at each check of the stopping rule (``tol``): the mean
         training loss of each epoch, or, in unsupervised fits checked several
@@ -535,8 +532,7 @@ class DictionaryLearner(BaseRepresentation):
         super().__setstate__(upgraded_state(state))
 
     def _training_policy(self, max_iter, tol, *, bar=True, checks=1):
-        """The stopping rule, progress display and divergence checks
-        (``checks`` losses per epoch)."""
+        """Stopping rule, progress and divergence (``checks`` per epoch)."""
         return TrainingPolicy(
             owner="DictionaryLearner", max_iter=max_iter, tol=tol,
             n_iter_no_change=self.n_iter_no_change, checks_per_epoch=checks,

@@ -72,7 +72,7 @@ def test_supervised_fallback_keeps_the_unsupervised_fits_statistics(digits):
     np.testing.assert_array_equal(model._A, unsupervised._A)
     assert model.n_iter_ > unsupervised.n_iter_
     doc = " ".join(DictionaryLearner.__doc__.split())
-    assert "fell back to its unsupervised dictionary" in doc
+    assert "fell back to its unsupervised dictionary, that fit" in doc
     section = doc[doc.index("validation_fraction : float"):
                   doc.index("forget_exponent :")]
     assert "unsupervised dictionary of all the rows" in section
