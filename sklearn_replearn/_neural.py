@@ -107,9 +107,10 @@ class BaseNeuralTransformer(BaseRepresentation):
     # Parameters that shape the network or its loss: partial_fit continues
     # the network built by fit, so they cannot change between the two.
     # (Training settings such as learning_rate and batch_size can.)
+    # Your own encoder/decoder modules count too (compared by identity).
     _STRUCTURAL_PARAMETERS = (
         "n_components", "hidden_layer_sizes", "activation", "architecture",
-        "image_shape", "optimizer",
+        "image_shape", "optimizer", "encoder", "decoder",
     )
 
     def _structure(self):
@@ -348,14 +349,17 @@ class BaseNeuralTransformer(BaseRepresentation):
             probe = torch.zeros(2, n_features)
             was_training = module.training
             module.eval()
-            code = module.encode(probe)
+            code = self._probe_module(module.encode, probe, "encoder",
+                                      f"(batch, n_features={n_features})")
             if code.ndim != 2 or code.shape[0] != 2:
                 raise ValueError(
                     "The encoder must map a batch of shape (batch, n_features) to "
                     f"codes of shape (batch, n_components); a batch of shape "
                     f"{tuple(probe.shape)} gave {tuple(code.shape)}."
                 )
-            reconstruction = module.decode(code)
+            reconstruction = self._probe_module(
+                module.decode, code, "decoder",
+                f"(batch, {code.shape[1]}) codes (the encoder's output width)")
             if tuple(reconstruction.shape) != (2, n_features):
                 raise ValueError(
                     "The decoder must map codes back to (batch, n_features) = "
@@ -365,6 +369,17 @@ class BaseNeuralTransformer(BaseRepresentation):
             module.train(was_training)
         self._n_components_out = int(code.shape[1])
         return module.to(device)
+
+    @staticmethod
+    def _probe_module(function, batch, name, expected):
+        """``function(batch)``, torch's shape or dtype errors as a ValueError."""
+        try:
+            return function(batch)
+        except RuntimeError as error:
+            raise ValueError(
+                f"The {name} cannot take {expected}: {error}. Check its input "
+                "width (and that its parameters are float32, the models' dtype)."
+            ) from error
 
     def _build_net(self, module, device, *, valid_X, for_partial_fit=False):
         early_stopping = self.early_stopping and not for_partial_fit

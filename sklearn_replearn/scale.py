@@ -19,6 +19,7 @@ This module holds the two recipes where a few lines of glue help:
 
 import math
 import os
+import re
 import uuid
 
 import numpy as np
@@ -29,6 +30,7 @@ from .utils import import_optional, read_path_list, write_path_list
 __all__ = ["dask_transform", "extract_features", "load_features"]
 
 _PART_FORMAT = "features-{:05d}"
+_PART_NAME = re.compile(r"((?:features-)(\d{5,}))\.npy")
 
 
 def _import_dask():
@@ -284,10 +286,12 @@ def _distributed_client(scheduler):
 
 
 def _existing_parts(out_dir):
-    return sorted(
-        name[:-len(".npy")] for name in os.listdir(out_dir)
-        if name.startswith("features-") and name.endswith(".npy")
-    )
+    """The partitions written, in partition order (by number: past 99999
+    partitions the names outgrow the zero padding). Temporary files of a
+    task killed before its rename are not partitions."""
+    parts = (_PART_NAME.fullmatch(name) for name in os.listdir(out_dir))
+    return [match.group(1) for match in
+            sorted((m for m in parts if m), key=lambda m: int(m.group(2)))]
 
 
 def _extract_partition(estimator, paths, out_dir, index, overwrite):
@@ -306,7 +310,7 @@ def _extract_partition(estimator, paths, out_dir, index, overwrite):
     # Write under temporary names and rename, so that a task killed halfway
     # (or retried by the scheduler) never leaves a truncated file behind.
     pid = os.getpid()
-    with open(f"{stem}.{pid}.tmp.npy", "wb") as handle:
+    with open(f"{stem}.{pid}.npy.tmp", "wb") as handle:
         np.save(handle, features)
     with open(f"{listing}.{pid}.tmp", "w", encoding="utf-8") as handle:
         write_path_list(handle, paths)
@@ -315,7 +319,7 @@ def _extract_partition(estimator, paths, out_dir, index, overwrite):
     # of other files.
     if os.path.exists(listing):
         os.remove(listing)
-    os.replace(f"{stem}.{pid}.tmp.npy", npy)
+    os.replace(f"{stem}.{pid}.npy.tmp", npy)
     os.replace(f"{listing}.{pid}.tmp", listing)
     return npy
 

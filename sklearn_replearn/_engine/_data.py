@@ -5,7 +5,6 @@ skorch's default ``DataLoader`` collates batches sample by sample, which costs
 tensor instead.
 """
 
-import math
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,7 +52,9 @@ class RowBatchLoader:
 
     Yields ``(X_batch, X_batch)``: for a reconstruction the target is the input.
     Shuffling uses torch's global RNG, which the estimators seed and fork
-    (``utils.seeded``), so runs are repeatable.
+    (``utils.seeded``), so runs are repeatable. When shuffling (training), a
+    last batch of one row joins the batch before it: a BatchNorm in your own
+    module cannot train on one row (257 rows in batches of 128 failed).
     """
 
     def __init__(self, dataset, batch_size, shuffle=False):
@@ -62,7 +63,16 @@ class RowBatchLoader:
         self.shuffle = shuffle
 
     def __len__(self):
-        return math.ceil(len(self.dataset) / self.batch_size)
+        return len(self._bounds())
+
+    def _bounds(self):
+        """(start, stop) of each batch."""
+        n_samples, size = len(self.dataset), self.batch_size
+        bounds = [(start, min(start + size, n_samples))
+                  for start in range(0, n_samples, size)]
+        if self.shuffle and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+            bounds[-2:] = [(bounds[-2][0], n_samples)]
+        return bounds
 
     def __iter__(self):
         n_samples = len(self.dataset)
@@ -71,13 +81,13 @@ class RowBatchLoader:
             # The permutation is drawn on the CPU (the same stream on every
             # device), then indexes the tensor where it lives.
             order = torch.randperm(n_samples).to(data.device)
-            for start in range(0, n_samples, self.batch_size):
-                batch = data[order[start:start + self.batch_size]]
+            for start, stop in self._bounds():
+                batch = data[order[start:stop]]
                 yield batch, batch
         elif self.shuffle:
             order = torch.randperm(n_samples)
-            for start in range(0, n_samples, self.batch_size):
-                batch = self.dataset.batch(order[start:start + self.batch_size])
+            for start, stop in self._bounds():
+                batch = self.dataset.batch(order[start:stop])
                 yield batch, batch
         elif sp.issparse(data):
             for start in range(0, n_samples, self.batch_size):
