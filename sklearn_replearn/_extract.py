@@ -119,12 +119,14 @@ def _outputs(out, extension, skip_unreadable, parser):
 
 def _readable(files):
     """Split ``files`` into readable images and ``(path, reason)`` of the others."""
-    from .vision._inputs import _open_image
+    from .vision._inputs import _open_image, _pil_to_array
 
     good, bad = [], []
     for path in files:
         try:
-            _open_image(path, path)
+            # Decoded too: a file PIL opens may still be a kind of image the
+            # models cannot take (16-bit PNGs, float TIFFs).
+            _pil_to_array(_open_image(path, path), path)
         except ValueError as exc:
             bad.append((path, str(exc.__cause__ or exc)))
         else:

@@ -10,8 +10,10 @@ when a display is plotted.
 
 import math
 import warnings
+from numbers import Integral
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
 from .utils import check_image_shape, import_optional
@@ -101,11 +103,29 @@ def _finite_or_nan(values):
     return np.where(np.isfinite(values), values, np.nan)
 
 
+def _estimator_image_shape(estimator, n_values):
+    """The estimator's ``image_shape`` when it describes rows of ``n_values``
+    (an autoencoder fitted on flat images), else None."""
+    shape = getattr(estimator, "image_shape", None)
+    try:
+        shape = tuple(int(size) for size in shape)
+    except (TypeError, ValueError):
+        return None
+    if len(shape) in (2, 3) and min(shape) > 0 and math.prod(shape) == n_values:
+        return shape
+    return None
+
+
 def _image_grid(images, *, n_cols, ax, cmap, titles=None, row_labels=None,
                 n_rows=None):
     """Show images on a grid of axes; returns (figure, axes array)."""
     plt = _pyplot()
     n_images = len(images)
+    if isinstance(n_cols, bool) or not isinstance(n_cols, Integral) or n_cols < 1:
+        raise ValueError(f"n_cols must be a positive int; got {n_cols!r}.")
+    if n_images == 0:
+        raise ValueError("There are no images to show (max_components or "
+                         "max_maps must be at least 1).")
     n_cols = min(n_cols, n_images) if n_rows is None else n_cols
     n_rows = n_rows or math.ceil(n_images / n_cols)
     if ax is None:
@@ -204,9 +224,14 @@ class ComponentsDisplay:
         display : ComponentsDisplay
         """
         check_is_fitted(estimator)
+        if isinstance(max_components, bool) or not isinstance(
+                max_components, Integral) or max_components < 1:
+            raise ValueError(f"max_components must be a positive int; got "
+                             f"{max_components!r}.")
         components, inferred_shape = _components_of(estimator)
         display = cls(components[:max_components],
-                      image_shape=image_shape or inferred_shape,
+                      image_shape=image_shape or inferred_shape
+                      or _estimator_image_shape(estimator, components.shape[1]),
                       title=title or f"{type(estimator).__name__} components")
         return display.plot(n_cols=n_cols, ax=ax, cmap=cmap)
 
@@ -288,9 +313,11 @@ class ReconstructionDisplay:
                 f"{type(estimator).__name__} has no inverse_transform, so it cannot "
                 "reconstruct; use an autoencoder, VAE, PCA or dictionary learner."
             )
-        X = np.asarray(X)[:n_samples]
+        X = X[:n_samples]
+        X = X.toarray() if sp.issparse(X) else np.asarray(X)
         reconstructions = estimator.inverse_transform(estimator.transform(X))
-        display = cls(X, reconstructions, image_shape=image_shape,
+        display = cls(X, reconstructions, image_shape=image_shape or
+                      _estimator_image_shape(estimator, X.shape[1]),
                       title=title or f"{type(estimator).__name__} reconstructions")
         return display.plot(ax=ax, cmap=cmap)
 
@@ -356,8 +383,9 @@ class LatentSpaceDisplay:
         if codes.shape[1] == 1:
             points, names = np.column_stack([codes[:, 0], np.zeros(len(codes))]), (
                 "component 1", "")
-        elif codes.shape[1] == 2:
-            points, names = codes, ("component 1", "component 2")
+        elif codes.shape[1] == 2 or len(codes) < 3:
+            # (PCA of fewer than three codes has no second direction.)
+            points, names = codes[:, :2], ("component 1", "component 2")
         else:
             from sklearn.decomposition import PCA
 
@@ -377,7 +405,10 @@ class LatentSpaceDisplay:
                                    s=size)
         if self.labels is not None:
             classes = np.unique(np.asarray(self.labels))
-            handles = self.scatter_.legend_elements(num=len(classes))[0]
+            # One handle per class index (num=len(classes) let matplotlib
+            # pick "nice" levels such as 0, 0.5, 1: wrong colours for 2-5
+            # classes).
+            handles = self.scatter_.legend_elements(num=None)[0]
             ax.legend(handles, [str(c) for c in classes], fontsize=7, markerscale=0.8,
                       loc="best")
         ax.set_xlabel(names[0])
@@ -419,6 +450,8 @@ class SamplesDisplay:
             raise TypeError(f"{type(estimator).__name__} cannot generate samples (no "
                             "sample method); use VAETransformer.")
         samples = estimator.sample(n_samples, random_state=random_state)
+        image_shape = image_shape or _estimator_image_shape(estimator,
+                                                            samples.shape[1])
         return cls(samples, image_shape=image_shape, n_cols=n_cols,
                    title=title or f"{type(estimator).__name__} samples").plot(
             ax=ax, cmap=cmap)
@@ -433,7 +466,14 @@ class SamplesDisplay:
         ``estimator.inverse_transform``.
         """
         check_is_fitted(estimator)
-        width = getattr(estimator, "_n_features_out", None)
+        # A Pipeline's latent space is its last step's (decoded through the
+        # whole pipeline's inverse_transform).
+        final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+        width = getattr(final, "_n_features_out", None)
+        if width is None:
+            raise TypeError(
+                f"{type(final).__name__} has no latent space to traverse; pass a "
+                "fitted autoencoder or VAE (or a Pipeline ending in one).")
         if width != 2:
             raise ValueError(f"A latent traversal needs a 2-D latent space; this "
                              f"{type(estimator).__name__} has {width} components. "
@@ -442,6 +482,7 @@ class SamplesDisplay:
         # Row i is the i-th value of the second latent, top = largest.
         grid = np.array([[first, second] for second in axis[::-1] for first in axis])
         samples = estimator.inverse_transform(grid)
+        image_shape = image_shape or _estimator_image_shape(final, samples.shape[1])
         return cls(samples, image_shape=image_shape, n_cols=n_steps,
                    title=title or "latent traversal").plot(ax=ax, cmap=cmap)
 

@@ -258,6 +258,7 @@ class ItemImages(ImageSet):
         what = f"X[{index}]"
         if _is_path(item):
             item = _open_image(os.fspath(item), what)
+            what = f"X[{index}] ({os.fspath(self.items[index])!r})"
         if not isinstance(item, np.ndarray):
             item = _pil_to_array(item, what)
         if not item.flags.writeable:
