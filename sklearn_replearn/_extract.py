@@ -52,8 +52,10 @@ def _parser():
                         help="graph node giving the features (default: the input "
                         "of the classifier)")
     parser.add_argument("--pooling", default="avg", choices=["avg", "max", "none"],
-                        help="pooling of feature maps (default: avg)")
-    parser.add_argument("--image-size", type=int, default=None,
+                        help="pooling of the --layer's feature maps (default: "
+                        "avg; without --layer the features are the backbone's "
+                        "own vectors, and only avg applies)")
+    parser.add_argument("--image-size", type=_image_size, default=None,
                         help="resize the shorter side to this and crop a square "
                         "(default: the weights' preprocessing)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -71,6 +73,19 @@ def _parser():
                         help="output file, .npy or .csv (default: features.npy)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _image_size(text):
+    """``--image-size``: an int of at least 2 (argparse reports the error)."""
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if size < 2:
+        # 1 x 1 crops fail inside torchvision's resize of colour images.
+        raise argparse.ArgumentTypeError(
+            f"must be at least 2 (pixels per side of the square crop); got {size}")
+    return size
 
 
 def _collect(paths, parser):

@@ -498,6 +498,33 @@ class SamplesDisplay:
         return self
 
 
+def _one_image(image):
+    """``image``, refused with a clear error when it is a batch of images;
+    one image given as nested lists becomes an array."""
+    if isinstance(image, list | tuple):
+        try:
+            array = np.asarray(image)
+        except (ValueError, TypeError):  # ragged: a list of images
+            array = None
+        if array is None or array.ndim not in (2, 3) or array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"image is a list of {len(image)} item"
+                f"{'s' if len(image) != 1 else ''}; FeatureMapsDisplay shows "
+                "the maps of one image: pass one of them (e.g. images[0]), as an "
+                "array, a PIL image or a file path."
+            )
+        return array
+    shape = getattr(image, "shape", None)
+    if shape is not None and len(shape) == 4:
+        count = f"{shape[0]} image{'s' if shape[0] != 1 else ''}"
+        raise ValueError(
+            f"image has shape {tuple(shape)}, a batch of {count}; "
+            "FeatureMapsDisplay shows the maps of one image: pass one, e.g. "
+            "images[0] (shape (H, W, C) or (C, H, W))."
+        )
+    return image
+
+
 class FeatureMapsDisplay:
     """A CNN layer's feature maps for one image: where each channel fires.
 
@@ -523,13 +550,20 @@ class FeatureMapsDisplay:
         """Compute the feature maps of ``image`` at ``layer`` and plot them.
 
         ``estimator`` is a fitted ``PretrainedCNNFeatures``; ``image`` is one
-        image in any form it accepts (array, PIL image, file path).
+        image in any form it accepts (array of shape (H, W), (H, W, C) or
+        (C, H, W), PIL image, file path); ``max_maps`` (at least 1) is the
+        number of channels shown, the first ones.
         """
+        if (isinstance(max_maps, bool) or not isinstance(max_maps, Integral)
+                or max_maps < 1):
+            raise ValueError(f"max_maps must be a positive int (the number of "
+                             f"channels to show); got {max_maps!r}.")
         check_is_fitted(estimator)
         if not hasattr(estimator, "feature_maps"):
             raise TypeError(f"{type(estimator).__name__} has no feature_maps method; "
                             "use PretrainedCNNFeatures.")
-        maps = np.asarray(estimator.feature_maps([image], layer=layer))[0]
+        maps = np.asarray(estimator.feature_maps([_one_image(image)],
+                                                 layer=layer))[0]
         layer_name = layer or getattr(estimator, "layer", None) or "layer"
         display = cls(maps[:max_maps], title=title or f"feature maps of {layer_name}")
         return display.plot(n_cols=n_cols, ax=ax, cmap=cmap)

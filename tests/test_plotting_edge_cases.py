@@ -152,3 +152,54 @@ def test_extract_names_the_file_of_a_16_bit_png_and_can_skip_it(tmp_path, capsys
     assert "b16.png" in capsys.readouterr().err
     assert _status([str(folder), *FAST, "--skip-unreadable", "--out", str(out)]) == 0
     assert np.load(out).shape == (1, 512)
+
+
+# ------------------------------------------- FeatureMapsDisplay (issue 21)
+@pytest.fixture(scope="module")
+def cnn_features():
+    import torch
+    from torch import nn
+
+    from sklearn_replearn import PretrainedCNNFeatures
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        cnn = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    images = np.random.RandomState(0).randint(0, 256, (3, 16, 16, 3), np.uint8)
+    features = PretrainedCNNFeatures(cnn, weights=None, image_size=8, layer="1",
+                                     device="cpu").fit(images)
+    return features, images
+
+
+@pytest.mark.parametrize("max_maps", [0, -1, 2.5, True])
+def test_feature_maps_max_maps_below_one_is_a_clear_error(cnn_features, max_maps):
+    # max_maps=0 gave numpy's "cannot reshape array of size 0", -1 silently
+    # dropped the last map, 2.5 gave "slice indices must be integers".
+    from sklearn_replearn.plotting import FeatureMapsDisplay
+
+    features, images = cnn_features
+    with pytest.raises(ValueError, match=rf"max_maps must be a positive int.*got "
+                       rf"{max_maps!r}"):
+        FeatureMapsDisplay.from_estimator(features, images[0], max_maps=max_maps)
+    display = FeatureMapsDisplay.from_estimator(features, images[0], max_maps=1)
+    assert display.feature_maps.shape == (1, 8, 8)
+
+
+def test_feature_maps_of_a_batch_ask_for_one_image(cnn_features):
+    # A batch got scikit-learn's "Found array with dim 5 ... dim <= 2".
+    from sklearn_replearn.plotting import FeatureMapsDisplay
+
+    features, images = cnn_features
+    for batch, match in [
+            (images, r"shape \(3, 16, 16, 3\).*batch of 3 images.*images\[0\]"),
+            (images[:1], r"shape \(1, 16, 16, 3\).*batch of 1 image.*images\[0\]"),
+            (list(images[:2]), r"list of 2 items.*images\[0\]")]:
+        with pytest.raises(ValueError, match=match) as info:
+            FeatureMapsDisplay.from_estimator(features, batch)
+        assert "dim <= 2" not in str(info.value)
+    # One image as nested lists is one image.
+    display = FeatureMapsDisplay.from_estimator(features, images[0].tolist())
+    np.testing.assert_array_equal(
+        display.feature_maps, FeatureMapsDisplay.from_estimator(
+            features, images[0]).feature_maps)

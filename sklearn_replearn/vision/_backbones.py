@@ -8,9 +8,12 @@ they were trained with.
 """
 
 import difflib
+import io
 import os
 import pickle
+import pickletools
 import re
+import zipfile
 from collections.abc import Mapping
 from copy import deepcopy
 
@@ -20,7 +23,13 @@ from torch import nn
 from ..utils import import_optional, seeded
 from ._download import cached_weights_file
 
-__all__ = ["drop_classifier", "first_conv_channels", "load_backbone", "safe_load"]
+__all__ = [
+    "drop_classifier",
+    "first_conv_channels",
+    "load_backbone",
+    "pools_its_features",
+    "safe_load",
+]
 
 _WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 # torchvision's DenseNet checkpoints use the old key names "norm.1", "conv.2", ...
@@ -157,6 +166,12 @@ def _module_preset(model):
     return None
 
 
+def pools_its_features(model):
+    """Whether ``model``'s penultimate features are pooled as the estimator's
+    ``pooling`` says (timm's global pooling, set by :func:`drop_classifier`)."""
+    return _is_timm_model(model)
+
+
 def drop_classifier(model, pooling):
     """Drop ``model``'s classifier for its penultimate features; its name or None.
 
@@ -205,6 +220,8 @@ def safe_load(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not _is_pickle(path):
+            raise _not_a_torch_file(path, None) from exc
         raise ValueError(
             f"Refused to load {path!r}: it is a pickle holding Python objects other "
             "than tensors, and unpickling it could run arbitrary code "
@@ -212,10 +229,36 @@ def safe_load(path):
             "(torch.save(model.state_dict(), path)) or use a .safetensors file."
         ) from exc
     except Exception as exc:
-        raise ValueError(
-            f"cannot read {path!r} as a torch state dict ({type(exc).__name__}: "
-            f"{exc}). Pass a file written by torch.save(model.state_dict(), path)."
-        ) from exc
+        raise _not_a_torch_file(path, exc) from exc
+
+
+def _is_pickle(path):
+    """Whether ``path`` is a torch archive or a well-formed pickle.
+
+    torch's safe unpickler rejects objects and corrupt bytes with the same
+    error; a corrupt file must not be reported as a pickle holding code.
+    """
+    if zipfile.is_zipfile(path):
+        return True  # torch.save's archive: it is its pickle that was refused
+    try:
+        with open(path, "rb") as handle:
+            # Disassembles without unpickling: checks opcodes, stack and memo.
+            pickletools.dis(handle, out=io.StringIO())
+    except Exception:  # noqa: BLE001 -- any failure means not a pickle
+        return False
+    return True
+
+
+def _not_a_torch_file(path, exc):
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    details = [f"{type(exc).__name__}: {exc}".rstrip(": ")] if exc is not None else []
+    details.append(f"it starts with {head!r}" if head else "it is empty")
+    return ValueError(
+        f"cannot read {path!r} as a torch state dict: the file is corrupt or not a "
+        f"torch.save file ({'; '.join(details)}). Pass a file written by "
+        "torch.save(model.state_dict(), path), or a .safetensors file."
+    )
 
 
 def _load_state_dict(model, weights):

@@ -22,12 +22,18 @@ from torch import nn
 
 from ..base import BaseRepresentation
 from ..utils._sklearn_compat import Interval, StrOptions, fit_context
-from ._backbones import drop_classifier, first_conv_channels, load_backbone
+from ._backbones import (
+    drop_classifier,
+    first_conv_channels,
+    load_backbone,
+    pools_its_features,
+)
 from ._batching import run_batches
 from ._feature_cache import cached_feature_module
 from ._inputs import ArrayImages, read_images
 from ._layers import (
     check_layer,
+    check_pooling_applies,
     cut_at,
     node_names,
     output_width,
@@ -114,17 +120,26 @@ class PretrainedCNNFeatures(BaseRepresentation):
     pooling : {"avg", "mean", "max", "cls"} or None, default="avg"
         How a ``(N, C, H, W)`` feature map becomes a vector: global average
         (``"avg"`` or ``"mean"``) or max over H and W (C features), or None:
-        the flattened map (C * H * W features). Vector outputs are returned
-        as they are. For vision transformers (timm's ViTs, Hugging Face
-        models), the ``(N, T, D)`` tokens: ``"cls"`` the class token,
-        ``"avg"``/``"mean"`` (``"max"``) the mean (max) of the patch tokens,
-        None all tokens flattened. For timm models with ``layer=None`` it is
-        timm's own global pooling (``reset_classifier(0, global_pool)``).
+        the flattened map (C * H * W features). For vision transformers
+        (timm's ViTs, Hugging Face models), the ``(N, T, D)`` tokens:
+        ``"cls"`` the class token, ``"avg"``/``"mean"`` (``"max"``) the mean
+        (max) of the patch tokens, None all tokens flattened. For timm models
+        with ``layer=None`` it is timm's own global pooling
+        (``reset_classifier(0, global_pool)``). Features that are already
+        vectors, ``(N, D)``, are returned as they are with the default
+        ``"avg"`` (or ``"mean"``); any other value raises a ValueError at fit,
+        as it would have no effect. This is the case of ``layer=None`` on
+        torchvision's classification models and most modules: the network
+        itself makes the classifier's input a vector (ResNet's global average
+        pool, VGG's fully connected layers, torchvision ViT's class token). For max
+        pooling or the unpooled maps, choose a ``layer`` giving maps (e.g.
+        ``"layer4"`` on a ResNet).
     image_size : int or tuple of int, default=None
         None uses the weights' preprocessing (for ImageNet weights, and for
         ``weights=None``/a path: shorter side resized to 256, centre crop
-        224 x 224). An int ``s`` resizes the shorter side to ``s`` and crops
-        ``s x s``; ``(height, width)`` resizes to exactly that size.
+        224 x 224). An int ``s`` (at least 2) resizes the shorter side to ``s``
+        and crops ``s x s``; ``(height, width)`` resizes to exactly that size
+        (at least 2 pixels in all).
     normalize : bool or tuple, default=True
         True normalises with the weights' mean and std (ImageNet's by
         default); False feeds the [0, 1] intensities unchanged (float input is
@@ -250,7 +265,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
         "download": ["boolean"],
         "layer": [str, None],
         "pooling": [StrOptions({"avg", "mean", "max", "cls"}), None],
-        "image_size": [Interval(Integral, 1, None, closed="left"), "array-like", None],
+        # 1 x 1 inputs: torchvision's resize of uint8 colour images fails.
+        "image_size": [Interval(Integral, 2, None, closed="left"), "array-like", None],
         "normalize": ["boolean", tuple],
         "image_shape": ["array-like", None],
         "fine_tune_layers": [Interval(Integral, 0, None, closed="left")],
@@ -393,9 +409,17 @@ class PretrainedCNNFeatures(BaseRepresentation):
         self.loss_curve_ = result.loss_curve
 
     def _probe_width(self, device):
-        """Output width of the feature module, from one blank image."""
+        """Output width of the feature module, from one blank image; refuses
+        a ``pooling`` that the features would silently ignore."""
         probe = self._preprocessor().example_batch(device, random=False)
-        return output_width(self._feature_module(device), self._pool, probe)
+        layer, pooling = self._fitted("layer"), self._fitted("pooling")
+
+        def checked_pool(output):
+            if not (layer is None and pools_its_features(self.model_)):
+                check_pooling_applies(output, pooling, layer, self.head_)
+            return self._pool(output)
+
+        return output_width(self._feature_module(device), checked_pool, probe)
 
     # ------------------------------------------------------------ transform
     def transform(self, X):

@@ -41,6 +41,22 @@ def _pil_image_class():
     return Image.Image
 
 
+def check_pixels(height, width, what, *, several=False):
+    """Raise a ValueError naming ``what`` when an image has no pixels.
+
+    torchvision's resize divides by the sides (a ZeroDivisionError); and an
+    image without pixels has no features to give.
+    """
+    if height > 0 and width > 0:
+        return
+    subject = f"{what} holds images of" if several else f"{what} has"
+    raise ValueError(
+        f"{subject} {height} x {width} pixels (height x width); an image needs "
+        f"at least one pixel on each side. Remove {'them' if several else 'it'} "
+        "from X."
+    )
+
+
 def _is_path(item):
     return isinstance(item, str | os.PathLike)
 
@@ -94,18 +110,30 @@ def pixel_array(array, what, *, check_range):
                 "finite. Replace them (e.g. np.nan_to_num) before transforming."
             )
         if check_range and array.size and (array.min() < 0 or array.max() > 1):
+            low, high = array.min(), array.max()
+            # Every digit of the dtype: 1 + 1e-7 must not print as 1.
+            outside = [f"its minimum {_exact(low)} is below 0"] if low < 0 else []
+            outside += [f"its maximum {_exact(high)} is above 1"] if high > 1 else []
             raise ValueError(
-                f"{what} holds floats in [{array.min():.4g}, {array.max():.4g}], but "
-                "float images must be intensities in [0, 1] (the backbone's "
-                "normalisation assumes it). Divide by 255 (8-bit data) or by the "
-                "maximum, pass uint8 arrays, or set normalize=False to feed the "
-                "values unchanged."
+                f"{what} holds floats in [{_exact(low)}, {_exact(high)}]: "
+                f"{' and '.join(outside)}, but float images must be intensities "
+                "in [0, 1] (the backbone's normalisation assumes it). Divide by "
+                "255 (8-bit data) or by the maximum, clip values just outside "
+                "from rounding (np.clip(X, 0, 1)), pass uint8 arrays, or set "
+                "normalize=False to feed the values unchanged."
             )
         return array.astype(np.float32, copy=False)
     raise TypeError(
         f"{what} has dtype {array.dtype}; images must be numeric arrays (uint8 0-255 "
         "or float 0-1), PIL images or file paths."
     )
+
+
+def _exact(value):
+    """A numpy float with the shortest digits that identify it in its dtype
+    (numpy's own repr): 1.0000001, -1e-09, 255 (not 255.0)."""
+    text = str(value)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _channel_axis(shape, dtype, image_shape, what, shown=None, channels=None):
@@ -224,7 +252,8 @@ class ItemImages(ImageSet):
                         f"(working directory {os.getcwd()!r}); check the path."
                     )
             elif pil_class is not None and isinstance(item, pil_class):
-                continue
+                width, height = item.size
+                check_pixels(height, width, what)
             elif isinstance(item, np.ndarray | torch.Tensor):
                 self.items[index] = self._array_image(item, what)
             else:
@@ -242,6 +271,7 @@ class ItemImages(ImageSet):
             item = item.detach().cpu().numpy()
         item = pixel_array(item, what, check_range=self.check_range)
         if item.ndim == 2:
+            check_pixels(*item.shape, what)
             return item[np.newaxis]
         if item.ndim != 3:
             raise ValueError(
@@ -250,8 +280,9 @@ class ItemImages(ImageSet):
             )
         layout = _channel_axis((1, *item.shape), item.dtype, None, what,
                                shown=item.shape, channels=self.channels)
-        return np.ascontiguousarray(item.transpose(2, 0, 1) if layout == "last"
-                                    else item)
+        item = item.transpose(2, 0, 1) if layout == "last" else item
+        check_pixels(*item.shape[1:], what)
+        return np.ascontiguousarray(item)
 
     def load(self, index):
         item = self.items[index]
@@ -261,6 +292,7 @@ class ItemImages(ImageSet):
             what = f"X[{index}] ({os.fspath(self.items[index])!r})"
         if not isinstance(item, np.ndarray):
             item = _pil_to_array(item, what)
+            check_pixels(*item.shape[1:], what)
         if not item.flags.writeable:
             item = item.copy()
         return torch.from_numpy(item)
@@ -327,10 +359,21 @@ def read_images(X, *, image_shape, check_range, validate_rows):
         ``np.float64`` for float64 arrays, else ``np.float32``.
     """
     X = _unwrap_items(X)
+    # Before validate_rows, whose messages ("Expected 2D array", "Reshape
+    # your data") would speak of tables, not images.
     if _is_empty(X):
-        # Before validate_rows, whose message ("Expected 2D array") would
-        # speak of tables, not images.
         raise ValueError("X contains no images (0 samples); pass at least one.")
+    if isinstance(X, np.ndarray) and X.ndim == 0 and X.dtype.kind in "OUS":
+        X = X.item()  # np.array("a.png")
+    if isinstance(X, str | bytes | os.PathLike):
+        raise ValueError(
+            f"X is one path ({os.fsdecode(X)!r}); X holds several images: pass a "
+            "list of paths, [X] for this one image."
+        )
+    if isinstance(X, list | tuple):
+        _check_list_items(X)
+        if not is_image_list(X):
+            X = _nested_lists_as_array(X)
     if isinstance(X, list | tuple) and is_image_list(X):
         images = ItemImages(X, check_range=check_range, image_shape=image_shape)
         dtype = None
@@ -348,6 +391,37 @@ def read_images(X, *, image_shape, check_range, validate_rows):
     if len(images) == 0:
         raise ValueError("X contains no images (0 samples); pass at least one.")
     return images, np.float64 if dtype == np.float64 else np.float32
+
+
+def _check_list_items(X):
+    """Refuse list items that are no image whatever the rest: bytes, batches."""
+    for index, item in enumerate(X):
+        if isinstance(item, bytes):
+            raise TypeError(
+                f"X[{index}] is bytes ({item[:60]!r}); pass file paths as str "
+                "(os.fsdecode(path)), or encoded image data opened with PIL "
+                "(PIL.Image.open(io.BytesIO(data)))."
+            )
+        if isinstance(item, np.ndarray | torch.Tensor) and item.ndim >= 4:
+            raise ValueError(
+                f"X[{index}] is an array of shape {tuple(item.shape)}: a batch of "
+                "images, but a list holds one image per item. Pass the array "
+                "itself, not in a list (np.concatenate(X) joins batches of "
+                "images of one size)."
+            )
+
+
+def _nested_lists_as_array(X):
+    """Nested lists of numbers deeper than a table (one image as (H, W, C)
+    lists, or a batch) as an array, which is then read as an image array;
+    other lists are returned unchanged (tables of flat rows)."""
+    if not any(isinstance(item, list | tuple) for item in X):
+        return X
+    try:
+        array = np.asarray(X)
+    except (ValueError, TypeError):  # ragged: left to validate_rows
+        return X
+    return array if array.ndim > 2 and array.dtype.kind in "biuf" else X
 
 
 def _is_empty(X):
@@ -408,14 +482,17 @@ def as_image_set(X, *, image_shape, check_range):
             raise ValueError(
                 f"X has shape {X.shape}: a 3-D array is read as N grayscale images "
                 f"(N, H, W), but its last axis of {X.shape[-1]} looks like "
-                "channels. For one image pass X[np.newaxis] (shape "
-                "(1, H, W, C)); for grayscale images of width "
+                "channels. For one image pass [X] (a list of one image) or "
+                "X[np.newaxis] (shape (1, H, W, C)); for grayscale images of width "
                 f"{X.shape[-1]} pass X[:, np.newaxis] (shape (N, 1, H, W))."
             )
+        check_pixels(*X.shape[1:], what, several=True)
         X = pixel_array(X, what, check_range=check_range)
         return ArrayImages(X[:, np.newaxis], channels_last=False)
     if X.ndim == 4:
         layout = _channel_axis(X.shape, X.dtype, image_shape, what)
+        check_pixels(*(X.shape[1:3] if layout == "last" else X.shape[2:]), what,
+                     several=True)
         X = pixel_array(X, what, check_range=check_range)
         return ArrayImages(X, channels_last=layout == "last")
     raise ValueError(

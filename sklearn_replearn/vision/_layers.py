@@ -14,6 +14,7 @@ from torch import nn
 __all__ = [
     "NodeOutput",
     "check_layer",
+    "check_pooling_applies",
     "cut_at",
     "drop_last_linear",
     "node_names",
@@ -103,11 +104,44 @@ def pool_features(output, pooling, prefix_tokens=None):
         if pooling in ("avg", "mean"):
             return output.mean(dim=(2, 3))
         return output.amax(dim=(2, 3))
+    shape = tuple(output.shape)
+    if output.ndim == 4:
+        raise ValueError(
+            f"The features have shape {shape}: (N, C, H, W) maps, but "
+            "pooling='cls' takes a vision transformer's class token, which maps "
+            "do not have. Use pooling='avg', 'max' or None (the flattened maps)."
+        )
     raise ValueError(
-        f"The features have shape {tuple(output.shape)} (not (N, C, H, W) maps), "
-        f"which pooling={pooling!r} cannot pool (over H and W, or over a vision "
-        "transformer's tokens); pass pooling=None for the flattened output, or "
-        "another layer."
+        f"The features have shape {shape}, neither (N, C, H, W) maps nor a vision "
+        f"transformer's (N, T, D) tokens, which pooling={pooling!r} cannot pool; "
+        "pass pooling=None for the flattened output, or another layer."
+    )
+
+
+def check_pooling_applies(output, pooling, layer, head=None):
+    """Refuse a ``pooling`` that would leave vector features unchanged.
+
+    Vectors (``(N, D)``: a classifier's input that the backbone pooled
+    itself, or a layer such as ``"flatten"``) are taken as they are; only
+    the default ``"avg"`` (or ``"mean"``) says so. Another value would be
+    silently ignored. ``head`` is the name of the dropped classifier.
+    """
+    if output.ndim != 2 or pooling in ("avg", "mean"):
+        return
+    if layer is not None:
+        where = f"the output of layer={layer!r} is"
+    elif head is not None:
+        where = (f"with layer=None the features are the input of the backbone's "
+                 f"classifier ({head!r})")
+    else:
+        where = "with layer=None the features are the backbone's output"
+    raise ValueError(
+        f"pooling={pooling!r} would have no effect: {where}, already one vector "
+        f"per image (shape {tuple(output.shape)}), with nothing left to pool over. "
+        "Keep the default pooling='avg', which takes the vectors as they are, or "
+        "pick a layer with (N, C, H, W) maps for this pooling, e.g. "
+        "layer='layer4' on a ResNet (the names: "
+        "torchvision.models.feature_extraction.get_graph_node_names(model)[1])."
     )
 
 

@@ -136,25 +136,53 @@ def restore_state(state):
     return state
 
 
+def _tampered(reason):
+    return ValueError(
+        f"Cannot load this PretrainedCNNFeatures: {reason}. The file was altered, "
+        "or written by another version of sklearn-replearn or torchvision; load "
+        "only files you trust, written with the versions installed here, or "
+        "refit the estimator."
+    )
+
+
 def _rebuild(spec, head, arrays, dtypes):
     """The fitted backbone: built by name, head dropped, the arrays loaded."""
     import torchvision
 
+    # Every failure below is an altered (or foreign) file: refused in our
+    # words, not torchvision's ("Unknown model") or torch's.
+    spec = spec if isinstance(spec, dict) else {}
+    name, kwargs = spec.get("name"), spec.get("kwargs")
+    models = torchvision.models.list_models(module=torchvision.models)
+    if name not in models or not isinstance(kwargs, dict):
+        raise _tampered(
+            f"it names the backbone {name!r}, which is not a torchvision "
+            f"classification model of this installation (torchvision "
+            f"{torchvision.__version__})" if name not in models else
+            f"its rebuild arguments for {name!r} are {kwargs!r}, not a dict")
     # Building initialises random weights (overwritten below): keep the
     # caller's global RNG as it was.
-    with torch.random.fork_rng(devices=[]):
-        model = torchvision.models.get_model(spec["name"], weights=None,
-                                             **spec["kwargs"])
-    if head is not None:
-        model.set_submodule(head, nn.Identity())
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = torchvision.models.get_model(name, weights=None, **kwargs)
+        if head is not None:
+            model.set_submodule(head, nn.Identity())
+    except Exception as exc:
+        raise _tampered(f"torchvision cannot rebuild the backbone {name!r} with "
+                        f"{kwargs!r} and head {head!r} ({type(exc).__name__}: "
+                        f"{exc})") from exc
     weights = {}
-    for name, array in arrays.items():
+    for key, array in arrays.items():
         tensor = torch.from_numpy(np.array(array, copy=True))
-        if dtypes.get(name) == "bfloat16":
+        if dtypes.get(key) == "bfloat16":
             tensor = tensor.to(torch.bfloat16)
-        weights[name] = tensor
+        weights[key] = tensor
     # assign=True keeps the stored dtypes (a bfloat16 model stays one).
-    model.load_state_dict(weights, strict=True, assign=True)
+    try:
+        model.load_state_dict(weights, strict=True, assign=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise _tampered(f"the weights stored for the backbone {name!r} do not fit "
+                        f"it ({exc})") from exc
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.eval().to(memory_format=torch.channels_last)

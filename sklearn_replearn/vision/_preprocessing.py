@@ -60,6 +60,14 @@ def preprocessing_config(preset, image_size, normalize, in_channels):
                 "image_size must be an int (shorter side, then a square centre crop) "
                 f"or (height, width) of positive ints; got {image_size!r}."
             )
+        if size == (1, 1):
+            # torchvision cannot resize 8-bit colour images to 1 x 1 (an
+            # internal assertion of torch fails), and one pixel has no shape.
+            raise ValueError(
+                f"image_size={image_size!r} makes 1 x 1 pixel images; the images "
+                "need at least 2 pixels: pass an int of at least 2, or (height, "
+                "width) with more than one pixel."
+            )
         resize, crop = size, None
     if normalize is True:
         mean, std = preset["mean"], preset["std"]
