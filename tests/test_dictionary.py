@@ -42,6 +42,7 @@ def _heldout_objective(X, components, alpha):
     )
 
 
+@pytest.mark.slow
 def test_unsupervised_objective_no_worse_than_sklearn(digits):
     X, _ = digits
     X_train, X_test = X[:1000], X[1000:]
@@ -301,6 +302,7 @@ def _camera_patches(left_half=True):
     return (X - X.mean(axis=0)) / X.std(axis=0)
 
 
+@pytest.mark.slow
 def test_two_epochs_reach_sklearn_on_the_denoising_example():
     # Issue 15: the denoising example's settings (k=50, alpha=1, batch_size=200,
     # max_iter=10 with scikit-learn's stopping rule, which ended after 49
@@ -320,6 +322,7 @@ def test_two_epochs_reach_sklearn_on_the_denoising_example():
     assert ours_objective <= 1.001 * theirs_objective
 
 
+@pytest.mark.slow
 def test_stopping_rule_checks_within_epochs_on_large_data():
     # 14,884 rows: the objective is measured twice per epoch (every 8,192
     # rows at most), on a fixed subset of 1,024 rows; tol stays a relative

@@ -80,6 +80,7 @@ def test_supervised_codes_beat_unsupervised_on_the_suite(margins):
         assert values.min() >= -0.03, (name, values)
 
 
+@pytest.mark.slow
 def test_supervision_does_no_harm_when_labels_carry_little_signal():
     # Digits with 80% of the training labels replaced by random ones (test
     # labels clean): without the held-out check, the supervised codes scored
