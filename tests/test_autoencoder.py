@@ -44,6 +44,7 @@ def fast_ae(**params):
 
 # --------------------------------------------------------------- quality
 @pytest.mark.parametrize("n_components", [4, 8])
+@pytest.mark.slow
 def test_linear_autoencoder_matches_pca(digits, n_components):
     """PCA is the optimal linear autoencoder: a linear AE must reach it."""
     X_train, X_test, _, _ = digits
@@ -56,6 +57,7 @@ def test_linear_autoencoder_matches_pca(digits, n_components):
 
 
 @pytest.mark.parametrize("n_components", [2, 4, 8, 16])
+@pytest.mark.slow
 def test_default_autoencoder_beats_pca(digits, n_components):
     X_train, X_test, _, _ = digits
     pca = PCA(n_components).fit(X_train)
@@ -81,6 +83,7 @@ def test_partial_fit_over_chunks_reaches_fit(digits):
     assert heldout_mse(online, X_test) <= 1.10 * heldout_mse(full, X_test)
 
 
+@pytest.mark.slow
 def test_denoising_autoencoder_fills_in_masked_pixels(digits):
     """Trained with masking noise, the AE restores masked test digits better."""
     X_train, X_test, _, _ = digits
@@ -94,6 +97,7 @@ def test_denoising_autoencoder_fills_in_masked_pixels(digits):
     assert errors[0.3] < 0.6 * errors[0.0], errors
 
 
+@pytest.mark.slow
 def test_conv_architecture_on_digit_images(digits):
     X_train, X_test, _, _ = digits
     ae = fast_ae(n_components=8, architecture="conv", image_shape=(1, 8, 8),
@@ -240,6 +244,7 @@ def test_bad_sparsity(digits, sparsity):
 
 
 # -------------------------------------------------------- sklearn workflow
+@pytest.mark.slow
 def test_pipeline_grid_search_and_cross_val_score(digits):
     X_train, X_test, y_train, y_test = digits
     pipe = Pipeline([

@@ -117,6 +117,9 @@ NEURAL_SETTINGS = [
 ]
 
 
+# Slow: about 220 checks that fit. The quick loop keeps every check on one
+# setting per estimator (ESTIMATORS above).
+@pytest.mark.slow
 @parametrize_with_checks(NEURAL_SETTINGS)
 def test_neural_estimators_on_more_settings(estimator, check):
     check(estimator)

@@ -42,6 +42,7 @@ def _heldout_objective(X, components, alpha):
     )
 
 
+@pytest.mark.slow
 def test_unsupervised_objective_no_worse_than_sklearn(digits):
     X, _ = digits
     X_train, X_test = X[:1000], X[1000:]
@@ -301,6 +302,7 @@ def _camera_patches(left_half=True):
     return (X - X.mean(axis=0)) / X.std(axis=0)
 
 
+@pytest.mark.slow
 def test_two_epochs_reach_sklearn_on_the_denoising_example():
     # Issue 15: the denoising example's settings (k=50, alpha=1, batch_size=200,
     # max_iter=10 with scikit-learn's stopping rule, which ended after 49
@@ -320,6 +322,7 @@ def test_two_epochs_reach_sklearn_on_the_denoising_example():
     assert ours_objective <= 1.001 * theirs_objective
 
 
+@pytest.mark.slow
 def test_stopping_rule_checks_within_epochs_on_large_data():
     # 14,884 rows: the objective is measured twice per epoch (every 8,192
     # rows at most), on a fixed subset of 1,024 rows; tol stays a relative
@@ -553,7 +556,16 @@ def test_pickle_of_version_0_loads_transforms_and_continues():
     with open(data / "dictionary_v0.pkl", "rb") as file:
         dl = pickle.load(file)
     expected = np.load(data / "dictionary_v0_expected.npz")
-    np.testing.assert_array_equal(dl.transform(expected["X"]), expected["codes"])
+    # Stored on another CPU. The codes are FISTA iterates stopped at
+    # transform_tol=1e-4: another CPU's float32 rounding can stop a row one
+    # iteration earlier or later, which moves codes (up to 2.8) by up to
+    # 4.6e-4 (measured by moving transform_tol from 5e-5 to 2e-4), hence
+    # atol=1e-3; a wrongly restored dictionary or alpha moves them by far more.
+    np.testing.assert_allclose(dl.transform(expected["X"]), expected["codes"],
+                               rtol=0, atol=1e-3)
+    # One more epoch from the restored Adam state: perturbing the stored
+    # state by float32 rounding (relative 1e-7) moves the result by at most
+    # 2.5e-7 (components) and 1.7e-7 (relative loss), well inside these.
     dl.partial_fit(expected["X_next"], expected["y_next"])
     np.testing.assert_allclose(dl.components_,
                                expected["components_after_partial_fit"],

@@ -360,6 +360,7 @@ _CASES = [
 @pytest.mark.parametrize("case, algorithm, positive", [
     pytest.param(*c, id=f"{c[0][0]}-k{c[0][1]}-{c[1]}{'-positive' * c[2]}")
     for c in _CASES])
+@pytest.mark.slow
 def test_codes_do_not_depend_on_the_other_rows(invariance_models, case, algorithm,
                                                positive):
     # A row's codes once depended on the rows coded with it (float32

@@ -309,6 +309,7 @@ def test_truncated_jpeg_is_an_error_naming_it(cnn, tmp_path):
     (["{images}", "--backbone", "no_such_net", "--weights", "none"], "no_such_net"),
     (["{images}", "--no-download"], "downloading is off"),
 ])
+@pytest.mark.slow
 def test_extract_command_refuses_bad_paths_and_names_clearly(
         tmp_path, arguments, message):
     images = tmp_path / "images"

@@ -90,6 +90,7 @@ def test_dictionary_atoms_are_localised(patch_split, random_localisation):
     assert _relative_error(learner, X_test) < 0.92
 
 
+@pytest.mark.slow
 def test_sparse_autoencoder_filters_are_localised(patch_split, random_localisation):
     patches, X_test = patch_split
     with warnings.catch_warnings():

@@ -216,3 +216,26 @@ def test_components_keep_their_scale_with_a_non_finite_weight(bad):
     for shown in images:
         finite = np.isfinite(shown) & (np.abs(shown - 0.5) < 0.5 + 1e-9)
         assert np.max(np.abs(shown[finite] - 0.5)) == pytest.approx(0.5)
+
+
+def test_each_filter_is_scaled_by_its_largest_absolute_weight():
+    # A filter whose peak is negative (an off-centre detector) is scaled by
+    # |peak|: it is drawn within [0, 1], its peak at 0 (full blue), zero at
+    # 0.5. Scaling by the largest signed weight instead would draw it far
+    # below 0, outside the colormap (clipped: the filter's shape is lost).
+    rng = np.random.RandomState(0)
+    negative_peak = rng.uniform(-0.5, 0.2, 64)
+    negative_peak[10] = -2.0
+    positive_peak = rng.uniform(-0.1, 0.3, 64)
+    positive_peak[20] = 0.6
+    weights = np.stack([negative_peak, positive_peak])
+    display = ComponentsDisplay(weights).plot()
+    images = [np.asarray(image.get_array(), dtype=float).ravel()
+              for image in shown_images(display.ax_)]
+    assert len(images) == 2
+    for shown, filter_ in zip(images, weights):
+        assert 0 <= shown.min() and shown.max() <= 1
+        np.testing.assert_allclose(
+            shown, 0.5 + 0.5 * filter_ / np.abs(filter_).max(), rtol=1e-6)
+    assert images[0][10] == pytest.approx(0.0)
+    assert images[1][20] == pytest.approx(1.0)

@@ -55,6 +55,7 @@ def resnet18(**params):
     "backbone, size, width",
     [("resnet18", 32, 512), ("vgg16", 32, 4096), ("densenet121", 32, 1024)],
 )
+@pytest.mark.slow
 def test_documented_feature_widths(backbone, size, width):
     images = np.random.RandomState(0).randint(0, 256, (2, 40, 50, 3), np.uint8)
     features = PretrainedCNNFeatures(backbone, weights=None, image_size=size,
@@ -66,6 +67,7 @@ def test_documented_feature_widths(backbone, size, width):
     assert features.get_feature_names_out()[0] == "pretrainedcnnfeatures0"
 
 
+@pytest.mark.slow
 def test_chosen_layer_width_pooling_and_feature_maps(photos):
     X, _ = photos
     avg = resnet18(layer="layer3").fit(X)
@@ -181,6 +183,7 @@ def _seeded_resnet18_state():
         return torchvision.models.resnet18().state_dict()
 
 
+@pytest.mark.slow
 def test_same_weights_by_cached_name_path_and_state_dict(photos, tmp_path,
                                                          monkeypatch):
     X, _ = photos
@@ -306,6 +309,7 @@ def _train_digit_cnn(images, labels, epochs=15):
         return cnn.eval()
 
 
+@pytest.mark.slow
 def test_transfer_from_digits_0_4_beats_raw_pixels_on_digits_5_9():
     digits = load_digits()
     images, labels = digits.images / 16.0, digits.target
@@ -511,6 +515,7 @@ def test_fine_tuning_changes_only_the_last_k_blocks():
     assert not any(p.requires_grad for p in features.model_.parameters())
 
 
+@pytest.mark.slow
 def test_fine_tuning_a_resnet_block_keeps_the_rest_identical():
     rng = np.random.RandomState(0)
     X = rng.randint(0, 256, (16, 32, 32, 3), np.uint8)
@@ -533,6 +538,7 @@ def test_fine_tuning_a_resnet_block_keeps_the_rest_identical():
 
 
 # ------------------------------------------------------------ round trips
+@pytest.mark.slow
 def test_pickle_clone_and_pandas_output(photos):
     X, _ = photos
     features = resnet18().fit(X)
@@ -646,6 +652,7 @@ def test_unknown_backbone_and_layer_name_the_valid_ones():
 
 
 # -------------------------------------------------------------- command line
+@pytest.mark.slow
 def test_extract_command_writes_the_estimators_features(photos, tmp_path, capsys):
     X, paths = photos
     torch.save(_seeded_resnet18_state(), tmp_path / "resnet18.pth")
@@ -682,6 +689,7 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
 
 
+@pytest.mark.slow
 def test_compiled_backbone_gives_the_same_features():
     """compile=True runs the backbone through torch.compile (slow to build once)."""
     from sklearn_replearn.utils import seeded

@@ -77,6 +77,7 @@ def _worker_pids(client):
 
 
 # ------------------------------------------------------------- grid search
+@pytest.mark.slow
 def test_grid_search_on_dask_workers_matches_n_jobs_1(client, digits):
     X, y = digits
     pipe = Pipeline([
@@ -131,6 +132,7 @@ def _fitted_transformers(X):
 
 
 @pytest.mark.parametrize("index", [0, 1, 2], ids=["ae", "vae", "dictionary"])
+@pytest.mark.slow
 def test_parallel_post_fit_transform_matches_in_memory(client, digits, index):
     X, _ = digits
     est = _fitted_transformers(X)[index]
@@ -224,6 +226,7 @@ def full_fit_errors(digits):
 
 
 @pytest.mark.parametrize("name", ["ae", "vae", "dictionary"])
+@pytest.mark.slow
 def test_incremental_reaches_fit_error(client, digits, full_fit_errors, name):
     X, _ = digits
     X_dask = da.from_array(X, chunks=(90, -1))  # 4 blocks
@@ -241,6 +244,7 @@ def test_incremental_reaches_fit_error(client, digits, full_fit_errors, name):
 
 
 @pytest.mark.parametrize("name", ["ae", "vae", "dictionary"])
+@pytest.mark.slow
 def test_partial_fit_chunk_loop_over_memmap(tmp_path, digits, full_fit_errors,
                                             name):
     X, _ = digits
@@ -323,6 +327,7 @@ def test_extract_features_over_files_on_workers(client, image_files, tmp_path):
     np.testing.assert_array_equal(X8, expected[:8])
 
 
+@pytest.mark.slow
 def test_extract_features_local_scheduler_and_errors(image_files, tmp_path):
     cnn = PretrainedCNNFeatures(_tiny_backbone(), weights=None, image_size=24,
                                 batch_size=4, device="cpu").fit(image_files[:1])

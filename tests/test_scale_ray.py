@@ -64,6 +64,7 @@ def ray_cluster():
                 shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_grid_search_on_ray_matches_n_jobs_1(ray_cluster):
     X, y = load_digits(return_X_y=True)
     X, y = (X[:300] / 16.0).astype(np.float32), y[:300]

@@ -85,6 +85,7 @@ def test_fista_warm_start_needs_fewer_iterations(digits_problem):
                                rtol=2e-4, atol=0)
 
 
+@pytest.mark.slow
 def test_fista_duality_gap_certifies_the_objective(digits_problem):
     X, D = digits_problem
     X, D = torch.tensor(X), torch.tensor(D)

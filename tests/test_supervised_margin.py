@@ -3,42 +3,61 @@
 Issue 15, item 2: with one set of defaults, ``DictionaryLearner`` fit with
 labels, then ``StandardScaler`` and ``LogisticRegression``, must beat the same
 pipeline on unsupervised codes on the labelled data sets of
-``benchmarks/bench_quality.py`` (digits, textures, faces: its loaders, fixed
-splits and pipeline, width 16), and supervision must do no harm where the
-labels carry little signal. The defaults were chosen by cross-validation
-inside the training splits (``benchmarks/supervised_margin.py --inner``),
-never on the test splits checked here. One torch thread; about a minute
-(35-60 s on 2 shared cores).
+``benchmarks/bench_quality.py`` (digits, textures, faces: its fixed splits and
+pipeline, width 16, rebuilt in ``tests/_labelled_suite.py``), and supervision
+must do no harm where the labels carry little signal. The defaults were chosen
+by cross-validation inside the training splits
+(``benchmarks/supervised_margin.py --inner``), never on the test splits
+checked here. One torch thread; the suite comparison takes about a minute
+(35-60 s on 2 shared cores) and is marked slow.
 """
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("skimage")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import supervised_margin  # noqa: E402
+import _labelled_suite as suite  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 _SEEDS = (0, 1, 2, 3, 4)
 
 
+def test_the_test_data_are_the_benchmark_suites(monkeypatch):
+    # The thresholds below were measured by the benchmarks on their own
+    # arrays: the copies here must stay identical. The benchmark script is
+    # loaded from its file (it is not a package, and nothing is put on
+    # sys.path); it sets OMP_WAIT_POLICY if unset, which is undone here.
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
+    if not path.is_file():
+        pytest.skip("no benchmarks folder (an installed or sdist copy)")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    spec = importlib.util.spec_from_file_location("_bench_quality_copy", path)
+    bench_quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_quality)
+    for name in suite.DATASETS:
+        ours, theirs = suite.outer_split(name), bench_quality.load(name, 2000, 1000)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 @pytest.fixture(scope="module")
 def margins():
     """{data set: array of supervised - unsupervised accuracy per seed}."""
     out = {}
-    for name in supervised_margin.DATASETS:
-        data = supervised_margin.outer_split(name)
+    for name in suite.DATASETS:
+        data = suite.outer_split(name)
         out[name] = np.array([
-            supervised_margin.accuracy(data, seed, {}, True)
-            - supervised_margin.accuracy(data, seed, {}, False)
+            suite.accuracy(data, seed, True)
+            - suite.accuracy(data, seed, False)
             for seed in _SEEDS])
     return out
 
 
+@pytest.mark.slow
 def test_supervised_codes_beat_unsupervised_on_the_suite(margins):
     # Measured (points, random_state 0-4, after issue 15 item 3 and the
     # balanced minibatches): digits +10.4, +8.5, +6.9, +7.6, +10.7 (mean
@@ -61,20 +80,21 @@ def test_supervised_codes_beat_unsupervised_on_the_suite(margins):
         assert values.min() >= -0.03, (name, values)
 
 
+@pytest.mark.slow
 def test_supervision_does_no_harm_when_labels_carry_little_signal():
     # Digits with 80% of the training labels replaced by random ones (test
     # labels clean): without the held-out check, the supervised codes scored
     # 13.8 points below the unsupervised ones (0.688-0.698 against
     # 0.824-0.844, random_state 0-2). The check falls back to the
     # unsupervised dictionary: the same codes, the same accuracy.
-    X_train, X_test, y_train, y_test = supervised_margin.outer_split("digits")
+    X_train, X_test, y_train, y_test = suite.outer_split("digits")
     rng = np.random.RandomState(0)
     noisy = y_train.copy()
     replaced = rng.rand(len(noisy)) < 0.8
     noisy[replaced] = rng.randint(0, 10, replaced.sum())
     data = (X_train, X_test, noisy, y_test)
-    supervised = supervised_margin.accuracy(data, 0, {}, True)
-    unsupervised = supervised_margin.accuracy(data, 0, {}, False)
+    supervised = suite.accuracy(data, 0, True)
+    unsupervised = suite.accuracy(data, 0, False)
     assert supervised >= unsupervised - 0.005
     # The clean structure is still there to learn (0.754 at seed 0 after
     # the fit-speed changes; 0.824-0.844 before them).
@@ -85,12 +105,22 @@ def test_supervision_does_no_harm_when_labels_carry_little_signal():
 def test_supervised_fit_does_not_depend_on_the_scale_of_x(factor):
     # Everything scale-dependent (task weight, input noise, head penalty,
     # label scale) is measured from X: X and alpha scaled together give the
-    # same atoms and proportional codes (float32 and Adam's epsilon aside:
-    # measured 9.6e-4 and 3.7e-3 apart at most). With the former absolute
-    # supervision_weight, X in [0, 255] weighed the task 65,025 times less.
+    # same dictionary and proportional codes, up to float32 rounding. Adam
+    # can amplify that rounding in single elements (a near-zero gradient is
+    # divided by its own near-zero scale): on an AVX2 CPU one element of one
+    # atom moved by 0.056, at either thread count, while on others all stay
+    # within 4e-3. So the criterion is the whole dictionary's relative
+    # Frobenius distance, not elementwise: at most 5% (measured 1.6% with
+    # that atom, 1e-5 without); the bug this guards against (an absolute
+    # supervision_weight: X in [0, 255] weighed the task 65,025 times less)
+    # moves it by 31%, no supervision at all by 130%. Codes likewise (0.95%
+    # measured).
     from sklearn.datasets import load_digits
 
     from sklearn_replearn import DictionaryLearner
+
+    def relative_distance(a, b):
+        return np.linalg.norm(a - b) / np.linalg.norm(b)
 
     X, y = load_digits(return_X_y=True)
     X, y = X[:400] / 16.0, y[:400]
@@ -98,9 +128,9 @@ def test_supervised_fit_does_not_depend_on_the_scale_of_x(factor):
                   device="cpu")
     small = DictionaryLearner(alpha=0.3, **params).fit(X, y)
     large = DictionaryLearner(alpha=0.3 * factor, **params).fit(X * factor, y)
-    np.testing.assert_allclose(large.components_, small.components_, atol=5e-3)
-    np.testing.assert_allclose(large.transform(X * factor) / factor,
-                               small.transform(X), atol=2e-2)
+    assert relative_distance(large.components_, small.components_) <= 0.05
+    codes = small.transform(X)
+    assert relative_distance(large.transform(X * factor) / factor, codes) <= 0.05
     assert large._task_loss_scale == pytest.approx(
         factor**2 * small._task_loss_scale, rel=1e-4)
     assert large._code_scale == pytest.approx(factor * small._code_scale, rel=1e-4)

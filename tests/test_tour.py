@@ -172,3 +172,35 @@ def test_filter_localisation_needs_matching_shapes():
         filter_localisation(np.zeros((2, 10)), (3, 3))
     with pytest.raises(ValueError, match="window must be between 1 and 3"):
         filter_localisation(np.zeros((2, 9)), (3, 3), window=4)
+
+
+@pytest.mark.parametrize("data, runner", [("digits", "run_tour"),
+                                          ("patches", "run_patch_tour")])
+def test_command_line_passes_its_random_state_to_the_tour(monkeypatch, data,
+                                                         runner):
+    """``python -m sklearn_replearn --random-state N`` reaches the tour."""
+    import inspect
+
+    import sklearn_replearn._tour as tour
+    from sklearn_replearn.__main__ import main as command_line
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    real = getattr(tour, runner)
+
+    def recording(*args, **kwargs):
+        bound = inspect.signature(real).bind(*args, **kwargs)
+        bound.apply_defaults()
+        seen.append(bound.arguments["random_state"])
+        raise Stop  # the seed is what is checked here; the tour is not run
+
+    monkeypatch.setattr(tour, runner, recording)
+    for seed in (1, 7):
+        with pytest.raises(Stop):
+            command_line(["--data", data, "--quick", "--random-state", str(seed)])
+    with pytest.raises(Stop):
+        command_line(["--data", data, "--quick"])
+    assert seen == [1, 7, 0]

@@ -49,14 +49,22 @@ def test_autocast_dtype_follows_the_device_the_flag_and_the_cpu(monkeypatch):
     assert _autocast.autocast_dtype(cpu, False) is None
     monkeypatch.setenv("SKLEARN_REPLEARN_CPU_BF16", "0")
     assert _autocast.autocast_dtype(cpu, True) is None
-    # Without the override: the CPU's flags decide (no flag, no bfloat16).
+    # Without the override: the CPU's flags decide (no flag, no bfloat16),
+    # whichever CPU runs this. AVX512-BF16 (AMD Zen4, Intel Cooper Lake) and
+    # AMX-BF16 (Intel Sapphire Rapids and later) each suffice on their own;
+    # AVX512 without its BF16 extension does not.
     monkeypatch.delenv("SKLEARN_REPLEARN_CPU_BF16")
-    monkeypatch.setattr(_autocast, "_cpu_flags", lambda: frozenset({"avx2"}))
-    assert _autocast.autocast_dtype(cpu, True) is None
-    monkeypatch.setattr(_autocast, "_cpu_flags",
-                        lambda: frozenset({"avx512f", "avx512_bf16"}))
-    assert _autocast.cpu_has_native_bfloat16() is \
-        torch.backends.mkldnn.is_available()
+    for flags in ({"avx2"}, {"avx2", "avx512f", "avx512bw"}):
+        monkeypatch.setattr(_autocast, "_cpu_flags", lambda: frozenset(flags))
+        assert _autocast.autocast_dtype(cpu, True) is None, flags
+        assert _autocast.cpu_has_native_bfloat16() is False, flags
+    for flags in ({"avx512f", "avx512_bf16"}, {"avx512f", "amx_tile", "amx_bf16"},
+                  {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}):
+        monkeypatch.setattr(_autocast, "_cpu_flags", lambda: frozenset(flags))
+        native = torch.backends.mkldnn.is_available()
+        assert _autocast.cpu_has_native_bfloat16() is native, flags
+        assert _autocast.autocast_dtype(cpu, True) is (
+            torch.bfloat16 if native else None), flags
 
 
 def test_bfloat16_features_agree_with_float32(bf16, images):
