@@ -9,7 +9,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._neural import BaseNeuralTransformer
-from .base import check_unit_interval
+from .base import check_squares_fit_float32, check_unit_interval
 from .nn import VAE
 from .nn._vae import LOGVAR_RANGE
 from .utils import (
@@ -374,6 +374,8 @@ default="adam"
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         self._check_likelihood_support(X, fitted=True)
+        # The log-likelihood squares X: beyond ~1e16 it overflows float32.
+        check_squares_fit_float32(X, type(self).__name__)
         n_draws = self.n_importance_samples
         if n_draws == 1:
             return self._per_row_bounds(
