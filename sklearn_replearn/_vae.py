@@ -334,9 +334,9 @@ default="adam"
             for rows in iter_row_batches(X.shape[0], self.batch_size):
                 block = X[rows].toarray() if sp.issparse(X) else X[rows]
                 eps = _row_keyed_normal(block, n_draws, self._n_features_out)
-                # Batches of one fixed shape, so that a row's bound does not
-                # depend on the other rows (float32 rounding; see batched_apply).
-                n_rows = fixed_batch_rows(self.batch_size)
+                # Whole 16-row tiles, so that a row's bound does not depend
+                # on the other rows (float32 rounding; see batched_apply).
+                n_rows = fixed_batch_rows(len(block))
                 batch = padded_rows(as_tensor(block, device=device), n_rows)
                 eps = padded_rows(as_tensor(eps, device), n_rows)
                 outputs.append(to_numpy(bound(module, batch, eps)[:len(block)],

@@ -246,8 +246,8 @@ class BaseRepresentation(
         """Apply ``function`` to X in batches of ``batch_size`` rows on ``device``.
 
         ``batch_size`` defaults to the estimator's. The result has X's float
-        dtype (float32 or float64). ``fixed_shape=True`` pads the last batch
-        (see :func:`~sklearn_replearn.utils.batched_apply`).
+        dtype (float32 or float64). ``fixed_shape=True`` pads each batch to
+        whole 16-row tiles (see :func:`~sklearn_replearn.utils.batched_apply`).
         """
         return batched_apply(
             function,
