@@ -395,7 +395,7 @@ def test_diverging_loss_stops_with_a_clear_error(digits):
         (np.array([[0.0, np.inf], [1.0, 0.5]]), "infinity"),
         (np.empty((0, 4)), "0 sample"),
         (np.arange(6.0), "Expected 2D array"),
-        (np.array([["a", "b"], ["c", "d"]]), "could not convert|dtype"),
+        (np.array([["a", "b"], ["c", "d"]]), "non-numeric.*Encode categories"),
         (np.array([[0.0, 2.0], [1.0, 0.5]]),
          r"likelihood='bernoulli' needs data in \[0, 1\]; X ranges over \[0, 2\]"),
     ],
