@@ -7,6 +7,7 @@ tensors) of the fitted state that pickle and skops store.
 
 import numpy as np
 
+from .base import check_squares_fit_float32 as check_squares_fit
 from .utils import as_tensor
 
 __all__ = [
@@ -46,39 +47,24 @@ def check_two_classes(classes, where):
         )
 
 
-# Largest squared sample norm accepted: float32 (largest ~3.4e38) must hold a
-# sample's squared norm summed over a minibatch and the sufficient statistics
-# built from it, with room to spare.
-_SQUARED_NORM_LIMIT = float(np.finfo(np.float32).max) * 1e-6
-# Supervised training squares that again: Adam's second moments are squared
-# gradients of a loss on the scale of the squared norms (digits times 1e10
-# turned them into inf, then NaN; times 1e8 trains).
+# Supervised training squares the squared norms again: Adam's second moments
+# are squared gradients of a loss on the scale of the squared norms (digits
+# times 1e10 turned them into inf, then NaN; times 1e8 trains).
 _SUPERVISED_SQUARED_NORM_LIMIT = (float(np.finfo(np.float32).max) * 1e-2) ** 0.5
 
 
 def check_squares_fit_float32(X, *, supervised=False):
-    """Raise a ValueError if X's squared norms overflow float32 arithmetic.
-
-    Values below float32's largest can still have squares beyond it (e.g.
-    1e18 ** 2): the lasso objective, the Gram of the codes and the initial SVD
-    then turn into inf and NaN deep inside torch (a bare LinAlgError).
+    """Raise a ValueError if X's squared norms overflow DictionaryLearner's
+    float32 arithmetic: the lasso objective, the Gram of the codes and the
+    initial SVD (a bare LinAlgError otherwise), or with ``supervised=True``
+    the squared gradients of supervised training.
     """
-    if not X.size:
-        return
-    # max(max, -min) needs no temporary copy of X, unlike abs(X).max().
-    peak = max(float(X.max()), -float(X.min()))
-    bound = peak * peak * X.shape[1]
-    limit = _SUPERVISED_SQUARED_NORM_LIMIT if supervised else _SQUARED_NORM_LIMIT
-    if bound > limit:
-        what = ("the squared gradients of supervised training" if supervised
-                else "the float32 arithmetic")
-        raise ValueError(
-            f"X has values up to {peak:.3g} in magnitude: squared and summed over "
-            f"its {X.shape[1]} features (up to {bound:.3g}) they overflow "
-            f"{what} DictionaryLearner computes in (float32, largest "
-            f"{np.finfo(np.float32).max:.3g}). Scale X first, e.g. with "
-            "StandardScaler or by dividing it by its largest value."
-        )
+    if supervised:
+        check_squares_fit(X, "DictionaryLearner",
+                          limit=_SUPERVISED_SQUARED_NORM_LIMIT,
+                          what="the squared gradients of supervised training")
+    else:
+        check_squares_fit(X, "DictionaryLearner")
 
 
 def check_same_classes(classes, fitted):

@@ -37,7 +37,7 @@ from ._engine import (
     training_device,
     update_net,
 )
-from .base import BaseRepresentation
+from .base import BaseRepresentation, check_squares_fit_float32
 from .nn import ACTIVATIONS, make_conv_decoder, make_conv_encoder, make_mlp
 from .utils import check_image_shape, seeded
 from .utils._sklearn_compat import (
@@ -557,6 +557,8 @@ class BaseNeuralTransformer(BaseRepresentation):
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
+        # Squared errors of values beyond ~1e16 overflow float32: -inf, NaN.
+        check_squares_fit_float32(X, type(self).__name__)
         return -float(np.mean(self._reconstruction_errors(X), dtype=np.float64))
 
 

@@ -9,7 +9,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._neural import BaseNeuralTransformer
-from .base import check_unit_interval
+from .base import check_squares_fit_float32, check_unit_interval
 from .nn import VAE
 from .nn._vae import LOGVAR_RANGE
 from .utils import (
@@ -334,9 +334,9 @@ default="adam"
             for rows in iter_row_batches(X.shape[0], self.batch_size):
                 block = X[rows].toarray() if sp.issparse(X) else X[rows]
                 eps = _row_keyed_normal(block, n_draws, self._n_features_out)
-                # Batches of one fixed shape, so that a row's bound does not
-                # depend on the other rows (float32 rounding; see batched_apply).
-                n_rows = fixed_batch_rows(self.batch_size)
+                # Whole 16-row tiles, so that a row's bound does not depend
+                # on the other rows (float32 rounding; see batched_apply).
+                n_rows = fixed_batch_rows(len(block))
                 batch = padded_rows(as_tensor(block, device=device), n_rows)
                 eps = padded_rows(as_tensor(eps, device), n_rows)
                 outputs.append(to_numpy(bound(module, batch, eps)[:len(block)],
@@ -374,6 +374,8 @@ default="adam"
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         self._check_likelihood_support(X, fitted=True)
+        # The log-likelihood squares X: beyond ~1e16 it overflows float32.
+        check_squares_fit_float32(X, type(self).__name__)
         n_draws = self.n_importance_samples
         if n_draws == 1:
             return self._per_row_bounds(

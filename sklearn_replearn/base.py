@@ -16,7 +16,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .utils import batched_apply, resolve_device
 from .utils._sklearn_compat import validate_params_now
 
-__all__ = ["BaseRepresentation", "check_finite_float32", "check_unit_interval"]
+__all__ = [
+    "BaseRepresentation",
+    "check_finite_float32",
+    "check_squares_fit_float32",
+    "check_unit_interval",
+]
 
 
 def check_unit_interval(X, setting, alternative):
@@ -55,6 +60,98 @@ def check_finite_float32(X, what="X"):
             )
 
 
+# Largest squared sample norm accepted: float32 (largest ~3.4e38) must hold a
+# sample's squared norm summed over a batch (a reconstruction error, the
+# dictionary's sufficient statistics), with room to spare.
+SQUARED_NORM_LIMIT = _FLOAT32_MAX * 1e-6
+
+
+def check_squares_fit_float32(X, owner, *, limit=SQUARED_NORM_LIMIT,
+                              what="the float32 arithmetic"):
+    """Raise a ValueError if X's squared norms overflow float32 arithmetic.
+
+    Values below float32's largest can still have squares beyond it (e.g.
+    1e30 ** 2): squared errors, objectives and Gram matrices then become inf
+    and NaN inside torch, and a score comes back as -inf or NaN. ``owner``
+    names the estimator in the message; ``what`` names the computation that
+    overflows and ``limit`` its largest squared norm.
+    """
+    if not X.size:
+        return
+    # max(max, -min) needs no temporary copy of X, unlike abs(X).max().
+    peak = max(float(X.max()), -float(X.min()))
+    bound = peak * peak * X.shape[1]
+    if bound > limit:
+        raise ValueError(
+            f"X has values up to {peak:.3g} in magnitude: squared and summed over "
+            f"its {X.shape[1]} features (up to {bound:.3g}) they overflow "
+            f"{what} {owner} computes in (float32, largest {_FLOAT32_MAX:.3g}). "
+            "Scale X first, e.g. with StandardScaler or by dividing it by its "
+            "largest value."
+        )
+
+
+def _first_text_value(values):
+    """The first string in ``values`` that is not a number, or None."""
+    for value in np.asarray(values, dtype=object).ravel():
+        if isinstance(value, (str, bytes)):
+            try:
+                float(value)
+            except ValueError:
+                return value
+    return None
+
+
+def _text_in(X):
+    """``(columns, value)``: the columns of X (names of a DataFrame's, else
+    indices) that hold strings or string categories, and one such value;
+    ``(None, None)`` when X holds none (a failed conversion has another cause).
+    """
+    dtypes = getattr(X, "dtypes", None)
+    if hasattr(X, "columns") and hasattr(dtypes, "items"):
+        columns = [(name, X[name]) for name, dtype in dtypes.items()
+                   if getattr(dtype, "kind", "O") not in "biufc"]
+    else:
+        if sp.issparse(X) or getattr(getattr(X, "dtype", None), "kind",
+                                     "O") not in "OUS":
+            return None, None
+        try:
+            X = np.asarray(X, dtype=object)
+        except (TypeError, ValueError):  # ragged lists: not a question of strings
+            return None, None
+        if X.ndim != 2:
+            return None, None
+        columns = enumerate(X.T)
+    found = [(name, value) for name, value in (
+        (name, _first_text_value(column)) for name, column in columns)
+        if value is not None]
+    if not found:
+        return None, None
+    return [name for name, _ in found], found[0][1]
+
+
+def _non_numeric_error(X, owner):
+    """Our ValueError for X holding strings or categories, or None.
+
+    numpy's "could not convert string to float" names neither the column
+    nor the fix.
+    """
+    columns, example = _text_in(X)
+    if example is None:
+        return None
+    names = [name if isinstance(name, (int, np.integer)) else str(name)
+             for name in columns]
+    shown = [int(n) if isinstance(n, np.integer) else n for n in names[:10]]
+    listed = repr(shown) if len(names) <= 10 else f"{repr(shown)[:-1]}, ...]"
+    return ValueError(
+        f"X has non-numeric values: column(s) {listed} hold strings or "
+        f"categories (e.g. {example!r}), and {owner} learns from numbers only. "
+        "Encode categories first, e.g. with OneHotEncoder in a "
+        f"ColumnTransformer: make_column_transformer((OneHotEncoder(), {listed}), "
+        "remainder='passthrough')."
+    )
+
+
 class BaseRepresentation(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 ):
@@ -85,13 +182,20 @@ class BaseRepresentation(
         """
         if not reset and not params_checked:
             self._check_params_after_fit()
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            accept_sparse="csr" if self._accepts_sparse else False,
-            dtype=[np.float64, np.float32],
-        )
+        try:
+            X_valid = validate_data(
+                self,
+                X,
+                reset=reset,
+                accept_sparse="csr" if self._accepts_sparse else False,
+                dtype=[np.float64, np.float32],
+            )
+        except (TypeError, ValueError) as error:
+            ours = _non_numeric_error(X, type(self).__name__)
+            if ours is None:
+                raise
+            raise ours from error
+        X = X_valid
         check_finite_float32(X)
         return X
 
@@ -142,8 +246,8 @@ class BaseRepresentation(
         """Apply ``function`` to X in batches of ``batch_size`` rows on ``device``.
 
         ``batch_size`` defaults to the estimator's. The result has X's float
-        dtype (float32 or float64). ``fixed_shape=True`` pads the last batch
-        (see :func:`~sklearn_replearn.utils.batched_apply`).
+        dtype (float32 or float64). ``fixed_shape=True`` pads each batch to
+        whole 16-row tiles (see :func:`~sklearn_replearn.utils.batched_apply`).
         """
         return batched_apply(
             function,

@@ -10,7 +10,7 @@ when a display is plotted.
 
 import math
 import warnings
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -462,23 +462,33 @@ class SamplesDisplay:
         """Decode an ``n_steps`` x ``n_steps`` grid of a 2-D latent space.
 
         The grid spans ``[-limit, limit]`` on both latent axes (in prior
-        standard deviations for a VAE) and is decoded with
-        ``estimator.inverse_transform``.
+        standard deviations for a VAE; ``n_steps=1`` decodes the origin) and
+        is decoded with ``estimator.inverse_transform``.
         """
+        if isinstance(n_steps, bool) or not isinstance(n_steps, Integral) or (
+                n_steps < 1):
+            raise ValueError(f"n_steps must be an int >= 1; got {n_steps!r}. Pass "
+                             "the number of grid points per latent axis, e.g. 10.")
+        if isinstance(limit, bool) or not isinstance(limit, Real) or not (
+                math.isfinite(limit) and limit > 0):
+            raise ValueError(f"limit must be a finite number > 0; got {limit!r}. "
+                             "Pass the grid's half-width in latent units, e.g. 2.5.")
         check_is_fitted(estimator)
         # A Pipeline's latent space is its last step's (decoded through the
         # whole pipeline's inverse_transform).
         final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
         width = getattr(final, "_n_features_out", None)
-        if width is None:
+        if width is None or not hasattr(final, "inverse_transform"):
             raise TypeError(
-                f"{type(final).__name__} has no latent space to traverse; pass a "
-                "fitted autoencoder or VAE (or a Pipeline ending in one).")
+                f"{type(final).__name__} has no decoder, so no latent space to "
+                "traverse (its features cannot be turned back into samples); pass "
+                "a fitted autoencoder, VAE or DictionaryLearner (or a Pipeline "
+                "ending in one).")
         if width != 2:
             raise ValueError(f"A latent traversal needs a 2-D latent space; this "
                              f"{type(estimator).__name__} has {width} components. "
                              "Fit it with n_components=2.")
-        axis = np.linspace(-limit, limit, n_steps)
+        axis = np.linspace(-limit, limit, n_steps) if n_steps > 1 else np.zeros(1)
         # Row i is the i-th value of the second latent, top = largest.
         grid = np.array([[first, second] for second in axis[::-1] for first in axis])
         samples = estimator.inverse_transform(grid)

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import uuid
+from numbers import Integral
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
@@ -140,15 +141,23 @@ def _transform_block(block, estimator, dtype):
     return np.asarray(estimator.transform(block), dtype=dtype)
 
 
+def _count(name, value):
+    """``value`` as an int >= 1, or a clear error (1.5 would silently become 1)."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(
+            f"{name} must be an int (a number of files or tasks); got {value!r} "
+            f"of type {type(value).__name__}. Pass e.g. {name}=256."
+        )
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1; got {value}.")
+    return int(value)
+
+
 def _partitions(n_items, n_partitions, partition_size):
     if partition_size is not None:
-        if int(partition_size) < 1:
-            raise ValueError(f"partition_size must be >= 1; got {partition_size}.")
-        size = int(partition_size)
+        size = _count("partition_size", partition_size)
     else:
-        if int(n_partitions) < 1:
-            raise ValueError(f"n_partitions must be >= 1; got {n_partitions}.")
-        size = math.ceil(n_items / int(n_partitions))
+        size = math.ceil(n_items / _count("n_partitions", n_partitions))
     return [slice(start, min(start + size, n_items))
             for start in range(0, n_items, size)]
 
@@ -225,6 +234,7 @@ def extract_features(
     if n_partitions is None and partition_size is None:
         partition_size = 256
     slices = _partitions(len(paths), n_partitions, partition_size)
+    _check_scheduler(scheduler)
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     extra = _existing_parts(out_dir)[len(slices):]
@@ -267,6 +277,31 @@ def extract_features(
         kwargs = {} if scheduler is None else {"scheduler": scheduler}
         written = dask.compute(*tasks, **kwargs)
     return list(written)
+
+
+def _check_scheduler(scheduler):
+    """Refuse a scheduler Dask would refuse, naming the choices (Dask's own
+    error names neither the parameter nor this function)."""
+    from concurrent.futures import Executor
+
+    from dask.base import named_schedulers
+
+    names = sorted({*named_schedulers, "distributed"})
+    if isinstance(scheduler, str):
+        if scheduler.lower() not in {*names, "dask.distributed"}:
+            raise ValueError(
+                f"extract_features got scheduler={scheduler!r}, which is not a "
+                f"Dask scheduler; pass one of {names} (e.g. 'threads', "
+                "'processes' or 'sync'), a distributed.Client, or None for the "
+                "current client (else Dask's local threads)."
+            )
+    elif not (scheduler is None or hasattr(scheduler, "scatter")
+              or callable(scheduler) or isinstance(scheduler, Executor)):
+        raise TypeError(
+            f"extract_features got scheduler={scheduler!r} of type "
+            f"{type(scheduler).__name__}; pass a scheduler name ({names}), a "
+            "distributed.Client, a concurrent.futures Executor, or None."
+        )
 
 
 def _distributed_client(scheduler):
@@ -345,7 +380,7 @@ def load_features(out_dir):
         raise ValueError(f"No features-*.npy files in {out_dir!r}.")
     blocks, paths = [], []
     for name in names:
-        blocks.append(np.load(os.path.join(out_dir, name + ".npy")))
+        blocks.append(_load_part(os.path.join(out_dir, name + ".npy")))
         paths.extend(read_path_list(os.path.join(out_dir, name + ".paths.jsonl")))
     X = np.concatenate(blocks)
     if X.shape[0] != len(paths):
@@ -354,3 +389,34 @@ def load_features(out_dir):
             "the folder mixes files of different runs."
         )
     return X, paths
+
+
+def _load_part(path):
+    """One partition's features, or a ValueError that calls the file corrupt.
+
+    numpy's own errors would advise ``allow_pickle=True`` for a file that is
+    not an array of numbers: loading it that way could run its code.
+    """
+    try:
+        features = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as error:
+        with open(path, "rb") as handle:
+            header = handle.read(6) == b"\x93NUMPY"
+        if not header:
+            reason = "it does not start with the .npy header"
+        elif "pickle" in str(error):
+            reason = "it holds Python objects, not numbers"
+        else:
+            reason = str(error).rstrip(".") or type(error).__name__
+        raise ValueError(
+            f"{path} is corrupt: it is not a .npy array of features ({reason}). "
+            "Delete it and rerun extract_features with the same paths (it "
+            "recomputes the missing partitions), or rerun with overwrite=True."
+        ) from error
+    if features.ndim != 2 or features.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{path} is corrupt: it holds an array of shape {features.shape} and "
+            f"dtype {features.dtype}, not rows of features. Delete it and rerun "
+            "extract_features with the same paths, or rerun with overwrite=True."
+        )
+    return features

@@ -338,9 +338,10 @@ def test_transform_runs_in_batches(digits):
     encode = ae.module_.encode
     ae.module_.encode = lambda batch: seen.append(len(batch)) or encode(batch)
     ae.transform(X_test)
-    # Batches of one shape (the last one padded), so that a row's code does
-    # not depend on the rows transformed with it.
-    assert set(seen) == {64} and len(seen) == -(-len(X_test) // 64)
+    # Batches of whole 16-row tiles (the last one padded), so that a row's
+    # code does not depend on the rows transformed with it.
+    full, rest = divmod(len(X_test), 64)
+    assert seen == [64] * full + ([-(-rest // 16) * 16] if rest else [])
     one, many = ae.transform(X_test[:1]), ae.transform(X_test)
     np.testing.assert_array_equal(one[0], many[0])
 
@@ -493,7 +494,7 @@ def test_verbosity(digits, capsys, verbose):
         (np.array([[0.0, np.inf], [1.0, 2.0]]), "infinity"),
         (np.empty((0, 4)), "0 sample"),
         (np.arange(6.0), "Expected 2D array"),
-        (np.array([["a", "b"], ["c", "d"]]), "could not convert|dtype"),
+        (np.array([["a", "b"], ["c", "d"]]), "non-numeric.*Encode categories"),
     ],
     ids=["nan", "inf", "empty", "1d", "strings"],
 )
@@ -610,3 +611,32 @@ def test_validation_scores_do_not_leak_into_a_refit(digits):
     ae.set_params(early_stopping=False).fit(X_train)
     assert not hasattr(ae, "validation_scores_")
     assert not hasattr(ae, "best_validation_score_")
+
+
+def test_batches_are_padded_to_whole_tiles_not_to_batch_size(digits):
+    # transform padded every batch to batch_size rows: one row with
+    # batch_size=10**7 took 2 s and 3 GB. Whole 16-row tiles are what a row's
+    # independence from the other rows needs, so the cost follows the data.
+    X_train, X_test, _, _ = digits
+    ae = fast_ae(max_iter=2).fit(X_train)
+    expected = ae.transform(X_test)
+    ae.set_params(batch_size=10**7)
+    module = ae.module_
+    seen = []
+    encode, decode = module.encode, module.decode
+    module.encode = lambda batch: seen.append(("encode", len(batch))) or encode(
+        batch)
+    module.decode = lambda codes: seen.append(("decode", len(codes))) or decode(
+        codes)
+    one = ae.transform(X_test[:1])
+    assert seen == [("encode", 16)]
+    np.testing.assert_array_equal(one[0], expected[0])
+    seen.clear()
+    np.testing.assert_array_equal(ae.transform(X_test[:40]), expected[:40])
+    assert seen == [("encode", 48)]
+    seen.clear()
+    ae.inverse_transform(one)
+    assert seen == [("decode", 16)]
+    seen.clear()
+    assert np.isfinite(ae.score(X_test[:3]))
+    assert seen == [("encode", 16), ("decode", 16)]

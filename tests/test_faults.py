@@ -12,6 +12,7 @@ tests/test_extract.py); this one runs one table against all of them.
 import io
 import os
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -89,7 +90,7 @@ BAD_INPUTS = {
     "beyond float32": (lambda: DIGITS[:20] * 1e300, "float32"),
     "1-D": (lambda: DIGITS[0], "2D array"),
     "empty": (lambda: np.empty((0, 64)), "0 sample"),
-    "strings": (lambda: np.array([["a"] * 64] * 3), "could not convert|dtype"),
+    "strings": (lambda: np.array([["a"] * 64] * 3), "non-numeric.*Encode categories"),
     "complex": (lambda: DIGITS[:3] + 1j, "[Cc]omplex"),
     "wrong width": (lambda: DIGITS[:5, :10], "64 features"),
 }
@@ -324,3 +325,80 @@ def test_extract_command_refuses_bad_paths_and_names_clearly(
     assert done.returncode != 0
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# ---------------------------------------- scores of data beyond float32's range
+def _scorers(estimator):
+    """The scoring methods of an estimator: score, and score_samples if any."""
+    methods = [estimator.score]
+    if hasattr(estimator, "score_samples"):
+        methods.append(estimator.score_samples)
+    return methods
+
+
+@pytest.mark.parametrize("name", sorted(ARRAY_ESTIMATORS))
+def test_score_of_values_whose_squares_overflow_float32_is_a_clear_error(
+        fitted, name):
+    # X * 1e30 fits float32, but its squared errors do not: the autoencoder's
+    # and the VAE's score (and score_samples) returned -inf or NaN.
+    estimator = fitted[name]
+    state = _state(estimator)
+    for method in _scorers(estimator):
+        with pytest.raises(ValueError, match=r"up to 1e\+30.*overflow.*Scale X"):
+            method(DIGITS[:20] * 1e30)
+    _assert_unchanged(estimator, state)
+    # Large values whose squares fit still score finitely.
+    for method in _scorers(estimator):
+        assert np.all(np.isfinite(method(DIGITS[:20] * 1e6)))
+
+
+# --------------------------------------- strings and categories: encode first
+def _frame_with(column):
+    frame = pd.DataFrame(DIGITS[:12, :63], columns=[f"f{i}" for i in range(63)])
+    frame["colour"] = column
+    return frame
+
+
+NON_NUMERIC = {
+    "object array of strings": lambda: np.where(
+        DIGITS[:12] > 0.5, "high", "low").astype(object),
+    "string array": lambda: np.where(DIGITS[:12] > 0.5, "high", "low"),
+    "frame with a string column": lambda: _frame_with(["red", "blue"] * 6),
+    "frame with a categorical column": lambda: _frame_with(
+        pd.Categorical(["red", "blue"] * 6)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARRAY_ESTIMATORS))
+@pytest.mark.parametrize("kind", sorted(NON_NUMERIC))
+def test_strings_and_categories_say_to_encode_them_first(fitted, name, kind):
+    # numpy's "could not convert string to float: 'x'" came through, at fit
+    # and at transform, naming neither the column nor the fix.
+    estimator = pickle.loads(pickle.dumps(fitted[name]))
+    state = _state(estimator)
+    X = NON_NUMERIC[kind]()
+    expected = "colour" if "frame" in kind else "'(high|low)'"
+    for method in (estimator.fit, estimator.transform):
+        with pytest.raises(ValueError, match="non-numeric") as error:
+            _quiet(method, X)
+        message = str(error.value)
+        assert re.search(expected, message), message
+        assert "Encode categories first" in message, message
+        assert "OneHotEncoder" in message, message
+        assert "could not convert" not in message, message
+    _assert_unchanged(estimator, state)
+
+
+# --------------------------------------- float16, int and bool: float64 out
+@pytest.mark.parametrize("name", sorted(ARRAY_ESTIMATORS))
+@pytest.mark.parametrize("odd", ["float16", "int8", "bool"])
+def test_float16_int_and_bool_input_give_float64_as_in_sklearn(name, odd):
+    # As scikit-learn's estimators do (PCA, MiniBatchDictionaryLearning):
+    # only float32 and float64 are preserved; other dtypes compute and
+    # return in float64. (Documented in the README's "Errors and guarantees".)
+    X = ODD_INPUTS[odd](DIGITS)
+    estimator = _quiet(ARRAY_ESTIMATORS[name]().fit, X)
+    codes = estimator.transform(X)
+    assert codes.dtype == np.float64
+    assert estimator.inverse_transform(codes.astype(np.float16)).dtype == np.float64
+    assert estimator.transform(X.astype(np.float32)).dtype == np.float32

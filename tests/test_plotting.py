@@ -239,3 +239,42 @@ def test_each_filter_is_scaled_by_its_largest_absolute_weight():
             shown, 0.5 + 0.5 * filter_ / np.abs(filter_).max(), rtol=1e-6)
     assert images[0][10] == pytest.approx(0.0)
     assert images[1][20] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("channels", [2, 16])
+def test_latent_traversal_of_a_cnn_says_it_has_no_latent_space(photo, channels):
+    # It said "Fit it with n_components=2", a parameter the CNN lacks (with
+    # 16 features), or failed on the missing inverse_transform (with 2).
+    from torch import nn
+
+    from sklearn_replearn import PretrainedCNNFeatures
+
+    backbone = nn.Sequential(nn.Conv2d(3, channels, 3, stride=2), nn.ReLU())
+    cnn = PretrainedCNNFeatures(backbone, weights=None, image_size=16,
+                                device="cpu").fit([photo])
+    with pytest.raises(TypeError, match="no decoder") as error:
+        SamplesDisplay.from_latent_traversal(cnn)
+    assert "n_components" not in str(error.value)
+    assert "PretrainedCNNFeatures" in str(error.value)
+
+
+@pytest.mark.parametrize("n_steps", [0, -1, 2.5, "3", True])
+def test_latent_traversal_needs_a_positive_int_n_steps(autoencoder, n_steps):
+    # n_steps=0 gave "Expected 2D array, got 1D array instead".
+    with pytest.raises((TypeError, ValueError),
+                       match=rf"n_steps must be an int >= 1; got {n_steps!r}"):
+        SamplesDisplay.from_latent_traversal(autoencoder, n_steps=n_steps)
+
+
+@pytest.mark.parametrize("limit", [np.nan, np.inf, 0.0, -1.0, "2"])
+def test_latent_traversal_names_a_bad_limit(autoencoder, limit):
+    # limit=nan gave an error that did not name limit.
+    with pytest.raises((TypeError, ValueError),
+                       match=rf"limit must be a finite number > 0; got {limit!r}"):
+        SamplesDisplay.from_latent_traversal(autoencoder, limit=limit)
+
+
+def test_latent_traversal_of_one_step_decodes_the_origin(autoencoder):
+    display = SamplesDisplay.from_latent_traversal(autoencoder, n_steps=1)
+    np.testing.assert_allclose(display.samples,
+                               autoencoder.inverse_transform(np.zeros((1, 2))))

@@ -346,3 +346,64 @@ def test_extract_features_local_scheduler_and_errors(image_files, tmp_path):
         extract_features(cnn, image_files, tmp_path / "b", partition_size=0)
     with pytest.raises(ValueError, match="No features"):
         load_features(tmp_path / "b")
+
+
+@pytest.fixture(scope="module")
+def tiny_cnn(image_files):
+    return PretrainedCNNFeatures(_tiny_backbone(), weights=None, image_size=24,
+                                 batch_size=4, device="cpu").fit(image_files[:1])
+
+
+@pytest.mark.parametrize("name", ["partition_size", "n_partitions"])
+@pytest.mark.parametrize("value", [1.5, "2", True, 2.0])
+def test_extract_features_refuses_partition_counts_that_are_not_ints(
+        tiny_cnn, image_files, tmp_path, name, value):
+    # partition_size=1.5 silently ran partitions of 1 file, and "2" was
+    # accepted; bools and floats are not counts either.
+    with pytest.raises(TypeError, match=rf"{name} must be an int.*got {value!r}"):
+        extract_features(tiny_cnn, image_files[:4], tmp_path / "out",
+                         **{name: value})
+    assert not (tmp_path / "out").exists()
+
+
+def test_extract_features_refuses_an_unknown_scheduler_by_name(
+        tiny_cnn, image_files, tmp_path):
+    # dask's own error came through ("Expected one of [distributed, ...]").
+    with pytest.raises(ValueError, match=r"scheduler='bogus'.*'threads'.*'sync'"):
+        extract_features(tiny_cnn, image_files[:4], tmp_path / "out",
+                         scheduler="bogus")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage", ["text", "truncated", "empty", "object array"])
+def test_load_features_calls_a_corrupt_file_corrupt(
+        tiny_cnn, image_files, tmp_path, damage):
+    # numpy's "Cannot load file containing pickled data when
+    # allow_pickle=False" came through: advice that would run the file's code.
+    files = extract_features(tiny_cnn, image_files[:4], tmp_path,
+                             partition_size=np.int64(2), scheduler="sync")
+    assert len(files) == 2
+    target = tmp_path / "features-00001.npy"
+    content = target.read_bytes()
+    if damage == "text":
+        target.write_text("these are not features\n")
+    elif damage == "truncated":
+        target.write_bytes(content[:len(content) - 9])
+    elif damage == "empty":
+        target.write_bytes(b"")
+    else:
+        np.save(target, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="features-00001.npy is corrupt") as error:
+        load_features(tmp_path)
+    assert "allow_pickle" not in str(error.value)
+    assert "extract_features" in str(error.value)
+
+
+def test_extract_features_refuses_a_scheduler_of_the_wrong_type(
+        tiny_cnn, image_files, tmp_path):
+    with pytest.raises(TypeError, match=r"scheduler=3 of type int.*'threads'"):
+        extract_features(tiny_cnn, image_files[:4], tmp_path / "out", scheduler=3)
+    # Names are case-insensitive, as in Dask.
+    files = extract_features(tiny_cnn, image_files[:4], tmp_path / "out",
+                             scheduler="SYNC")
+    assert len(files) == 1

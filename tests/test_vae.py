@@ -395,7 +395,7 @@ def test_diverging_loss_stops_with_a_clear_error(digits):
         (np.array([[0.0, np.inf], [1.0, 0.5]]), "infinity"),
         (np.empty((0, 4)), "0 sample"),
         (np.arange(6.0), "Expected 2D array"),
-        (np.array([["a", "b"], ["c", "d"]]), "could not convert|dtype"),
+        (np.array([["a", "b"], ["c", "d"]]), "non-numeric.*Encode categories"),
         (np.array([[0.0, 2.0], [1.0, 0.5]]),
          r"likelihood='bernoulli' needs data in \[0, 1\]; X ranges over \[0, 2\]"),
     ],
@@ -525,3 +525,25 @@ def test_inverse_transform_refuses_codes_beyond_float32(scaled_digits, likelihoo
     vae = _small_vae(likelihood=likelihood, max_iter=1).fit(scaled_digits[:200])
     with pytest.raises(ValueError, match="float32"):
         vae.inverse_transform(np.full((2, 2), 1e39))
+
+
+def test_batches_are_padded_to_whole_tiles_not_to_batch_size(scaled_digits):
+    # transform and score_samples padded every batch to batch_size rows:
+    # one row with batch_size=10**7 took 2 s and 3 GB. Whole 16-row tiles are
+    # what a row's independence from the other rows needs.
+    vae = _small_vae(max_iter=2).fit(scaled_digits[:300])
+    X = scaled_digits[300:400]
+    codes, scores = vae.transform(X), vae.score_samples(X)
+    vae.set_params(batch_size=10**7)
+    module = vae.module_
+    seen = []
+    encode, elbo = module.encode, module.elbo
+    module.encode = lambda batch: seen.append(("encode", len(batch))) or encode(
+        batch)
+    module.elbo = lambda batch, eps: seen.append(("elbo", len(batch))) or elbo(
+        batch, eps)
+    np.testing.assert_array_equal(vae.transform(X[:1]), codes[:1])
+    assert seen == [("encode", 16)]
+    seen.clear()
+    np.testing.assert_array_equal(vae.score_samples(X[:20]), scores[:20])
+    assert seen[0] == ("elbo", 32)

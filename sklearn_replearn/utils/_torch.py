@@ -238,13 +238,15 @@ def batched_apply(function, X, *, n_outputs, batch_size, device, out_dtype,
     written into a preallocated array, so memory grows with the output, not
     with a float copy of the input. Sparse input is densified batch by batch.
 
-    With ``fixed_shape=True`` every batch ``function`` sees has the same
-    number of rows, :func:`fixed_batch_rows` of ``batch_size`` (batches are
-    padded with zero rows, whose outputs are dropped): float32 kernels may
-    round a row differently in batches of other shapes or at other positions
-    (~1e-7), and a row's output must not depend on which other rows are
-    transformed with it. Use it for row-wise functions (a network's layers),
-    where padding cannot change the other rows.
+    With ``fixed_shape=True`` every batch ``function`` sees is made of whole
+    16-row tiles (padded with zero rows, whose outputs are dropped; see
+    :func:`fixed_batch_rows`): float32 kernels may round the rows of a
+    partial tile differently (~1e-7), and a row's output must not depend on
+    which other rows are transformed with it. A batch is padded to the tiles
+    its rows need, not to ``batch_size``, so the cost follows the data (one
+    row costs one tile, whatever ``batch_size``). Use it for row-wise
+    functions (a network's layers), where padding cannot change the other
+    rows.
 
     Parameters
     ----------
@@ -262,7 +264,7 @@ def batched_apply(function, X, *, n_outputs, batch_size, device, out_dtype,
     out_dtype : numpy dtype
         dtype of the returned array (the input's float dtype).
     fixed_shape : bool, default=False
-        Pad the last batch to ``batch_size`` rows.
+        Pad each batch to whole 16-row tiles.
 
     Returns
     -------
@@ -275,13 +277,13 @@ def batched_apply(function, X, *, n_outputs, batch_size, device, out_dtype,
         for rows in iter_row_batches(X.shape[0], batch_size):
             batch = as_tensor(X[rows], device=device)
             if fixed_shape:
-                batch = padded_rows(batch, fixed_batch_rows(batch_size))
+                batch = padded_rows(batch, fixed_batch_rows(len(batch)))
             output[rows] = to_numpy(function(batch)[:rows.stop - rows.start])
     return output
 
 
 def fixed_batch_rows(batch_size):
-    """Rows of every padded batch: ``batch_size`` rounded up to a multiple of 16.
+    """Rows of a padded batch: ``batch_size`` rounded up to a multiple of 16.
 
     CPU matrix-multiply kernels work on tiles of rows; in a batch whose row
     count is not a multiple of the tile, the rows of the last, partial tile
