@@ -8,6 +8,7 @@ from .. import (
     PretrainedCNNFeatures,
     VAETransformer,
 )
+from ._dictionary import convert_dictionary, dictionary_shape
 from ._neural import convert_neural, neural_shape
 
 __all__ = ["register_converters", "to_onnx"]
@@ -26,6 +27,8 @@ def register_converters():
                                 neural_shape, convert_neural)
     update_registered_converter(VAETransformer, "SklearnReplearnVAETransformer",
                                 neural_shape, convert_neural)
+    update_registered_converter(DictionaryLearner, "SklearnReplearnDictionaryLearner",
+                                dictionary_shape, convert_dictionary)
 
 
 def _initial_types(X_sample):
