@@ -119,13 +119,38 @@ def embed_graph(model, scope, container, input_name, output_name, *, prefix):
         attributes = {attribute.name: helper.get_attribute_value(attribute)
                       for attribute in node.attribute}
         container.add_node(
-            node.op_type, [renamed(name) for name in node.input],
+            node.op_type, _given_inputs(node, renamed, scope, container),
             [renamed(name) for name in node.output],
             op_domain=node.domain, op_version=opsets.get(node.domain),
             name=scope.get_unique_operator_name(f"{prefix}_{node.op_type}"),
             **attributes)
     container.add_node("Identity", [renamed(graph.output[0].name)], [output_name],
                        name=scope.get_unique_operator_name(f"{prefix}_out"))
+
+
+def _given_inputs(node, renamed, scope, container):
+    """The node's inputs renamed; omitted optional inputs ("") dropped at the
+    end and, in the middle, given as empty tensors (skl2onnx's topological
+    sort knows no "" name). Resize's ``roi`` and ``scales`` are the only such
+    inputs torch's exporter writes, and an empty one means "not given"."""
+    inputs = list(node.input)
+    while inputs and inputs[-1] == "":
+        inputs.pop()
+    if "" in inputs and node.op_type != "Resize":
+        raise ValueError(
+            f"The exported graph's {node.op_type} node omits an optional "
+            "input, which cannot be embedded in a scikit-learn pipeline's graph."
+        )
+    names = []
+    for name in inputs:
+        if name == "":
+            name = scope.get_unique_variable_name("empty")
+            container.initializers.append(
+                numpy_helper.from_array(np.zeros(0, np.float32), name))
+            names.append(name)
+        else:
+            names.append(renamed(name))
+    return names
 
 
 def float_input(operator, container, scope):

@@ -10,6 +10,7 @@ from .. import (
 )
 from ._dictionary import convert_dictionary, dictionary_shape
 from ._neural import convert_neural, neural_shape
+from ._vision import cnn_shape, convert_cnn
 
 __all__ = ["register_converters", "to_onnx"]
 
@@ -29,6 +30,9 @@ def register_converters():
                                 neural_shape, convert_neural)
     update_registered_converter(DictionaryLearner, "SklearnReplearnDictionaryLearner",
                                 dictionary_shape, convert_dictionary)
+    update_registered_converter(PretrainedCNNFeatures,
+                                "SklearnReplearnPretrainedCNNFeatures",
+                                cnn_shape, convert_cnn)
 
 
 def _initial_types(X_sample):
