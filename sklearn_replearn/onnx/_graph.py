@@ -62,6 +62,7 @@ def export_module(module, example, *, what, opset=EXPORT_OPSET):
             "transform in Python still works."
         ) from exc
     model = program.model_proto
+    _check_same_outputs(module, model, example, what)
     if len(model.graph.input) != 1 or len(model.graph.output) != 1:
         raise ValueError(
             f"The {what} exported to an ONNX graph with "
@@ -77,14 +78,43 @@ def export_module(module, example, *, what, opset=EXPORT_OPSET):
     return model
 
 
+def _check_same_outputs(module, model, example, what):
+    """Run the exported graph in ONNX Runtime on a random batch of the
+    example's shape: a module whose Python code is not traced faithfully
+    (a numpy call is baked in as a constant) must not export silently."""
+    import onnxruntime
+
+    generator = torch.Generator().manual_seed(0)
+    if example.dtype == torch.uint8:
+        probe = torch.randint(0, 256, (3, *example.shape[1:]), dtype=torch.uint8,
+                              generator=generator)
+    else:
+        probe = torch.rand((3, *example.shape[1:]), generator=generator)
+    with torch.no_grad():
+        expected = module(probe).float().numpy()
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: probe.numpy()})[0]
+    scale = max(float(np.abs(expected).max()), 1e-6)
+    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3,
+                                                      atol=1e-3 * scale):
+        raise ValueError(
+            f"The {what} exported to an ONNX graph whose output differs from "
+            "the module's on a random batch: its forward runs Python code that "
+            "torch's exporter does not record (a numpy call, or control flow "
+            "on values), which the graph holds as constants. Write that part "
+            "with torch operations to export it."
+        )
+
+
 def _operation(exc):
     """The operation torch's exporter failed on, as read from its error."""
-    text = f"{type(exc).__name__}: {exc}"
-    match = re.search(r"(aten::[\w.]+|aten\.[\w.]+|torch\.ops\.[\w.]+)", text)
-    first_line = text.strip().splitlines()[0][:300]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}")
+    match = re.search(r"(aten::[\w.]+|aten\.[\w.]+|torch\.ops\.[\w.]+|"
+                      r"prims\.[\w.]+)", text)
     if match:
-        return f"operation {match.group(1)} is not exportable ({first_line})"
-    return first_line
+        return f"it has no ONNX conversion of the operation {match.group(1)}"
+    return text.strip().splitlines()[0][:300]
 
 
 def embed_graph(model, scope, container, input_name, output_name, *, prefix):

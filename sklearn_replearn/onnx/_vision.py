@@ -4,7 +4,9 @@ The graph takes images as ``transform`` takes uint8 arrays, ``(N, H, W, C)``
 with the height, width and channels of the sample given to ``to_onnx``, and
 holds what ``transform`` does to them: the channel fix (alpha dropped, grey
 replicated), the resize (with torchvision's antialiasing, rounded back to
-uint8 values as torchvision's uint8 resize does), the centre crop, the
+uint8 values after each of its two passes, as torchvision's uint8 resize
+does; its fixed-point weights still round about 1% of the pixels the other
+way, by one grey level), the centre crop, the
 scaling to [0, 1] and the normalisation, then the backbone up to ``layer``
 and its ``pooling``. The whole is one torch module exported by torch's
 exporter. Batch norms stay unfolded (ONNX Runtime fuses them itself) and the
@@ -51,9 +53,8 @@ class _ImageFeatures(nn.Module):
                             interpolation=preprocess.interpolation,
                             antialias=preprocess.antialias).shape[-2:]
         self.size = tuple(int(s) for s in resized)
-        self.resize = self.size != (height, width)
         mode = _MODES.get(preprocess.interpolation)
-        if self.resize and mode is None:
+        if self.size != (height, width) and mode is None:
             raise ValueError(
                 f"interpolation {preprocess.interpolation} cannot be exported; "
                 "resize the images to the network's input size beforehand "
@@ -79,14 +80,21 @@ class _ImageFeatures(nn.Module):
         self.register_buffer("std", None if mean is None else
                              torch.tensor(preprocess.std).view(1, -1, 1, 1))
 
+    def _resized(self, x, size):
+        align = None if self.mode == "nearest" else False
+        x = F.interpolate(x, size=size, mode=self.mode, antialias=self.antialias,
+                          align_corners=align)
+        return x.round().clamp(0.0, 255.0)
+
     def forward(self, images):
         x = images.permute(0, 3, 1, 2)[:, :self.keep].to(torch.float32)
-        if self.resize:
-            x = F.interpolate(x, size=self.size, mode=self.mode,
-                              antialias=self.antialias,
-                              align_corners=None if self.mode == "nearest" else False)
-            # torchvision resizes uint8 images to uint8 values.
-            x = x.round().clamp(0.0, 255.0)
+        # torchvision resizes uint8 images as Pillow does: the width, then
+        # the height, each pass rounded to uint8 values.
+        height, width = x.shape[-2:]
+        if self.size[1] != width:
+            x = self._resized(x, (height, self.size[1]))
+        if self.size[0] != height:
+            x = self._resized(x, self.size)
         if self.crop is not None:
             top, bottom, left, right = self.crop
             x = x[:, :, top:bottom, left:right]
