@@ -184,7 +184,6 @@ class _Fista:
 
     def outer_body(self):
         """One check period: up to CHECK_EVERY steps, then the gap check."""
-        n = self.names
         i, cond_in = self.name("check"), self.name("cond_in")
         z, y, age, active, change = (self.name(v) for v in
                                      ("z", "y", "age", "active", "change"))
@@ -217,16 +216,10 @@ class _Fista:
                   ]
         nodes.append(helper.make_node("Cast", [nodes[-1].output[0]], [any_active],
                                       to=TensorProto.BOOL))
-        inputs = [_value(i, TensorProto.INT64, []), _value(cond_in, TensorProto.BOOL, [])]
-        inputs += [_value(z, TensorProto.FLOAT, None), _value(y, TensorProto.FLOAT, None),
-                   _value(age, TensorProto.INT64, None),
-                   _value(active, TensorProto.BOOL, None),
-                   _value(change, TensorProto.FLOAT, None)]
-        outputs = [_value(any_active, TensorProto.BOOL, []),
-                   *(_value(name, kind, None) for name, kind in (
-                       (z2, TensorProto.FLOAT), (y2, TensorProto.FLOAT),
-                       (age2, TensorProto.INT64), (active2, TensorProto.BOOL),
-                       (change2, TensorProto.FLOAT)))]
+        inputs = _values([(i, N, []), (cond_in, B, []), (z, F, None), (y, F, None),
+                          (age, N, None), (active, B, None), (change, F, None)])
+        outputs = _values([(any_active, B, []), (z2, F, None), (y2, F, None),
+                           (age2, N, None), (active2, B, None), (change2, F, None)])
         return helper.make_graph(nodes, self.name("fista_check"), inputs, outputs)
 
     def inner_body(self, active):
@@ -274,14 +267,10 @@ class _Fista:
             outputs.append(kept)
         cond_out = self.name("cond_out")
         nodes.append(helper.make_node("Identity", [cond_in], [cond_out]))
-        inputs = [_value(i, TensorProto.INT64, []), _value(cond_in, TensorProto.BOOL, []),
-                  _value(z, TensorProto.FLOAT, None), _value(y, TensorProto.FLOAT, None),
-                  _value(age, TensorProto.INT64, None),
-                  _value(change, TensorProto.FLOAT, None)]
-        outs = [_value(cond_out, TensorProto.BOOL, []),
-                *(_value(name, kind, None) for name, kind in zip(
-                    outputs, (TensorProto.FLOAT, TensorProto.FLOAT,
-                              TensorProto.INT64, TensorProto.FLOAT)))]
+        inputs = _values([(i, N, []), (cond_in, B, []), (z, F, None), (y, F, None),
+                          (age, N, None), (change, F, None)])
+        outs = _values([(cond_out, B, []), *zip(outputs, (F, F, N, F),
+                                                 (None,) * 4)])
         return helper.make_graph(nodes, self.name("fista_step"), inputs, outs)
 
     def solved(self, z, change):
@@ -336,8 +325,14 @@ class _Fista:
         return solved, nodes
 
 
-def _value(name, kind, shape):
-    return helper.make_tensor_value_info(name, kind, shape)
+# Element types of the loop bodies' values.
+F, N, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+
+
+def _values(specs):
+    """Value infos of a loop body's inputs or outputs: (name, type, shape)."""
+    return [helper.make_tensor_value_info(name, kind, shape)
+            for name, kind, shape in specs]
 
 
 def add_int(scope, container, value, shape=None):

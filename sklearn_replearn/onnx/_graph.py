@@ -96,8 +96,10 @@ def _check_same_outputs(module, model, example, what):
         model.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: probe.numpy()})[0]
     scale = max(float(np.abs(expected).max()), 1e-6)
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3,
-                                                      atol=1e-3 * scale):
+    # Loose: a resize rounded to uint8 values may round a tie the other way;
+    # a graph holding a traced constant is wrong by far more.
+    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-2,
+                                                      atol=1e-2 * scale):
         raise ValueError(
             f"The {what} exported to an ONNX graph whose output differs from "
             "the module's on a random batch: its forward runs Python code that "
