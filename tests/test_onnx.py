@@ -350,3 +350,30 @@ def test_cnn_export_needs_uint8_images(crops):
     cnn = features(_small_cnn(), image_size=(48, 64)).fit(images[:2])
     with pytest.raises(ValueError, match="uint8 images"):
         sro.to_onnx(cnn, images[:2].astype(np.float32) / 255)
+
+
+def _readme_example():
+    """The two code blocks of the README's section on ONNX export."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Serving features without Python", 1)[1]
+    blocks = [block.split("```", 1)[0] for block in section.split("```python\n")[1:3]]
+    assert "to_onnx" in blocks[0] and "onnxruntime" in blocks[1]
+    return blocks
+
+
+@pytest.mark.slow
+def test_readme_example_serves_in_a_process_without_torch_or_sklearn(
+        tmp_path, monkeypatch):
+    export, serve = _readme_example()
+    monkeypatch.chdir(tmp_path)
+    exec(compile(export, "README export", "exec"), {})
+    check = serve + (
+        "import sys\n"
+        "print(sorted(m for m in ('torch', 'sklearn', 'sklearn_replearn') "
+        "if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -93,7 +93,8 @@ def to_onnx(estimator, X_sample, *, target_opset=None, options=None):
     >>> from sklearn_replearn import AutoencoderTransformer
     >>> from sklearn_replearn.onnx import to_onnx
     >>> X = np.random.RandomState(0).rand(40, 6).astype(np.float32)
-    >>> ae = AutoencoderTransformer(n_components=2, max_iter=2, random_state=0).fit(X)
+    >>> ae = AutoencoderTransformer(n_components=2, max_iter=2, tol=None,
+    ...                             random_state=0).fit(X)
     >>> session = ort.InferenceSession(to_onnx(ae, X).SerializeToString())
     >>> session.run(None, {"X": X})[0].shape
     (40, 2)
