@@ -377,3 +377,27 @@ def test_readme_example_serves_in_a_process_without_torch_or_sklearn(
                             text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_timm_and_hugging_face_backbones(tmp_path, monkeypatch):
+    timm = pytest.importorskip("timm")  # noqa: F841
+    transformers = pytest.importorskip("transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32,
+                                    num_hidden_layers=2, num_attention_heads=2,
+                                    intermediate_size=64)
+    torch.manual_seed(0)
+    transformers.ViTModel(config).save_pretrained(tmp_path)
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32},
+                                   image_mean=[0.5] * 3,
+                                   image_std=[0.5] * 3).save_pretrained(tmp_path)
+    photos = load_sample_images().images
+    # 32 x 32 crops: the backbones' input size, so no resize (1e-4 relative).
+    images = np.stack([photos[i % 2][40 * i:40 * i + 32, 50 * i:50 * i + 32]
+                       for i in range(6)])
+    for backbone, params in (("timm:resnet18", {"image_size": 32}),
+                             (f"hf:{tmp_path}", {"pooling": "cls"})):
+        cnn = features(backbone, **params).fit(images[:1])
+        (got,) = run(sro.to_onnx(cnn, images[:2]), images)
+        assert_relative(got, cnn.transform(images), 1e-4)

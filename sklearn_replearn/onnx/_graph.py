@@ -17,7 +17,14 @@ import numpy as np
 import torch
 from onnx import helper, numpy_helper
 
-__all__ = ["EXPORT_OPSET", "embed_graph", "export_module", "float_input"]
+__all__ = [
+    "EXPORT_OPSET",
+    "add_constant",
+    "embed_graph",
+    "export_module",
+    "float_input",
+    "output_as_input_type",
+]
 
 # The opset the torch exporter writes (its lowest supported is 18). skl2onnx
 # pipelines target their own opset; the higher of the two is used.
