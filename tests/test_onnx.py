@@ -161,6 +161,11 @@ def test_unfitted_estimators_and_bad_samples_are_clear_errors(digits):
     ae = AutoencoderTransformer(n_components=2, max_iter=1, random_state=0).fit(X)
     with pytest.raises(ValueError, match="64 features"):
         sro.to_onnx(ae, X[:, :10])
+    with pytest.raises(ValueError, match="target_opset=15"):
+        sro.to_onnx(ae, X, target_opset=15)
+    dictionary = DictionaryLearner(n_components=4, max_iter=1, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="opset 18"):
+        sro.to_onnx(dictionary, X, target_opset=15)
 
 
 @pytest.mark.slow
@@ -302,7 +307,9 @@ def test_user_cnn_layer_and_pooling_match_without_resize(crops):
     for layer, pooling in ((None, "avg"), ("2", "max"), ("4", None)):
         cnn = features(_small_cnn(), image_size=(48, 64), layer=layer,
                        pooling=pooling).fit(images[:2])
+        before = snapshot(cnn)
         (got,) = run(sro.to_onnx(cnn, images[:2]), images)
+        assert snapshot(cnn) == before
         assert_relative(got, cnn.transform(images), 1e-4)
 
 

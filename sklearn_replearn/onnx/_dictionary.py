@@ -31,6 +31,7 @@ _LASSO = ("lasso_fista", "lasso_lars", "lasso_cd")
 def _settings(estimator):
     """The coder's settings as transform uses them, or a clear error."""
     check_is_fitted(estimator)
+    estimator._check_params_after_fit()
     algorithm = estimator.transform_algorithm
     if algorithm not in (*_LASSO, "threshold"):
         raise ValueError(

@@ -22,6 +22,7 @@ __all__ = [
     "add_constant",
     "embed_graph",
     "export_module",
+    "export_opset",
     "float_input",
     "output_as_input_type",
 ]
@@ -29,6 +30,18 @@ __all__ = [
 # The opset the torch exporter writes (its lowest supported is 18). skl2onnx
 # pipelines target their own opset; the higher of the two is used.
 EXPORT_OPSET = 18
+
+
+def export_opset(container, what):
+    """The opset to export at: the pipeline's, which must be at least 18."""
+    target = container.target_opset_onnx
+    if target < EXPORT_OPSET:
+        raise ValueError(
+            f"The {what} exports to ONNX opset {EXPORT_OPSET} or later "
+            f"(torch's exporter); target_opset={target} was asked for. Pass "
+            f"target_opset={EXPORT_OPSET} or later (or None)."
+        )
+    return target
 
 
 def export_module(module, example, *, what, opset=EXPORT_OPSET):
@@ -50,7 +63,8 @@ def export_module(module, example, *, what, opset=EXPORT_OPSET):
     onnx.ModelProto
         One input, one output.
     """
-    module = deepcopy(module).eval()
+    # A copy on the CPU: a model fitted on a GPU keeps its weights there.
+    module = deepcopy(module).to("cpu").eval()
     batch = torch.export.Dim("batch", min=1)
     dims = {0: batch}
     try:

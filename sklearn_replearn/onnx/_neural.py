@@ -15,6 +15,7 @@ from ._graph import (
     EXPORT_OPSET,
     embed_graph,
     export_module,
+    export_opset,
     float_input,
     output_as_input_type,
 )
@@ -54,6 +55,8 @@ def neural_shape(operator):
 
     estimator = operator.raw_operator
     check_is_fitted(estimator)
+    # set_params may have changed them since fit, as transform checks.
+    estimator._check_params_after_fit()
     _check_width(operator, estimator.n_features_in_)
     kind = (DoubleTensorType if isinstance(operator.inputs[0].type, DoubleTensorType)
             else FloatTensorType)
@@ -74,7 +77,7 @@ def _check_width(operator, n_features):
 def convert_neural(scope, operator, container):
     """skl2onnx converter: the fitted ``encode`` as the operator's graph."""
     estimator = operator.raw_operator
-    opset = max(EXPORT_OPSET, container.target_opset_onnx)
+    opset = export_opset(container, f"{type(estimator).__name__}'s encoder")
     model = _exported(estimator, "encode", estimator.n_features_in_, opset)
     x = float_input(operator, container, scope)
     code = scope.get_unique_variable_name("code")
@@ -117,8 +120,12 @@ def decoder_to_onnx(estimator, *, target_opset=None):
     """
     from onnx import checker
 
-    opset = EXPORT_OPSET if target_opset is None else max(int(target_opset),
-                                                          EXPORT_OPSET)
+    opset = EXPORT_OPSET if target_opset is None else int(target_opset)
+    if opset < EXPORT_OPSET:
+        raise ValueError(
+            f"decoder_to_onnx exports to ONNX opset {EXPORT_OPSET} or later "
+            f"(torch's exporter); got target_opset={target_opset}."
+        )
     model = _exported(estimator, "decode", estimator._n_features_out, opset)
     graph = model.graph
     _rename(graph, graph.input[0].name, "codes")

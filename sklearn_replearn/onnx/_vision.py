@@ -25,7 +25,7 @@ from torchvision.transforms.v2 import functional as TF
 
 # The estimator's internals this converter relies on (one place).
 from ..vision._layers import cut_at, pool_features
-from ._graph import EXPORT_OPSET, embed_graph, export_module
+from ._graph import embed_graph, export_module, export_opset
 
 __all__ = ["convert_cnn", "cnn_shape", "image_module"]
 
@@ -135,6 +135,7 @@ def cnn_shape(operator):
 
     estimator = operator.raw_operator
     check_is_fitted(estimator)
+    estimator._check_params_after_fit()
     variable = operator.inputs[0]
     if not isinstance(variable.type, UInt8TensorType):
         raise ValueError(
@@ -153,8 +154,8 @@ def convert_cnn(scope, operator, container):
     image_hwc = _check_images(estimator, operator.inputs[0].type.shape)
     module = image_module(estimator, image_hwc)
     example = torch.zeros(2, *image_hwc, dtype=torch.uint8)
-    opset = max(EXPORT_OPSET, container.target_opset_onnx)
-    model = export_module(module, example, what="PretrainedCNNFeatures backbone",
-                          opset=opset)
+    what = "PretrainedCNNFeatures backbone"
+    model = export_module(module, example, what=what,
+                          opset=export_opset(container, what))
     embed_graph(model, scope, container, operator.inputs[0].full_name,
                 operator.outputs[0].full_name, prefix="cnn")
