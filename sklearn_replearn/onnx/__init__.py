@@ -12,6 +12,8 @@ from ..utils._optional import import_optional
 import_optional("onnx", feature="ONNX export", extra="onnx")
 import_optional("skl2onnx", feature="ONNX export", extra="onnx")
 import_optional("onnxscript", feature="ONNX export", extra="onnx")
+# Every exported graph is checked in ONNX Runtime before it is embedded.
+import_optional("onnxruntime", feature="ONNX export", extra="onnx")
 
 from ._neural import decoder_to_onnx  # noqa: E402
 from ._register import register_converters, to_onnx  # noqa: E402
