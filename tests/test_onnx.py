@@ -302,6 +302,7 @@ def test_resnet_pipeline_on_sample_images(crops):
     assert snapshot(cnn) == before
 
 
+@pytest.mark.slow
 def test_user_cnn_layer_and_pooling_match_without_resize(crops):
     images, _ = crops
     for layer, pooling in ((None, "avg"), ("2", "max"), ("4", None)):

@@ -208,15 +208,13 @@ class _Fista:
         nodes += nodes_gap
         still, active2, any_active = (self.name(v) for v in
                                       ("unsolved", "active2", "any_active"))
+        active_f, any_f = self.name("active_f"), self.name("any_f")
+        # The loop goes on while any row is still iterating.
         nodes += [helper.make_node("Not", [solved], [still]),
                   helper.make_node("And", [active, still], [active2]),
-                  helper.make_node("Cast", [active2], [self.name("active_f")],
-                                   to=TensorProto.FLOAT)]
-        nodes += [helper.make_node("ReduceMax", [nodes[-1].output[0]],
-                                   [self.name("any_f")], keepdims=0),
-                  ]
-        nodes.append(helper.make_node("Cast", [nodes[-1].output[0]], [any_active],
-                                      to=TensorProto.BOOL))
+                  helper.make_node("Cast", [active2], [active_f], to=F),
+                  helper.make_node("ReduceMax", [active_f], [any_f], keepdims=0),
+                  helper.make_node("Cast", [any_f], [any_active], to=B)]
         inputs = _values([(i, N, []), (cond_in, B, []), (z, F, None), (y, F, None),
                           (age, N, None), (active, B, None), (change, F, None)])
         outputs = _values([(any_active, B, []), (z2, F, None), (y2, F, None),
