@@ -148,6 +148,13 @@ def test_user_module_that_cannot_be_exported_names_the_operation(digits):
                                 random_state=0).fit(X[:100] / 16)
     with pytest.raises(ValueError, match="linalg_qr"):
         sro.to_onnx(ae, X[:2] / 16)
+    # A user module of ordinary operations exports.
+    ae.set_params(encoder=torch.nn.Sequential(torch.nn.Linear(64, 16),
+                                              torch.nn.Tanh(),
+                                              torch.nn.LayerNorm(16),
+                                              torch.nn.Linear(16, 4))).fit(X / 16)
+    (codes,) = run(sro.to_onnx(ae, X[:2] / 16), X / 16)
+    assert_relative(codes, ae.transform(X / 16), 1e-4)
 
 
 def test_unfitted_estimators_and_bad_samples_are_clear_errors(digits):
