@@ -27,3 +27,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(
                 reason=f"needs {', '.join(missing)} (pip install "
                 "sklearn-replearn[scale])"))
+
+
+# The ONNX export modules import onnx and skl2onnx at the top: without the
+# ``onnx`` extra they are not collected (their tests skip in tests/test_onnx.py).
+collect_ignore = [] if all(
+    importlib.util.find_spec(name) is not None
+    for name in ("onnx", "skl2onnx", "onnxruntime", "onnxscript")) else ["onnx"]
