@@ -85,6 +85,10 @@ def test_auto_rule_is_eager_for_small_work_and_compiles_for_large_work():
     # Larger images repay sooner; smaller ones later.
     assert break_even_images(CPU, (448, 448)) == pytest.approx(at / 4)
     assert break_even_images(CPU, (32, 32)) > at
+    # Compiled bfloat16 gains more over eager than float32: it pays sooner.
+    assert break_even_images(CPU, size, torch.bfloat16) < at
+    assert should_compile("auto", CPU, size, n_images=int(at) - 1,
+                          dtype=torch.bfloat16)
     # True and False decide alone.
     assert should_compile(True, CPU, size, n_images=1)
     assert not should_compile(False, CPU, size, n_images=10**9)
@@ -120,7 +124,8 @@ def test_auto_compiles_once_the_work_repays_it_then_reuses_it(monkeypatch, crops
     fake = RecordingCompile()
     monkeypatch.setattr(torch, "compile", fake)
     # 32 x 32 images: break-even of 16 images at 224 x 224 * 49 = 784 / 49.
-    monkeypatch.setattr(_compile, "_BREAK_EVEN_IMAGES", {"cpu": 16 / 49})
+    monkeypatch.setattr(_compile, "_BREAK_EVEN_IMAGES",
+                        {("cpu", torch.float32): 16 / 49})
     estimator = features().fit(crops[:1])  # fit probes eagerly
     assert fake.calls == [] and compiled_modules(estimator) == []
     estimator.transform(crops[:10])  # 10 < 16: eager

@@ -17,10 +17,11 @@ __all__ = ["CompiledOrEager", "break_even_images", "should_compile"]
 
 # Images of 224 x 224 pixels from which compiling pays for itself: the compile
 # time divided by the time each image saves (`bench_pretrained.py --compiled`
-# measures both; the README's benchmarks give the figures, float32 and
-# bfloat16 CPUs alike). Per device type; a type missing here has no measured
-# break-even, and "auto" keeps it eager.
-_BREAK_EVEN_IMAGES = {"cpu": 1100}
+# measures both; the README's benchmarks give the figures). Per device type
+# and compute dtype: compiled bfloat16 gains much more over eager than
+# compiled float32 does. A pair missing here has no measured break-even, and
+# "auto" keeps it eager.
+_BREAK_EVEN_IMAGES = {("cpu", torch.float32): 5000, ("cpu", torch.bfloat16): 1300}
 _REFERENCE_PIXELS = 224 * 224
 
 # Device types on which a compilation failed in this process: "auto" stops
@@ -30,7 +31,7 @@ _FAILED_DEVICE_TYPES = set()
 _WARNED = []
 
 
-def break_even_images(device, image_size):
+def break_even_images(device, image_size, dtype=None):
     """Images of ``image_size`` from which compiling pays on ``device``.
 
     Parameters
@@ -38,13 +39,15 @@ def break_even_images(device, image_size):
     device : torch.device
     image_size : tuple of int or None
         ``(height, width)`` of the images the network sees (None: 224 x 224).
+    dtype : torch.dtype or None, default=None
+        The autocast dtype (``_autocast.autocast_dtype``); None: float32.
 
     Returns
     -------
     float
         The measured break-even for 224 x 224 images, scaled by the pixels per
         image (the work per image grows with them, the compile time does not);
-        ``inf`` on device types without a measured break-even.
+        ``inf`` where no break-even was measured (CUDA, MPS).
 
     Examples
     --------
@@ -52,7 +55,7 @@ def break_even_images(device, image_size):
     ...     torch.device("cpu"), (224, 224))
     True
     """
-    images = _BREAK_EVEN_IMAGES.get(device.type)
+    images = _BREAK_EVEN_IMAGES.get((device.type, dtype or torch.float32))
     if images is None:
         return float("inf")
     if image_size is None:  # sizes vary: counted as 224 x 224
@@ -62,7 +65,7 @@ def break_even_images(device, image_size):
 
 
 def should_compile(compile, device, image_size, *, n_images, n_done=0,
-                   compiled=False):
+                   compiled=False, dtype=None):
     """Whether a transform of ``n_images`` runs the compiled module.
 
     Parameters
@@ -78,6 +81,8 @@ def should_compile(compile, device, image_size, *, n_images, n_done=0,
         Images this estimator already ran eagerly (its earlier calls).
     compiled : bool, default=False
         Whether this estimator already holds a compiled module.
+    dtype : torch.dtype or None, default=None
+        The autocast dtype; None: float32.
 
     Returns
     -------
@@ -103,7 +108,7 @@ def should_compile(compile, device, image_size, *, n_images, n_done=0,
         return True
     if device.type in _FAILED_DEVICE_TYPES:
         return False
-    return n_images + n_done >= break_even_images(device, image_size)
+    return n_images + n_done >= break_even_images(device, image_size, dtype)
 
 
 def compile_frozen(module):

@@ -177,8 +177,9 @@ class PretrainedCNNFeatures(BaseRepresentation):
         ``"auto"`` compiles when the work repays the compile time: on a CPU,
         once the images of a call, plus those the estimator already
         transformed eagerly, reach the break-even number of images (compile
-        time over the time each image saves, measured at 224 x 224 and
-        scaled by the pixels per image), so a short ``transform`` never waits
+        time over the time each image saves, measured at 224 x 224 for
+        float32 and for bfloat16, and scaled by the pixels per image), so a
+        short ``transform`` never waits
         for a compilation; once compiled, it stays compiled. Devices without
         a measured break-even (CUDA, MPS) stay eager under ``"auto"``.
         torch's on-disk compile caches shorten a compilation but cannot be
@@ -539,7 +540,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
             self.__dict__.setdefault("_runtime", {}), self.model_,
             layer=self._fitted("layer") if layer is None else layer, device=device,
             compile=self.compile, preprocess=self._preprocessor(),
-            n_images=n_images,
+            n_images=n_images, autocast=self.autocast,
         )
 
     def _run(self, images, module, postprocess, device, out_dtype, description):

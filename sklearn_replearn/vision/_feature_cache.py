@@ -9,6 +9,7 @@ backbone's weights or layers change.
 
 import torch
 
+from ._autocast import autocast_dtype
 from ._compile import CompiledOrEager, should_compile
 from ._folding import fold_batch_norms
 from ._layers import cut_at
@@ -17,7 +18,7 @@ __all__ = ["cached_feature_module"]
 
 
 def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
-                          n_images=None):
+                          n_images=None, autocast=False):
     """The module computing ``layer``'s output of ``model`` on ``device``.
 
     Batch norms are folded into the convolutions before them (in a copy:
@@ -47,6 +48,9 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
     n_images : int, default=None
         Images the module is about to run on (counted towards ``"auto"``'s
         break-even); None: a probe, always eager.
+    autocast : bool, default=False
+        The estimator's ``autocast`` parameter (the break-even depends on
+        the dtype it picks).
 
     Returns
     -------
@@ -73,7 +77,8 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
     compiled = cache.get((*key, "compiled"))
     n_done = cache.get((*key, "eager images"), 0)
     if not should_compile(compile, device, preprocess.output_size, n_images=n_images,
-                          n_done=n_done, compiled=compiled is not None):
+                          n_done=n_done, compiled=compiled is not None,
+                          dtype=autocast_dtype(device, autocast)):
         cache[(*key, "eager images")] = n_done + n_images
         return module
     if compiled is None:
