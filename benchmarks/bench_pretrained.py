@@ -30,12 +30,18 @@ on a shared one the numbers are noisy::
     python benchmarks/bench_pretrained.py            # resnet18 and resnet50
     python benchmarks/bench_pretrained.py --quick    # fewer images and repeats
     python benchmarks/bench_pretrained.py --memory   # peak memory, not speed
+    python benchmarks/bench_pretrained.py --compiled --images 96 --backbones resnet18
     python benchmarks/bench_pretrained.py --backbones timm:convnext_tiny hf:vit-small
 
 ``timm:<name>`` rows compare with ``timm.create_model(name, num_classes=0)``
 and timm's preprocessing; ``hf:vit-small`` builds a random ViT-S/16 (the
 width and depth of DINOv2-small), saves it with ``save_pretrained`` and
 compares with its ``transformers`` model's mean patch token.
+
+``--compiled`` prints the CPU model and its bfloat16 instruction sets, a
+matmul peak measured in the same run, and compares ``transform`` at its
+defaults with a compiled, frozen hand-written loop, with the compile time and
+the break-even number of images (see ``bench_compiled.py``).
 
 ``--memory`` transforms JPEG files of 64, 256 and 1024 images at batch sizes 8 and
 32, each in a fresh process, and prints the peak resident memory the
@@ -279,6 +285,11 @@ def main(argv=None):
                         "autocast on cuda)")
     parser.add_argument("--compile", action="store_true",
                         help="also time compile=True")
+    parser.add_argument("--compiled", action="store_true",
+                        help="transform at its defaults vs a compiled, frozen "
+                        "loop (see bench_compiled.py)")
+    parser.add_argument("--images", type=int, default=None,
+                        help="number of images (default: 128, --quick 32)")
     parser.add_argument("--memory", action="store_true",
                         help="peak memory against images and batch size instead")
     parser.add_argument("--_peak", nargs=4, help=argparse.SUPPRESS)
@@ -290,11 +301,19 @@ def main(argv=None):
     if args.memory:
         memory_table(args.backbones[0])
         return
-    n_images = 32 if args.quick else 128
+    n_images = args.images or (32 if args.quick else 128)
     args.repeats = 3 if args.quick else 5
     if args.threads:
         torch.set_num_threads(args.threads)
     images = make_images(n_images)
+    if args.compiled:
+        from bench_compiled import compiled_table
+
+        print(f"torch {torch.__version__}, {n_images} images 224x224 -> resize 256 "
+              f"/ crop 224, batch {args.batch_size}, {args.repeats} interleaved "
+              "repeats, medians (images/s)")
+        compiled_table(args.backbones, images, args, reference, fold)
+        return
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; {n_images} "
           f"images 224x224 -> resize 256 / crop 224, batch {args.batch_size}, "

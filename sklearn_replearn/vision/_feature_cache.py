@@ -1,25 +1,31 @@
 """The inference module of a fitted backbone, built once and reused.
 
 Building it cuts the backbone at the layer, folds its batch norms (checked on
-a random image) and compiles it when asked: too slow to repeat at every
-``transform``, so it is kept in a dict per (layer, device, compile) and
-rebuilt only when the backbone's weights or layers change.
+a random image) and, when compiling pays (``_compile.should_compile``),
+compiles it with frozen weights: too slow to repeat at every ``transform``,
+so both are kept in a dict per (layer, device) and rebuilt only when the
+backbone's weights or layers change.
 """
 
 import torch
 
+from ._autocast import autocast_dtype
+from ._compile import CompiledOrEager, should_compile
 from ._folding import fold_batch_norms
 from ._layers import cut_at
 
 __all__ = ["cached_feature_module"]
 
 
-def cached_feature_module(cache, model, *, layer, device, compile, preprocess):
+def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
+                          n_images=None, autocast=False):
     """The module computing ``layer``'s output of ``model`` on ``device``.
 
     Batch norms are folded into the convolutions before them (in a copy:
     ``model`` keeps its own layers for plotting, pickling and tuning; folding
-    is checked on a random image), and the result is compiled when asked.
+    is checked on a random image), and the result is compiled with frozen
+    weights when ``compile`` says so for ``n_images`` images
+    (``_compile.should_compile``; once compiled, always reused).
     The cache is rebuilt when ``model`` moves to another device, when a
     weight or buffer changes in place (``load_state_dict``, an in-place
     operation on a parameter) or is replaced, and when a layer is replaced.
@@ -35,14 +41,21 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess):
     layer : str or None
         The graph node whose output is wanted; None: the model's output.
     device : torch.device
-    compile : bool
-        Run the module through ``torch.compile``.
+    compile : bool or "auto"
+        The estimator's ``compile`` parameter.
     preprocess : Preprocessing
         Gives the size of the random image that folding is checked on.
+    n_images : int, default=None
+        Images the module is about to run on (counted towards ``"auto"``'s
+        break-even); None: a probe, always eager.
+    autocast : bool, default=False
+        The estimator's ``autocast`` parameter (the break-even depends on
+        the dtype it picks).
 
     Returns
     -------
-    torch.nn.Module
+    torch.nn.Module or CompiledOrEager
+        Called on batches of ``(N, C, H, W)`` images.
     """
     if not _on_device(model, device):
         # Outside inference mode (transform runs in it): the moved weights
@@ -53,15 +66,24 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess):
     if cache.get("fingerprint") != fingerprint:
         cache.clear()
         cache["fingerprint"] = fingerprint
-    key = (layer, str(device), bool(compile))
+    key = (layer, str(device))
     module = cache.get(key)
     if module is None:
         module = fold_batch_norms(cut_at(model, layer).eval(),
                                   example=preprocess.example_batch(device, random=True))
-        if compile:
-            module = torch.compile(module)
         cache[key] = module
-    return module
+    if n_images is None:
+        return module
+    compiled = cache.get((*key, "compiled"))
+    n_done = cache.get((*key, "eager images"), 0)
+    if not should_compile(compile, device, preprocess.output_size, n_images=n_images,
+                          n_done=n_done, compiled=compiled is not None,
+                          dtype=autocast_dtype(device, autocast)):
+        cache[(*key, "eager images")] = n_done + n_images
+        return module
+    if compiled is None:
+        compiled = cache[(*key, "compiled")] = CompiledOrEager(module)
+    return compiled
 
 
 def _on_device(model, device):

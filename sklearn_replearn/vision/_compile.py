@@ -1,0 +1,172 @@
+"""Compiled inference: when compiling the feature module pays, and how.
+
+A compiled module (``torch.compile`` with inductor's ``freezing``: the frozen
+weights become constants, so batch norms, convolutions and their layouts are
+folded and prepacked once) runs faster than the eager one, but building it
+takes seconds to tens of seconds. ``compile="auto"`` therefore compiles only
+when the work is large enough to repay that time (:func:`should_compile`),
+and a module that fails to compile runs eagerly instead
+(:class:`CompiledOrEager`).
+"""
+
+import warnings
+
+import torch
+
+__all__ = ["CompiledOrEager", "break_even_images", "should_compile"]
+
+# Images of 224 x 224 pixels from which compiling pays for itself: the compile
+# time divided by the time each image saves (`bench_pretrained.py --compiled`
+# measures both; the README's benchmarks give the figures). Per device type
+# and compute dtype: compiled bfloat16 gains much more over eager than
+# compiled float32 does. A pair missing here has no measured break-even, and
+# "auto" keeps it eager.
+_BREAK_EVEN_IMAGES = {("cpu", torch.float32): 5000, ("cpu", torch.bfloat16): 1300}
+_REFERENCE_PIXELS = 224 * 224
+
+# Device types on which a compilation failed in this process: "auto" stops
+# trying there (each try costs the tracing time before the failure).
+_FAILED_DEVICE_TYPES = set()
+# One warning per process about falling back to eager.
+_WARNED = []
+
+
+def break_even_images(device, image_size, dtype=None):
+    """Images of ``image_size`` from which compiling pays on ``device``.
+
+    Parameters
+    ----------
+    device : torch.device
+    image_size : tuple of int or None
+        ``(height, width)`` of the images the network sees (None: 224 x 224).
+    dtype : torch.dtype or None, default=None
+        The autocast dtype (``_autocast.autocast_dtype``); None: float32.
+
+    Returns
+    -------
+    float
+        The measured break-even for 224 x 224 images, scaled by the pixels per
+        image (the work per image grows with them, the compile time does not);
+        ``inf`` where no break-even was measured (CUDA, MPS).
+
+    Examples
+    --------
+    >>> break_even_images(torch.device("cpu"), (448, 448)) < break_even_images(
+    ...     torch.device("cpu"), (224, 224))
+    True
+    """
+    images = _BREAK_EVEN_IMAGES.get((device.type, dtype or torch.float32))
+    if images is None:
+        return float("inf")
+    if image_size is None:  # sizes vary: counted as 224 x 224
+        return float(images)
+    height, width = image_size
+    return images * _REFERENCE_PIXELS / max(height * width, 1)
+
+
+def should_compile(compile, device, image_size, *, n_images, n_done=0,
+                   compiled=False, dtype=None):
+    """Whether a transform of ``n_images`` runs the compiled module.
+
+    Parameters
+    ----------
+    compile : bool or "auto"
+        The estimator's parameter: True and False decide alone.
+    device : torch.device
+    image_size : tuple of int or None
+        ``(height, width)`` of the network's input.
+    n_images : int
+        Images of this call.
+    n_done : int, default=0
+        Images this estimator already ran eagerly (its earlier calls).
+    compiled : bool, default=False
+        Whether this estimator already holds a compiled module.
+    dtype : torch.dtype or None, default=None
+        The autocast dtype; None: float32.
+
+    Returns
+    -------
+    bool
+        For ``"auto"``: True when a compiled module exists already, or when
+        this call's images and those run eagerly before reach the break-even
+        (:func:`break_even_images`): compiling then costs at most the time
+        already spent eagerly, so the total is at most twice that of the
+        better choice made in hindsight. False where a compilation failed on
+        this device type in this process.
+
+    Examples
+    --------
+    >>> cpu = torch.device("cpu")
+    >>> should_compile("auto", cpu, (224, 224), n_images=10)
+    False
+    >>> should_compile("auto", cpu, (224, 224), n_images=10, compiled=True)
+    True
+    """
+    if compile != "auto":
+        return bool(compile)
+    if compiled:
+        return True
+    if device.type in _FAILED_DEVICE_TYPES:
+        return False
+    return n_images + n_done >= break_even_images(device, image_size, dtype)
+
+
+def compile_frozen(module):
+    """``torch.compile`` of an inference ``module`` with frozen weights.
+
+    Inductor freezes the weights (``freezing=True``) only when the module is
+    first called with gradients disabled, as under ``torch.inference_mode``;
+    the option is passed to this compilation only, never set globally. The
+    shape is static: every batch has ``batch_size`` images (the last one is
+    padded), so one compilation serves all calls.
+    """
+    return torch.compile(module, dynamic=False, options={"freezing": True})
+
+
+class CompiledOrEager:
+    """Calls the compiled module; on any failure to compile, the eager one.
+
+    The first call compiles (lazily, as ``torch.compile`` does). If that or a
+    later compiled call raises (no C++ compiler, an operation inductor does
+    not support, ...), this batch and all later ones run ``eager``, with one
+    warning per process.
+
+    Parameters
+    ----------
+    eager : torch.nn.Module
+        The inference module.
+    compiler : callable, default=compile_frozen
+        Builds the compiled module from ``eager``.
+    """
+
+    def __init__(self, eager, compiler=compile_frozen):
+        self.eager = eager
+        self.compiled = None
+        self.failed = False
+        try:
+            self.compiled = compiler(eager)
+        except Exception as exc:  # noqa: BLE001 -- any failure falls back
+            self._fall_back(exc)
+
+    def __call__(self, batch):
+        if self.compiled is not None:
+            try:
+                return self.compiled(batch)
+            except Exception as exc:  # noqa: BLE001 -- any failure falls back
+                self._fall_back(exc)
+        return self.eager(batch)
+
+    def _fall_back(self, exc):
+        self.compiled, self.failed = None, True
+        device = next((p.device.type for p in self.eager.parameters()), "cpu")
+        _FAILED_DEVICE_TYPES.add(device)
+        if not _WARNED:
+            _WARNED.append(True)
+            warnings.warn(
+                f"torch.compile failed ({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                "features are computed eagerly (same values, slower). Pass "
+                "compile=False to skip compiling, or install a C++ compiler "
+                "(inductor needs one on CPUs).",
+                RuntimeWarning, stacklevel=3,
+            )
