@@ -493,3 +493,17 @@ def test_float_range_error_shows_the_values_that_are_out_of_range(rgb):
     with pytest.raises(ValueError, match=r"X\[1\] holds floats in \[0\.5, 2\]"):
         features.transform([rgb[0], np.full((8, 8, 3), 0.5) + np.eye(8)[..., None]
                             * 1.5])
+
+
+def test_a_reversed_view_of_images_gives_the_features_of_a_copy():
+    # torch.from_numpy refuses negative strides; images[::-1] (or a flipped
+    # channel order) is an ordinary numpy view a user passes without thinking.
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, size=(5, 12, 12, 3), dtype=np.uint8)
+    backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    features = PretrainedCNNFeatures(backbone, weights=None, image_size=12,
+                                     device="cpu", compile=False).fit(images)
+    for view in (images[::-1], images[:, ::-1], images[..., ::-1]):
+        np.testing.assert_array_equal(features.transform(view),
+                                      features.transform(view.copy()))

@@ -216,7 +216,9 @@ class ArrayImages(ImageSet):
         return self.array.shape[3 if self.channels_last else 1]
 
     def _tensor(self, block):
-        if not block.flags.writeable:
+        # torch.from_numpy takes neither read-only memory nor negative strides
+        # (a reversed view such as images[::-1]).
+        if not block.flags.writeable or min(block.strides, default=0) < 0:
             block = block.copy()
         tensor = torch.from_numpy(block)
         return tensor.permute(0, 3, 1, 2) if self.channels_last else tensor
