@@ -3,10 +3,9 @@
 import sys
 import types
 
-from ._autoencoder import AutoencoderTransformer
-from ._dictionary import DictionaryLearner
-from ._vae import VAETransformer
 from ._version import __version__
+from .autoencoder import AutoencoderTransformer, VAETransformer
+from .dictionary import DictionaryLearner
 from .vision import PretrainedCNNFeatures
 
 __all__ = [

@@ -35,10 +35,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ._autoencoder import AutoencoderTransformer
-from ._dictionary import DictionaryLearner
-from ._patches import PATCH_IMAGES, filter_localisation, load_patches
-from ._vae import VAETransformer
+from .autoencoder import AutoencoderTransformer, VAETransformer
+from .datasets import PATCH_IMAGES, filter_localisation, load_patches
+from .dictionary import DictionaryLearner
 from .utils import seeded
 from .vision import PretrainedCNNFeatures
 

@@ -14,11 +14,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.image import extract_patches_2d
 
 from sklearn_replearn import DictionaryLearner
+from sklearn_replearn.dictionary import _task_driven
+from sklearn_replearn.dictionary._online import OnlineDictionaryLearning
+from sklearn_replearn.dictionary._task_driven import TaskDrivenPhase
 from sklearn_replearn.exceptions import TrainingDivergedError
 from sklearn_replearn.sparse import (
-    OnlineDictionaryLearning,
-    TaskDrivenPhase,
-    _task_driven,
     lasso_objective,
     update_dictionary,
     update_inner_stats,

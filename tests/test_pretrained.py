@@ -19,7 +19,7 @@ from torch import nn
 from sklearn_replearn import PretrainedCNNFeatures
 from sklearn_replearn._extract import main as extract_main
 from sklearn_replearn._extract import read_path_list
-from sklearn_replearn.vision import _download as download
+from sklearn_replearn.vision.backbones import _download as download
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

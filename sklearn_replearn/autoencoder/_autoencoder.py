@@ -4,11 +4,11 @@ from numbers import Real
 
 from torch import nn
 
-from ._neural import BaseNeuralTransformer
-from .base import check_unit_interval
-from .nn import Autoencoder
-from .nn._autoencoder import SparseAutoencoder
-from .utils._sklearn_compat import Interval, StrOptions
+from ..base import check_unit_interval
+from ..utils._sklearn_compat import Interval, StrOptions
+from ._base import BaseNeuralTransformer
+from ._modules import Autoencoder
+from ._modules._autoencoder import SparseAutoencoder
 
 __all__ = ["AutoencoderTransformer"]
 

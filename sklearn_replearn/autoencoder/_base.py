@@ -24,7 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._engine import (
+from .._engine import (
     OPTIMIZERS,
     ReconstructionNet,
     build_net,
@@ -37,16 +37,16 @@ from ._engine import (
     training_device,
     update_net,
 )
-from .base import BaseRepresentation
-from .nn import ACTIVATIONS, make_conv_decoder, make_conv_encoder, make_mlp
-from .utils import check_image_shape, seeded
-from .utils._sklearn_compat import (
+from ..base import BaseRepresentation
+from ..utils import check_image_shape, seeded
+from ..utils._sklearn_compat import (
     HasMethods,
     Interval,
     StrOptions,
     fit_context,
     validate_params_now,
 )
+from ._modules import ACTIVATIONS, make_conv_decoder, make_conv_encoder, make_mlp
 
 __all__ = ["BaseNeuralTransformer"]
 

@@ -7,7 +7,7 @@ tensors) of the fitted state that pickle and skops store.
 
 import numpy as np
 
-from .utils import as_tensor
+from ..utils import as_tensor
 
 __all__ = [
     "check_same_classes",

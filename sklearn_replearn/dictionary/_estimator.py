@@ -13,11 +13,22 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from ._dictionary_checks import (
+from ..base import BaseRepresentation
+from ..sparse import TRANSFORM_ALGORITHMS, lasso_objective, make_coder
+from ..utils import (
+    TrainingPolicy,
+    as_tensor,
+    resolve_device,
+    seeded,
+)
+from ..utils._labels import encode_class_labels
+from ..utils._sklearn_compat import Interval, StrOptions, fit_context
+from ._checks import (
     check_squares_fit_float32,
     check_two_classes,
 )
-from ._dictionary_state import (
+from ._online import OnlineDictionaryLearning
+from ._state import (
     auto_batch_rows,
     learner_from_fitted,
     partial_fit_epoch,
@@ -26,23 +37,7 @@ from ._dictionary_state import (
     task_phase_from_fitted,
     upgraded_state,
 )
-from .base import BaseRepresentation
-from .sparse import (
-    TRANSFORM_ALGORITHMS,
-    OnlineDictionaryLearning,
-    fit_task_driven,
-    lasso_objective,
-    make_coder,
-)
-from .sparse._task_driven import Supervision
-from .utils import (
-    TrainingPolicy,
-    as_tensor,
-    resolve_device,
-    seeded,
-)
-from .utils._labels import encode_class_labels
-from .utils._sklearn_compat import Interval, StrOptions, fit_context
+from ._task_driven import Supervision, fit_task_driven
 
 __all__ = ["DictionaryLearner"]
 

@@ -16,15 +16,15 @@ Random draws use torch's global generator: run them inside
 
 import torch
 
-from ..utils import iter_row_batches
-from ._active_set import lasso_active_set
-from ._coders import lasso_objective
-from ._updates import (
+from ..sparse._active_set import lasso_active_set
+from ..sparse._coders import lasso_objective
+from ..sparse._updates import (
     init_dictionary,
     project_atoms,
     update_dictionary,
     update_inner_stats,
 )
+from ..utils import iter_row_batches
 
 __all__ = ["OnlineDictionaryLearning", "run_epochs"]
 

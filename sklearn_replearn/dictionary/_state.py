@@ -10,18 +10,18 @@ of online epochs under the training policy.
 
 import torch
 
-from ._dictionary_checks import (
+from ..utils import as_tensor, map_tensors, resolve_device, seeded, to_numpy
+from ..utils._labels import encode_class_labels
+from ..utils._sklearn_compat import validate_params_now
+from ._checks import (
     check_same_classes,
     check_same_n_components,
     check_squares_fit_float32,
     check_two_classes,
     tensor_copy,
 )
-from .sparse import LogisticHead, OnlineDictionaryLearning, TaskDrivenPhase
-from .sparse._task_driven import TaskScales
-from .utils import as_tensor, map_tensors, resolve_device, seeded, to_numpy
-from .utils._labels import encode_class_labels
-from .utils._sklearn_compat import validate_params_now
+from ._online import OnlineDictionaryLearning
+from ._task_driven import LogisticHead, TaskDrivenPhase, TaskScales
 
 __all__ = [
     "SUPERVISED_DEFAULTS",

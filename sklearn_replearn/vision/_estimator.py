@@ -22,7 +22,6 @@ from torch import nn
 
 from ..base import BaseRepresentation
 from ..utils._sklearn_compat import Interval, StrOptions, fit_context
-from ._backbones import drop_classifier, first_conv_channels, load_backbone
 from ._batching import run_batches
 from ._feature_cache import cached_feature_module
 from ._inputs import ArrayImages, read_images
@@ -35,6 +34,7 @@ from ._layers import (
 )
 from ._persistence import plain_state, rebuild_spec, restore_state
 from ._preprocessing import Preprocessing, preprocessing_config
+from .backbones._registry import drop_classifier, first_conv_channels, load_backbone
 
 __all__ = ["PretrainedCNNFeatures"]
 

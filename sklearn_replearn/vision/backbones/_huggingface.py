@@ -15,7 +15,7 @@ import os
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-from ..utils import import_optional, seeded
+from ...utils import import_optional, seeded
 
 __all__ = ["HFImageFeatures", "load_huggingface"]
 

@@ -17,7 +17,7 @@ from copy import deepcopy
 import torch
 from torch import nn
 
-from ..utils import import_optional, seeded
+from ...utils import import_optional, seeded
 from ._download import cached_weights_file
 
 __all__ = ["drop_classifier", "first_conv_channels", "load_backbone", "safe_load"]
@@ -170,7 +170,7 @@ def drop_classifier(model, pooling):
         from ._timm import timm_head
 
         return timm_head(model, pooling)
-    from ._layers import drop_last_linear
+    from .._layers import drop_last_linear
 
     return drop_last_linear(model)
 

@@ -13,7 +13,7 @@ import math
 
 from torchvision.transforms import InterpolationMode
 
-from ..utils import import_optional, seeded
+from ...utils import import_optional, seeded
 
 __all__ = ["load_timm", "timm_head"]
 

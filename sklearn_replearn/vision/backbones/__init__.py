@@ -1,0 +1,1 @@
+"""Backbone sources of PretrainedCNNFeatures."""
