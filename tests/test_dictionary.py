@@ -2,7 +2,6 @@
 
 import pickle
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -542,23 +541,6 @@ def test_bad_transform_input():
         dl.inverse_transform(np.ones((2, 4)))
     with pytest.raises(ValueError, match="NaN"):
         dl.transform(np.full((2, 5), np.nan))
-
-
-def test_pickle_of_version_0_loads_transforms_and_continues():
-    # tests/data/dictionary_v0.pkl: a supervised DictionaryLearner (fit, then
-    # one supervised partial_fit, so Adam's moments are saved too) pickled by
-    # the code before the algorithm moved to sparse/ (commit fe5dd87), with
-    # its codes of fixed inputs and its state after one more partial_fit.
-    data = Path(__file__).parent / "data"
-    with open(data / "dictionary_v0.pkl", "rb") as file:
-        dl = pickle.load(file)
-    expected = np.load(data / "dictionary_v0_expected.npz")
-    np.testing.assert_array_equal(dl.transform(expected["X"]), expected["codes"])
-    dl.partial_fit(expected["X_next"], expected["y_next"])
-    np.testing.assert_allclose(dl.components_,
-                               expected["components_after_partial_fit"],
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(dl.loss_curve_, expected["loss_after"], rtol=1e-5)
 
 
 def test_supervised_divergence_raises_and_leaves_the_estimator(digits):

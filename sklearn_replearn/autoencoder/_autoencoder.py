@@ -209,14 +209,6 @@ default="adam"
         "sparsity",
     )
 
-    def __setstate__(self, state):
-        # Models saved before ``sparsity`` existed were trained without it.
-        state.setdefault("sparsity", 0.0)
-        built = state.get("_built_structure")
-        if built is not None and "sparsity" not in built:
-            state["_built_structure"] = {**built, "sparsity": 0.0}
-        super().__setstate__(state)
-
     # ---------------------------------------------------------------- hooks
     def _check_training_values(self, X):
         if self.loss == "bce":

@@ -459,9 +459,9 @@ class BaseNeuralTransformer(BaseRepresentation):
             state["net_"] = net
         return state
 
-    def __setstate__(self, state):
+    def _restore_state(self, state):
         net = state.pop("_net_state", None)
-        super().__setstate__(state)
+        super()._restore_state(state)
         if net is not None:
             # Built as fitted: a structural parameter changed by set_params
             # after fit (sparsity, hidden_layer_sizes, ...) would otherwise

@@ -534,8 +534,5 @@ class PretrainedCNNFeatures(BaseRepresentation):
         """
         return plain_state(self._pickle_state())
 
-    def __setstate__(self, state):
-        state = restore_state(state)
-        # Pickles written before the download parameter existed.
-        state.setdefault("download", True)
-        super().__setstate__(state)
+    def _restore_state(self, state):
+        super()._restore_state(restore_state(state))
