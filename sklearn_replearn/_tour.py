@@ -42,13 +42,10 @@ from .utils import seeded
 from .vision import PretrainedCNNFeatures
 
 __all__ = [
-    "PATCH_IMAGES",
     "PATCH_MODELS",
     "TOUR_MODELS",
-    "filter_localisation",
     "format_patch_table",
     "format_table",
-    "load_patches",
     "main",
     "run_patch_tour",
     "run_tour",
