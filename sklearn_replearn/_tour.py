@@ -36,7 +36,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .autoencoder import AutoencoderTransformer, VAETransformer
-from .datasets import PATCH_IMAGES, filter_localisation, load_patches
+from .datasets import filter_localisation, load_patches
 from .dictionary import DictionaryLearner
 from .utils import seeded
 from .vision import PretrainedCNNFeatures
