@@ -137,8 +137,8 @@ class BaseNeuralTransformer(BaseRepresentation):
     @contextmanager
     def _built_parameters_set(self):
         """The structural parameters temporarily set back to those the net
-        was built with (models saved before they were recorded: as they are)."""
-        built = getattr(self, "_built_parameters", None) or {}
+        was built with."""
+        built = self._built_parameters
         current = {name: getattr(self, name) for name in built}
         for name, value in built.items():
             setattr(self, name, value)
@@ -150,9 +150,7 @@ class BaseNeuralTransformer(BaseRepresentation):
 
     def _check_unchanged_structure(self):
         """Raise if a structural parameter changed since the net was built."""
-        built = getattr(self, "_built_structure", None)
-        if built is None:  # a model saved before this check existed
-            return
+        built = self._built_structure
         for name, value in self._structure().items():
             if built.get(name) != value:
                 raise ValueError(

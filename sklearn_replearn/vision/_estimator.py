@@ -462,9 +462,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
 
     # ------------------------------------------------------------- helpers
     def _fitted(self, name):
-        """``layer``, ``pooling`` or ``normalize`` as fit used them (models
-        saved before they were recorded: the current value)."""
-        return getattr(self, "_fitted_choices", {}).get(name, getattr(self, name))
+        """``layer``, ``pooling`` or ``normalize`` as fit used them."""
+        return self._fitted_choices[name]
 
     def _preprocessor(self):
         return Preprocessing(**self.preprocessing_)
