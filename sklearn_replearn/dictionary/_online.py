@@ -84,7 +84,7 @@ class OnlineDictionaryLearning:
     Examples
     --------
     >>> import torch
-    >>> from sklearn_replearn.sparse import OnlineDictionaryLearning
+    >>> from sklearn_replearn.dictionary._online import OnlineDictionaryLearning
     >>> X = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
     >>> learner = OnlineDictionaryLearning.initial(X, 5, alpha=0.1)
     >>> codes = X.new_zeros((50, 5))
