@@ -191,7 +191,7 @@ default="adam"
         are the ones kept.
     net_ : skorch.NeuralNet
         The trained skorch net.
-    module_ : sklearn_replearn.nn.VAE
+    module_ : sklearn_replearn.autoencoder._modules.VAE
         The trained VAE module (``net_.module_``).
 
     See Also
