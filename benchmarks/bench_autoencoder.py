@@ -35,7 +35,7 @@ from sklearn.neural_network import MLPRegressor
 
 from sklearn_replearn import AutoencoderTransformer
 from sklearn_replearn._engine import fused_optimizer_kwargs
-from sklearn_replearn.nn import make_mlp
+from sklearn_replearn.autoencoder._modules import make_mlp
 
 N_FEATURES, HIDDEN, CODE, LATENT = 784, 256, 32, 10
 

@@ -1,13 +1,22 @@
-"""Representation-learning transformers for scikit-learn, built on PyTorch."""
+"""Representation-learning transformers for scikit-learn, built on PyTorch.
 
-import sys
-import types
+The estimators and subpackages load on first use (a module ``__getattr__``),
+so ``import sklearn_replearn`` imports neither torch's extras nor skorch:
+``from sklearn_replearn import DictionaryLearner`` loads torch and
+scikit-learn only, ``AutoencoderTransformer`` adds skorch (its training
+engine), ``PretrainedCNNFeatures`` torchvision, and the optional libraries
+(timm, transformers, dask, ray, matplotlib, skops) load where they are used.
+"""
 
-from ._autoencoder import AutoencoderTransformer
-from ._dictionary import DictionaryLearner
-from ._vae import VAETransformer
+import importlib
+from typing import TYPE_CHECKING
+
 from ._version import __version__
-from .vision import PretrainedCNNFeatures
+
+if TYPE_CHECKING:  # pragma: no cover - for static analysis only
+    from .autoencoder import AutoencoderTransformer, VAETransformer
+    from .dictionary import DictionaryLearner
+    from .vision import PretrainedCNNFeatures
 
 __all__ = [
     "AutoencoderTransformer",
@@ -17,19 +26,29 @@ __all__ = [
     "__version__",
 ]
 
-# Pickles name a class by the module that defined it when they were written.
-# Classes that moved are registered under their old module here, so those
-# pickles (and joblib/skops files) still load: unpickling imports the old
-# module name, finds it in sys.modules and takes the class from it. Each alias
-# module holds only the moved names; nothing else can be imported from it.
-# A pickled PretrainedCNNFeatures refers to no other class of ours: its
-# feature cache is not pickled, and its other state is torch and numpy objects.
-_MOVED = {
-    # Before the vision/ package (0.1.0.dev0, up to commit fe5dd87).
-    "sklearn_replearn._pretrained": {"PretrainedCNNFeatures": PretrainedCNNFeatures},
+# Public name -> the subpackage that defines it.
+_ESTIMATORS = {
+    "AutoencoderTransformer": "autoencoder",
+    "DictionaryLearner": "dictionary",
+    "PretrainedCNNFeatures": "vision",
+    "VAETransformer": "autoencoder",
 }
-for _old_name, _names in _MOVED.items():
-    _alias = types.ModuleType(_old_name, "Alias of moved classes, for old pickles.")
-    _alias.__dict__.update(_names)
-    sys.modules.setdefault(_old_name, _alias)
-del _old_name, _names, _alias
+# Public subpackages and modules, reachable as attributes.
+_SUBMODULES = ("autoencoder", "datasets", "dictionary", "exceptions", "plotting",
+               "scale", "sparse", "utils", "vision")
+
+
+def __getattr__(name):
+    if name in _ESTIMATORS:
+        module = importlib.import_module(f".{_ESTIMATORS[name]}", __name__)
+        value = getattr(module, name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__, *_SUBMODULES})

@@ -35,21 +35,17 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ._autoencoder import AutoencoderTransformer
-from ._dictionary import DictionaryLearner
-from ._patches import PATCH_IMAGES, filter_localisation, load_patches
-from ._vae import VAETransformer
+from .autoencoder import AutoencoderTransformer, VAETransformer
+from .datasets import filter_localisation, load_patches
+from .dictionary import DictionaryLearner
 from .utils import seeded
 from .vision import PretrainedCNNFeatures
 
 __all__ = [
-    "PATCH_IMAGES",
     "PATCH_MODELS",
     "TOUR_MODELS",
-    "filter_localisation",
     "format_patch_table",
     "format_table",
-    "load_patches",
     "main",
     "run_patch_tour",
     "run_tour",

@@ -13,6 +13,8 @@ from sklearn.base import (
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._version import __version__
+from .exceptions import IncompatibleModelError, InconsistentVersionWarning
 from .utils import batched_apply, resolve_device
 from .utils._sklearn_compat import validate_params_now
 
@@ -203,6 +205,50 @@ class BaseRepresentation(
         """A context in which an error leaves the estimator's state as it was."""
         return _RestoreOnFailure(self)
 
+    # ----------------------------------------------------------- persistence
+    def __getstate__(self):
+        """The state pickle, joblib and skops save, with the library version."""
+        # A copy: on Python >= 3.11 object.__getstate__ returns the live
+        # __dict__.
+        state = dict(super().__getstate__())
+        state[_VERSION_KEY] = __version__
+        return state
+
+    def __setstate__(self, state):
+        """Restore a saved estimator; warn when another version saved it.
+
+        A state this version cannot read (a parameter it lacks, an object it
+        cannot rebuild) raises an ``IncompatibleModelError`` that names both
+        versions.
+        """
+        state = dict(state)
+        saved = state.pop(_VERSION_KEY, None)
+        if saved != __version__:
+            warnings.warn(InconsistentVersionWarning(
+                estimator_name=type(self).__name__, current_version=__version__,
+                original_version=saved), stacklevel=2)
+        try:
+            missing = sorted(set(self._get_param_names()) - set(state))
+            if missing:
+                raise KeyError(f"it lacks the parameters {missing}")
+            self._restore_state(state)
+        except Exception as exc:
+            what = "an unknown version" if saved is None else f"version {saved}"
+            raise IncompatibleModelError(
+                f"This {type(self).__name__} was saved by sklearn-replearn {what} "
+                f"and cannot be read by version {__version__}: "
+                f"{type(exc).__name__}: {exc}. Load it with the version that "
+                f"saved it, or refit it with {__version__}."
+            ) from exc
+
+    def _restore_state(self, state):
+        """Set the attributes from a saved state (the version key removed).
+
+        Subclasses that rebuild objects from plain data override it and call
+        ``super()._restore_state``.
+        """
+        super().__setstate__(state)
+
     def _check_params_after_fit(self):
         """Check the parameters that inference uses (all, by default)."""
         validate_params_now(self)
@@ -258,6 +304,10 @@ class BaseRepresentation(
             out_dtype=X.dtype,
             fixed_shape=fixed_shape,
         )
+
+
+# The key under which a saved state records the library version.
+_VERSION_KEY = "_replearn_version"
 
 
 class _RestoreOnFailure:

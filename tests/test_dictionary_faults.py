@@ -18,13 +18,10 @@ from sklearn.utils.estimator_checks import (
 )
 
 from sklearn_replearn import DictionaryLearner
+from sklearn_replearn.dictionary._online import OnlineDictionaryLearning
+from sklearn_replearn.dictionary._task_driven import TaskDrivenPhase
 from sklearn_replearn.exceptions import TrainingDivergedError
-from sklearn_replearn.sparse import (
-    OnlineDictionaryLearning,
-    TaskDrivenPhase,
-    init_dictionary,
-    lipschitz_constant,
-)
+from sklearn_replearn.sparse import init_dictionary, lipschitz_constant
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -237,7 +234,7 @@ def test_skops_round_trip_trusts_only_our_class(digits, supervised, continued):
     if continued:
         dl.partial_fit(X, labels)
     data = sio.dumps(dl)
-    ours = ["sklearn_replearn._dictionary.DictionaryLearner"]
+    ours = ["sklearn_replearn.dictionary._estimator.DictionaryLearner"]
     assert sio.get_untrusted_types(data=data) == ours
     loaded = sio.loads(data, trusted=ours)
     np.testing.assert_array_equal(loaded.transform(X), dl.transform(X))
@@ -276,7 +273,8 @@ def test_tampered_skops_file_is_refused_and_runs_nothing(digits, payload,
                              else content)
     assert payload in sio.get_untrusted_types(file=tampered)
     with pytest.raises(Exception, match="[Uu]ntrusted"):
-        sio.load(tampered, trusted=["sklearn_replearn._dictionary.DictionaryLearner"])
+        sio.load(tampered, trusted=[
+            "sklearn_replearn.dictionary._estimator.DictionaryLearner"])
 
 
 # ------------------------------------------- item 11: initial atoms unit norm

@@ -1,9 +1,7 @@
 """The engine and the training policy shared by every training loop."""
 
 import inspect
-import pickle
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -220,37 +218,6 @@ def test_the_plain_step_trains_exactly_as_skorchs_path(X, make, monkeypatch):
     for key in ("train_loss", "valid_loss", "train_loss_best", "train_nll"):
         if key in skorch_history[-1]:
             assert history[:, key] == skorch_history[:, key], key
-
-
-# ------------------------------------------------------------- old pickles
-def test_pickles_of_version_0_1_load_transform_and_train_on():
-    """AE/VAE pickled by the code before the engine became a package."""
-    with open(DATA / "neural_v0.pkl", "rb") as file:
-        models = pickle.load(file)
-    expected = np.load(DATA / "neural_v0_expected.npz")
-    X = expected["X"]
-    ae, vae = models["ae"], models["vae"]
-    # The expected values were computed on another CPU: the same weights and
-    # operations, but float32 kernels that round differently (an AMX CPU gave
-    # codes 3e-8 away). Values are at most 0.4, so rtol=1e-5 with atol=1e-6
-    # allows a few float32 ulps per accumulated product (64 inputs), far
-    # below what a wrongly loaded weight or layer would change.
-    float32 = dict(rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ae.transform(X), expected["ae"], **float32)
-    np.testing.assert_allclose(ae.inverse_transform(ae.transform(X)),
-                               expected["ae_inv"], **float32)
-    np.testing.assert_allclose(vae.transform(X), expected["vae"], **float32)
-    # ELBOs near 70 nats, sums of 64 per-pixel terms: rtol=1e-5 is about 80
-    # float32 ulps at that size.
-    np.testing.assert_allclose(vae.score_samples(X), expected["vae_score"],
-                               rtol=1e-5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for model in (ae, vae):
-            n_iter = model.n_iter_
-            model.partial_fit(X)
-            assert model.n_iter_ == n_iter + 1
-            assert np.isfinite(model.transform(X)).all()
 
 
 # ------------------------------------------- tests that catch planted bugs

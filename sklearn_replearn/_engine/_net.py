@@ -131,11 +131,6 @@ class ReconstructionNet(NeuralNet):
         super().__setstate__(state)
         if isinstance(self.module, str) and self.module == _SAME_AS_TRAINED_MODULE:
             self.module = self.module_
-        # A net pickled by version 0.1 has its guard, stopping rule and
-        # progress as separate callbacks: give it the training policy.
-        from ._legacy import upgrade_callbacks
-
-        upgrade_callbacks(self, POLICY_CALLBACK_NAME)
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
         # history.new_batch(), without History's generic indexing.
@@ -285,7 +280,3 @@ class ModuleDefinedLoss(torch.nn.Module):
 
     def forward(self, y_pred, y_true):
         raise RuntimeError("This module computes its own loss; see get_loss.")
-
-
-# The name 0.1 pickles refer to.
-_ModuleDefinedLoss = ModuleDefinedLoss

@@ -1,13 +1,10 @@
 """Batched sparse coders and dictionary updates in plain torch.
 
 No scikit-learn here: these functions take and return tensors, so they run on
-any device and can be tested on their own. The training algorithms of
-``DictionaryLearner`` live here too: online dictionary learning
-(``OnlineDictionaryLearning``, ``run_epochs``) and task-driven dictionary
-learning (``TaskDrivenPhase``, ``LogisticHead``, ``fit_task_driven``); their
-epoch loop asks a training session (``utils.TrainingPolicy``) when to stop.
-Dictionaries hold one atom per row, shape ``(n_components, n_features)``, like
-``components_``.
+any device and can be tested on their own. ``DictionaryLearner``'s training
+loops (online and task-driven dictionary learning) build on them in
+``dictionary/``. Dictionaries hold one atom per row, shape
+``(n_components, n_features)``, like ``components_``.
 """
 
 from ._active_set import lasso_active_set
@@ -22,8 +19,6 @@ from ._coders import (
 )
 from ._encode import LASSO_ALGORITHMS, TRANSFORM_ALGORITHMS, make_coder
 from ._implicit import differentiable_lasso_codes
-from ._online import OnlineDictionaryLearning, run_epochs
-from ._task_driven import LogisticHead, TaskDrivenPhase, fit_task_driven
 from ._updates import (
     init_dictionary,
     project_atoms,
@@ -35,11 +30,7 @@ from ._working_set import lasso_working_set
 __all__ = [
     "LASSO_ALGORITHMS",
     "TRANSFORM_ALGORITHMS",
-    "LogisticHead",
-    "OnlineDictionaryLearning",
-    "TaskDrivenPhase",
     "differentiable_lasso_codes",
-    "fit_task_driven",
     "init_dictionary",
     "lasso_active_set",
     "lasso_duality_gap",
@@ -50,7 +41,6 @@ __all__ = [
     "make_coder",
     "omp",
     "project_atoms",
-    "run_epochs",
     "soft_threshold",
     "threshold_codes",
     "update_dictionary",

@@ -1,5 +1,6 @@
-"""PretrainedCNNFeatures and what only it uses: backbones and weights, image
-inputs, preprocessing and batching, batch-norm folding, fine-tuning."""
+"""PretrainedCNNFeatures and what only it uses: image inputs, preprocessing
+and batching, batch-norm folding, fine-tuning, and ``backbones`` (the registry
+of backbone sources: torchvision, timm, Hugging Face, your module)."""
 
 from ._estimator import PretrainedCNNFeatures
 

@@ -1,8 +1,8 @@
 """PretrainedCNNFeatures: transfer-learning features from torchvision backbones.
 
 The estimator alone: parameters, validation, fitted state, persistence. Its
-work is done by the modules beside it: backbones and weights
-(``_backbones``), layers and pooling (``_layers``), image inputs
+work is done by the modules beside it: backbones and weights (``backbones``,
+one source per kind), layers and pooling (``_layers``), image inputs
 (``_inputs``), preprocessing (``_preprocessing``), the cached inference
 module (``_feature_cache``), batches (``_batching``) and fine-tuning
 (``_finetune``).
@@ -22,12 +22,6 @@ from torch import nn
 
 from ..base import BaseRepresentation
 from ..utils._sklearn_compat import Interval, StrOptions, fit_context
-from ._backbones import (
-    drop_classifier,
-    first_conv_channels,
-    load_backbone,
-    pools_its_features,
-)
 from ._batching import run_batches
 from ._feature_cache import cached_feature_module
 from ._inputs import ArrayImages, read_images
@@ -39,8 +33,11 @@ from ._layers import (
     output_width,
     pool_features,
 )
-from ._persistence import plain_state, rebuild_spec, restore_state
+from ._persistence import plain_state, restore_state
 from ._preprocessing import Preprocessing, preprocessing_config
+from .backbones import get_backbone_source
+from .backbones._registry import resolve_backbone
+from .backbones._source import first_conv_channels
 
 __all__ = ["PretrainedCNNFeatures"]
 
@@ -379,13 +376,16 @@ class PretrainedCNNFeatures(BaseRepresentation):
                     "fine_tune_layers=0 to keep the backbone frozen."
                 )
             device = self._resolve_device()
-            model, preset = load_backbone(
-                self.backbone, self.weights, self.random_state,
-                download=self.download, verbose=self.verbose)
+            prefix, name = resolve_backbone(self.backbone)
+            source = get_backbone_source(prefix)
+            model = source.build(name, self.weights, random_state=self.random_state,
+                                 download=self.download, verbose=self.verbose)
             model.eval()
+            preset = source.preprocessing(model, name, self.weights)
+            self._backbone_source = prefix
             self.head_ = None
             if self.layer is None:
-                self.head_ = drop_classifier(model, self.pooling)
+                self.head_ = source.drop_classifier(model, self.pooling)
             self.preprocessing_ = preprocessing_config(
                 preset, self.image_size, self.normalize, first_conv_channels(model))
             self._runtime = {}
@@ -398,7 +398,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
                 check_layer(model, self.layer)
             self.model_ = model.to(device=device, memory_format=torch.channels_last)
             # How skops's plain state rebuilds model_ (None: it cannot).
-            self._rebuild_spec = rebuild_spec(self.backbone, self.weights)
+            spec = source.rebuild_spec(name, self.weights)
+            self._rebuild_spec = None if spec is None else {"source": prefix, **spec}
             self.fine_tuned_blocks_, self.n_iter_, self.loss_curve_ = [], 0, []
             self.__dict__.pop("classes_", None)  # only a fine-tuning fit has labels
             if isinstance(images, ArrayImages):
@@ -419,6 +420,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
             self._preprocessor(), images, y,
             fine_tune_layers=self.fine_tune_layers,
             n_features=self._probe_width(device),
+            blocks=list(self._source().fine_tune_blocks(self.model_)),
             learning_rate=self.learning_rate, max_iter=self.max_iter,
             batch_size=self.batch_size, num_workers=self.num_workers, device=device,
             random_state=self.random_state, verbose=self.verbose,
@@ -436,7 +438,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         layer, pooling = self._fitted("layer"), self._fitted("pooling")
 
         def checked_pool(output):
-            if not (layer is None and pools_its_features(self.model_)):
+            if not (layer is None and self._source().pools_its_features(self.model_)):
                 check_pooling_applies(output, pooling, layer, self.head_)
             return self._pool(output)
 
@@ -503,9 +505,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
 
     # ------------------------------------------------------------- helpers
     def _fitted(self, name):
-        """``layer``, ``pooling`` or ``normalize`` as fit used them (models
-        saved before they were recorded: the current value)."""
-        return getattr(self, "_fitted_choices", {}).get(name, getattr(self, name))
+        """``layer``, ``pooling`` or ``normalize`` as fit used them."""
+        return self._fitted_choices[name]
 
     def _preprocessor(self):
         return Preprocessing(**self.preprocessing_)
@@ -513,7 +514,11 @@ class PretrainedCNNFeatures(BaseRepresentation):
     def _pool(self, output):
         """The layer's output as one vector per image (``pooling``)."""
         return pool_features(output, self._fitted("pooling"),
-                             getattr(self.model_, "num_prefix_tokens", None))
+                             self._source().prefix_tokens(self.model_))
+
+    def _source(self):
+        """The source of the fitted backbone (``vision.backbones``)."""
+        return get_backbone_source(self._backbone_source)
 
     def _image_set(self, X, *, reset):
         """Validate X; returns an ImageSet and the output dtype."""
@@ -584,8 +589,5 @@ class PretrainedCNNFeatures(BaseRepresentation):
         """
         return plain_state(self._pickle_state())
 
-    def __setstate__(self, state):
-        state = restore_state(state)
-        # Pickles written before the download parameter existed.
-        state.setdefault("download", True)
-        super().__setstate__(state)
+    def _restore_state(self, state):
+        super()._restore_state(restore_state(state))

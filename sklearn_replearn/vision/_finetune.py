@@ -21,27 +21,7 @@ from torch import nn
 from .._engine import train_classifier
 from ..utils import seeded
 
-__all__ = ["FineTuneClassifier", "fine_tune", "iter_blocks"]
-
-
-def iter_blocks(module, prefix=""):
-    """Yield ``(name, block)``: parameterised children in registration order.
-
-    ``nn.Sequential`` and ``nn.ModuleList`` containers are opened (recursively),
-    so ResNet's ``layer4`` gives its residual blocks ``layer4.0``, ``layer4.1``
-    and DenseNet's ``features`` its dense blocks and transitions. A module
-    with a ``fine_tune_blocks()`` method (the Hugging Face wrapper) lists its
-    own.
-    """
-    if not prefix and hasattr(module, "fine_tune_blocks"):
-        yield from module.fine_tune_blocks()
-        return
-    for name, child in module.named_children():
-        full_name = f"{prefix}{name}"
-        if type(child) in (nn.Sequential, nn.ModuleList):
-            yield from iter_blocks(child, full_name + ".")
-        elif next(child.parameters(), None) is not None:
-            yield full_name, child
+__all__ = ["FineTuneClassifier", "fine_tune"]
 
 
 class FineTuneClassifier(nn.Module):
@@ -94,8 +74,8 @@ class FineTuneResult:
 
 
 def fine_tune(model, features, pool, preprocess, images, y, *, fine_tune_layers,
-              n_features, learning_rate, max_iter, batch_size, num_workers, device,
-              random_state, verbose):
+              n_features, blocks, learning_rate, max_iter, batch_size, num_workers,
+              device, random_state, verbose):
     """Train the last ``fine_tune_layers`` blocks of ``model`` on ``(images, y)``.
 
     ``model`` is changed in place (its last blocks); everything else in it is
@@ -104,8 +84,7 @@ def fine_tune(model, features, pool, preprocess, images, y, *, fine_tune_layers,
     Parameters
     ----------
     model : torch.nn.Module
-        The backbone, on ``device``; its blocks are named by
-        :func:`iter_blocks`.
+        The backbone, on ``device``.
     features : torch.nn.Module
         Computes the features from a batch: ``model`` itself or a module
         sharing its layers (a graph node's output).
@@ -120,6 +99,9 @@ def fine_tune(model, features, pool, preprocess, images, y, *, fine_tune_layers,
         How many of the last blocks used by ``features`` are trained.
     n_features : int
         Width of the pooled features (the head's input).
+    blocks : list of (str, torch.nn.Module)
+        ``model``'s blocks in forward order (its backbone source's
+        ``fine_tune_blocks``).
     learning_rate, max_iter, batch_size, num_workers, random_state, verbose
         As the estimator's parameters of the same names.
     device : torch.device
@@ -141,7 +123,7 @@ def fine_tune(model, features, pool, preprocess, images, y, *, fine_tune_layers,
             f"Fine-tuning needs at least 2 classes in y; got {len(encoder.classes_)}."
         )
     used = {id(parameter) for parameter in features.parameters()}
-    blocks = [(name, block) for name, block in iter_blocks(model)
+    blocks = [(name, block) for name, block in blocks
               if any(id(parameter) in used for parameter in block.parameters())]
     k = fine_tune_layers
     if k > len(blocks):

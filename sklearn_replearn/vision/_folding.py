@@ -21,6 +21,8 @@ _PAIRS = {
     nn.Conv3d: nn.BatchNorm3d,
 }
 
+__all__ = ["fold_batch_norms"]
+
 
 def fold_batch_norms(module, example=None):
     """A copy of ``module`` with each eval-mode conv -> batch norm pair folded.

@@ -4,12 +4,13 @@ skops (scikit-learn's secure format) stores only types it knows or the user
 trusts; a torch module is neither (``skops.io.dumps`` fails on its tensors, and
 trusting torch's types would let a tampered file run code). So the state given
 to skops holds no torch object: the backbone's weights are numpy arrays of its
-``state_dict``, with what rebuilds the same module from torchvision
-(:func:`rebuild_spec`): its name and constructor arguments. Loading builds that
-module with random weights and loads the arrays into it: nothing is unpickled.
+``state_dict``, with the plain-data spec from which its backbone source
+(``backbones``) rebuilds the same architecture (for torchvision: its name and
+constructor arguments). Loading asks that source to build it with random
+weights and loads the arrays into it: nothing is unpickled.
 
-A backbone torchvision cannot rebuild by name (the user's own module) cannot
-be stored this way: :func:`plain_state` says so at dump time. Pickle and joblib
+A backbone whose source cannot rebuild it (the user's own module) cannot be
+stored this way: :func:`plain_state` says so at dump time. Pickle and joblib
 keep the module itself (``PretrainedCNNFeatures.__reduce_ex__``).
 """
 
@@ -21,42 +22,12 @@ import torch
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-__all__ = ["plain_state", "rebuild_spec", "restore_state"]
+from .backbones import get_backbone_source
+
+__all__ = ["plain_state", "restore_state"]
 
 # Keys of the skops state standing for ``model_``.
 _SPEC, _ARRAYS, _DTYPES = "_rebuild_spec", "_model_arrays", "_model_dtypes"
-
-
-def rebuild_spec(backbone, weights):
-    """How to rebuild ``backbone`` from torchvision, or None when it cannot be.
-
-    Returns ``{"name": ..., "kwargs": {...}}``: the constructor arguments that
-    named weights set (their number of classes, and ViT's image size), so that
-    ``get_model(name, weights=None, **kwargs)`` gives the same architecture.
-    """
-    if not isinstance(backbone, str):
-        return None
-    import torchvision
-
-    if backbone not in torchvision.models.list_models(module=torchvision.models):
-        return None
-    kwargs = {}
-    if isinstance(weights, str):
-        try:
-            resolved = torchvision.models.get_model_weights(backbone).verify(weights)
-        except (KeyError, ValueError):
-            resolved = None  # a path: the default architecture (as at fit)
-        if resolved is not None:
-            kwargs["num_classes"] = len(resolved.meta["categories"])
-            if backbone.startswith("vit_"):
-                kwargs["image_size"] = int(resolved.meta["min_size"][0])
-            if backbone in ("inception_v3", "googlenet"):
-                # Their builders change the architecture for named weights:
-                # inputs re-normalised inside the model, and GoogLeNet's
-                # auxiliary heads removed after loading.
-                kwargs["transform_input"] = True
-                kwargs["aux_logits"] = backbone == "inception_v3"
-    return {"name": backbone, "kwargs": kwargs}
 
 
 def _skops_refusal(what):
@@ -108,7 +79,7 @@ def plain_state(state):
     if model is not None:
         spec = state.get(_SPEC)
         if spec is None:
-            raise _skops_refusal(f"a backbone torchvision cannot rebuild by name "
+            raise _skops_refusal(f"a backbone its source cannot rebuild "
                                  f"({state.get('backbone')!r})")
         arrays, dtypes = {}, {}
         for name, tensor in model.state_dict().items():
@@ -146,31 +117,28 @@ def _tampered(reason):
 
 
 def _rebuild(spec, head, arrays, dtypes):
-    """The fitted backbone: built by name, head dropped, the arrays loaded."""
-    import torchvision
-
+    """The fitted backbone: rebuilt by its source, head dropped, the arrays
+    loaded."""
     # Every failure below is an altered (or foreign) file: refused in our
-    # words, not torchvision's ("Unknown model") or torch's.
+    # words, not the source library's ("Unknown model") or torch's.
     spec = spec if isinstance(spec, dict) else {}
-    name, kwargs = spec.get("name"), spec.get("kwargs")
-    models = torchvision.models.list_models(module=torchvision.models)
-    if name not in models or not isinstance(kwargs, dict):
-        raise _tampered(
-            f"it names the backbone {name!r}, which is not a torchvision "
-            f"classification model of this installation (torchvision "
-            f"{torchvision.__version__})" if name not in models else
-            f"its rebuild arguments for {name!r} are {kwargs!r}, not a dict")
+    name = spec.get("name")
+    try:
+        source = get_backbone_source(spec.get("source"))
+    except (TypeError, ValueError) as exc:
+        raise _tampered(f"it names the backbone source {spec.get('source')!r} "
+                        f"({exc})") from None
     # Building initialises random weights (overwritten below): keep the
     # caller's global RNG as it was.
     try:
         with torch.random.fork_rng(devices=[]):
-            model = torchvision.models.get_model(name, weights=None, **kwargs)
+            model = source.rebuild(spec)
         if head is not None:
             model.set_submodule(head, nn.Identity())
     except Exception as exc:
-        raise _tampered(f"torchvision cannot rebuild the backbone {name!r} with "
-                        f"{kwargs!r} and head {head!r} ({type(exc).__name__}: "
-                        f"{exc})") from exc
+        raise _tampered(f"{exc}" if isinstance(exc, ValueError) else
+                        f"the backbone {name!r} cannot be rebuilt with head "
+                        f"{head!r} ({type(exc).__name__}: {exc})") from exc
     weights = {}
     for key, array in arrays.items():
         tensor = torch.from_numpy(np.array(array, copy=True))

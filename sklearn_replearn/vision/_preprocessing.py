@@ -27,8 +27,9 @@ def preprocessing_config(preset, image_size, normalize, in_channels):
     Parameters
     ----------
     preset : dict or None
-        The weights' preprocessing (``load_backbone``); None: ImageNet's
-        (shorter side 256, centre crop 224, ImageNet mean and std).
+        The weights' preprocessing (the backbone source's
+        ``preprocessing``); None: ImageNet's (shorter side 256, centre crop
+        224, ImageNet mean and std).
     image_size, normalize
         The estimator's parameters.
     in_channels : int or None

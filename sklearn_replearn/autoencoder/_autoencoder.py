@@ -4,11 +4,11 @@ from numbers import Real
 
 from torch import nn
 
-from ._neural import BaseNeuralTransformer
-from .base import check_unit_interval
-from .nn import Autoencoder
-from .nn._autoencoder import SparseAutoencoder
-from .utils._sklearn_compat import Interval, StrOptions
+from ..base import check_unit_interval
+from ..utils._sklearn_compat import Interval, StrOptions
+from ._base import BaseNeuralTransformer
+from ._modules import Autoencoder
+from ._modules._autoencoder import SparseAutoencoder
 
 __all__ = ["AutoencoderTransformer"]
 
@@ -208,14 +208,6 @@ default="adam"
         *BaseNeuralTransformer._STRUCTURAL_PARAMETERS, "loss", "denoising",
         "sparsity",
     )
-
-    def __setstate__(self, state):
-        # Models saved before ``sparsity`` existed were trained without it.
-        state.setdefault("sparsity", 0.0)
-        built = state.get("_built_structure")
-        if built is not None and "sparsity" not in built:
-            state["_built_structure"] = {**built, "sparsity": 0.0}
-        super().__setstate__(state)
 
     # ---------------------------------------------------------------- hooks
     def _check_training_values(self, X):

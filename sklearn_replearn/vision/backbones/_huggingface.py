@@ -15,11 +15,12 @@ import os
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-from ..utils import import_optional, seeded
+from ...utils import import_optional, seeded
+from ._source import BackboneSource
+from ._weights import load_state_dict
 
-__all__ = ["HFImageFeatures", "load_huggingface"]
+__all__ = ["HFImageFeatures", "HuggingFaceSource"]
 
-PREFIX = "hf:"
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 # PIL resampling filters, as image processors store them.
 _RESAMPLE = {0: InterpolationMode.NEAREST, 2: InterpolationMode.BILINEAR,
@@ -45,9 +46,6 @@ class HFImageFeatures(nn.Module):
         tokens): ``pooling="avg"`` averages the tokens after them,
         ``pooling="cls"`` takes the first.
     """
-
-    # No classifier of its own: layer=None keeps the whole model.
-    has_classifier = False
 
     def __init__(self, model):
         super().__init__()
@@ -95,13 +93,32 @@ def _source(name):
     return os.path.expanduser(name)
 
 
-def load_huggingface(name, weights, random_state, load_state_dict):
-    """Build Hugging Face model ``name``; returns (HFImageFeatures, preset).
+class HuggingFaceSource(BackboneSource):
+    """Hugging Face vision models: ``backbone="hf:<repo id or folder>"``.
 
     ``weights``: None (random from the config, seeded), ``"DEFAULT"`` (the
-    pretrained weights of the folder or the hub cache), or a state dict /
-    file of ``AutoModel``'s keys given to ``load_state_dict``.
+    pretrained weights of the folder or the hub cache), or a state dict (or
+    its file) of ``AutoModel``'s keys.
     """
+
+    def build(self, name, weights, *, random_state, download=True, verbose=0):
+        return _build(name, weights, random_state)
+
+    def preprocessing(self, model, name, weights):
+        return _preset(_transformers(), _source(name), model.model.config)
+
+    def drop_classifier(self, model, pooling):
+        return None  # no classifier: layer=None keeps the whole model
+
+    def prefix_tokens(self, model):
+        return model.num_prefix_tokens
+
+    def fine_tune_blocks(self, model):
+        return model.fine_tune_blocks()
+
+
+def _build(name, weights, random_state):
+    """``HFImageFeatures`` around ``transformers.AutoModel`` ``name``."""
     transformers = _transformers()
     source = _source(name)
     try:
@@ -129,7 +146,7 @@ def load_huggingface(name, weights, random_state, load_state_dict):
         if weights is not None:
             load_state_dict(model, weights)
     model.eval()
-    return HFImageFeatures(model), _preset(transformers, source, config)
+    return HFImageFeatures(model)
 
 
 def _preset(transformers, source, config):

@@ -8,11 +8,8 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from ._neural import BaseNeuralTransformer
-from .base import check_squares_fit_float32, check_unit_interval
-from .nn import VAE
-from .nn._vae import LOGVAR_RANGE
-from .utils import (
+from ..base import check_squares_fit_float32, check_unit_interval
+from ..utils import (
     as_tensor,
     fixed_batch_rows,
     iter_row_batches,
@@ -20,7 +17,10 @@ from .utils import (
     seeded,
     to_numpy,
 )
-from .utils._sklearn_compat import Interval, StrOptions
+from ..utils._sklearn_compat import Interval, StrOptions
+from ._base import BaseNeuralTransformer
+from ._modules import VAE
+from ._modules._vae import LOGVAR_RANGE
 
 __all__ = ["VAETransformer"]
 
@@ -191,7 +191,7 @@ default="adam"
         are the ones kept.
     net_ : skorch.NeuralNet
         The trained skorch net.
-    module_ : sklearn_replearn.nn.VAE
+    module_ : sklearn_replearn.autoencoder._modules.VAE
         The trained VAE module (``net_.module_``).
 
     See Also

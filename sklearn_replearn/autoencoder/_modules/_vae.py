@@ -22,7 +22,7 @@ def gaussian_kl(mu, logvar):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_replearn.nn import gaussian_kl
+    >>> from sklearn_replearn.autoencoder._modules import gaussian_kl
     >>> gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 3))
     tensor([0., 0.])
     """
@@ -71,7 +71,7 @@ class VAE(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_replearn.nn import VAE, make_mlp
+    >>> from sklearn_replearn.autoencoder._modules import VAE, make_mlp
     >>> vae = VAE(make_mlp((6, 16, 4), "relu"), make_mlp((2, 16, 6), "relu"),
     ...           n_components=2, n_features=6, likelihood="bernoulli")
     >>> x = torch.rand(5, 6)

@@ -28,7 +28,7 @@ class Autoencoder(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_replearn.nn import Autoencoder, make_mlp
+    >>> from sklearn_replearn.autoencoder._modules import Autoencoder, make_mlp
     >>> model = Autoencoder(make_mlp((6, 2), "relu"), make_mlp((2, 6), "relu"))
     >>> model.encode(torch.zeros(3, 6)).shape
     torch.Size([3, 2])
@@ -116,8 +116,8 @@ class SparseAutoencoder(Autoencoder):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_replearn.nn import make_mlp
-    >>> from sklearn_replearn.nn._autoencoder import SparseAutoencoder
+    >>> from sklearn_replearn.autoencoder._modules import make_mlp
+    >>> from sklearn_replearn.autoencoder._modules._autoencoder import SparseAutoencoder
     >>> model = SparseAutoencoder(make_mlp((6, 4), "relu"),
     ...                           make_mlp((4, 6), "relu"), sparsity=0.5)
     >>> x = torch.randn(3, 6)

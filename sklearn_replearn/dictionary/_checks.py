@@ -1,14 +1,11 @@
-"""DictionaryLearner's data checks and the conversion of its fitted state.
-
-Kept apart from the estimator so that ``_dictionary.py`` holds the estimator:
-checks whose messages carry the numbers, and the plain-data form (numpy, no
-tensors) of the fitted state that pickle and skops store.
-"""
+"""DictionaryLearner's checks of data and labels, with messages that carry the
+numbers and the fix; and ``tensor_copy``, which keeps a failed call from
+changing the fitted arrays."""
 
 import numpy as np
 
-from .base import check_squares_fit_float32 as check_squares_fit
-from .utils import as_tensor
+from ..base import check_squares_fit_float32 as check_squares_fit
+from ..utils import as_tensor
 
 __all__ = [
     "check_same_classes",

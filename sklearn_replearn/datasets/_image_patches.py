@@ -10,7 +10,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from .utils import import_optional
+from ..utils import import_optional
 
 __all__ = ["PATCH_IMAGES", "filter_localisation", "load_patches"]
 
@@ -99,7 +99,7 @@ def load_patches(patch_size=12, n_patches=2000, *, images=PATCH_IMAGES,
 
     Examples
     --------
-    >>> from sklearn_replearn._patches import load_patches
+    >>> from sklearn_replearn.datasets import load_patches
     >>> X_train, X_test, to_pixels = load_patches(8, 100, images=("china",))
     >>> X_train.shape, X_test.shape, to_pixels(X_test).shape
     ((100, 64), (25, 64), (25, 64))
@@ -188,7 +188,7 @@ def filter_localisation(filters, image_shape, window=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_replearn._patches import filter_localisation
+    >>> from sklearn_replearn.datasets import filter_localisation
     >>> spot = np.zeros((1, 64))
     >>> spot[0, [18, 19]] = [1.0, 0.5]
     >>> filter_localisation(spot, (8, 8)).round(2)

@@ -16,15 +16,15 @@ Random draws use torch's global generator: run them inside
 
 import torch
 
-from ..utils import iter_row_batches
-from ._active_set import lasso_active_set
-from ._coders import lasso_objective
-from ._updates import (
+from ..sparse._active_set import lasso_active_set
+from ..sparse._coders import lasso_objective
+from ..sparse._updates import (
     init_dictionary,
     project_atoms,
     update_dictionary,
     update_inner_stats,
 )
+from ..utils import iter_row_batches
 
 __all__ = ["OnlineDictionaryLearning", "run_epochs"]
 
@@ -84,7 +84,7 @@ class OnlineDictionaryLearning:
     Examples
     --------
     >>> import torch
-    >>> from sklearn_replearn.sparse import OnlineDictionaryLearning
+    >>> from sklearn_replearn.dictionary._online import OnlineDictionaryLearning
     >>> X = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
     >>> learner = OnlineDictionaryLearning.initial(X, 5, alpha=0.1)
     >>> codes = X.new_zeros((50, 5))

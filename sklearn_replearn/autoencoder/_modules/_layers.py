@@ -38,7 +38,7 @@ def make_mlp(sizes, activation):
 
     Examples
     --------
-    >>> from sklearn_replearn.nn import make_mlp
+    >>> from sklearn_replearn.autoencoder._modules import make_mlp
     >>> make_mlp((4, 3, 2), "relu")
     Sequential(
       (0): Linear(in_features=4, out_features=3, bias=True)

@@ -24,7 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._engine import (
+from .._engine import (
     OPTIMIZERS,
     ReconstructionNet,
     build_net,
@@ -37,16 +37,16 @@ from ._engine import (
     training_device,
     update_net,
 )
-from .base import BaseRepresentation, check_squares_fit_float32
-from .nn import ACTIVATIONS, make_conv_decoder, make_conv_encoder, make_mlp
-from .utils import check_image_shape, seeded
-from .utils._sklearn_compat import (
+from ..base import BaseRepresentation, check_squares_fit_float32
+from ..utils import check_image_shape, seeded
+from ..utils._sklearn_compat import (
     HasMethods,
     Interval,
     StrOptions,
     fit_context,
     validate_params_now,
 )
+from ._modules import ACTIVATIONS, make_conv_decoder, make_conv_encoder, make_mlp
 
 __all__ = ["BaseNeuralTransformer"]
 
@@ -137,8 +137,8 @@ class BaseNeuralTransformer(BaseRepresentation):
     @contextmanager
     def _built_parameters_set(self):
         """The structural parameters temporarily set back to those the net
-        was built with (models saved before they were recorded: as they are)."""
-        built = getattr(self, "_built_parameters", None) or {}
+        was built with."""
+        built = self._built_parameters
         current = {name: getattr(self, name) for name in built}
         for name, value in built.items():
             setattr(self, name, value)
@@ -150,9 +150,7 @@ class BaseNeuralTransformer(BaseRepresentation):
 
     def _check_unchanged_structure(self):
         """Raise if a structural parameter changed since the net was built."""
-        built = getattr(self, "_built_structure", None)
-        if built is None:  # a model saved before this check existed
-            return
+        built = self._built_structure
         for name, value in self._structure().items():
             if built.get(name) != value:
                 raise ValueError(
@@ -459,9 +457,9 @@ class BaseNeuralTransformer(BaseRepresentation):
             state["net_"] = net
         return state
 
-    def __setstate__(self, state):
+    def _restore_state(self, state):
         net = state.pop("_net_state", None)
-        super().__setstate__(state)
+        super()._restore_state(state)
         if net is not None:
             # Built as fitted: a structural parameter changed by set_params
             # after fit (sparsity, hidden_layer_sizes, ...) would otherwise

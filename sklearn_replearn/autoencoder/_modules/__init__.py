@@ -1,4 +1,4 @@
-"""Plain torch modules and losses (no scikit-learn, no skorch)."""
+"""Plain torch modules and losses of the autoencoders (no sklearn, no skorch)."""
 
 from ._autoencoder import Autoencoder, SparseAutoencoder
 from ._conv import make_conv_decoder, make_conv_encoder

@@ -13,11 +13,12 @@ import math
 
 from torchvision.transforms import InterpolationMode
 
-from ..utils import import_optional, seeded
+from ...utils import import_optional, seeded
+from ._source import BackboneSource
+from ._weights import load_state_dict
 
-__all__ = ["load_timm", "timm_head"]
+__all__ = ["TimmSource", "is_timm_model"]
 
-PREFIX = "timm:"
 _INTERPOLATION = {
     "bilinear": InterpolationMode.BILINEAR,
     "bicubic": InterpolationMode.BICUBIC,
@@ -31,13 +32,34 @@ def _timm():
     return import_optional("timm", feature="backbone='timm:...'", extra="timm")
 
 
-def load_timm(name, weights, random_state, load_state_dict):
-    """Build timm model ``name`` with ``weights``; returns (model, preset).
+def is_timm_model(model):
+    """Whether ``model`` is a timm model instance (its classifier reset and
+    data config are timm's)."""
+    return hasattr(model, "reset_classifier") and hasattr(model, "pretrained_cfg")
+
+
+class TimmSource(BackboneSource):
+    """timm's models: ``backbone="timm:<model name>"``."""
+
+    def build(self, name, weights, *, random_state, download=True, verbose=0):
+        return _build(name, weights, random_state)
+
+    def preprocessing(self, model, name, weights):
+        return timm_preset(model)
+
+    def drop_classifier(self, model, pooling):
+        return timm_head(model, pooling)
+
+    def pools_its_features(self, model):
+        return True  # reset_classifier pools as the estimator's pooling says
+
+
+def _build(name, weights, random_state):
+    """Build timm model ``name`` with ``weights``.
 
     ``weights``: None (random, seeded), ``"DEFAULT"`` (timm's default
     pretrained tag, from its cache or downloaded by timm), a tag
-    (``"in1k"``: ``name.tag``), or a state dict / file given to
-    ``load_state_dict``.
+    (``"in1k"``: ``name.tag``), or a state dict or its file.
     """
     timm = _timm()
     if not timm.is_model(name.split(".")[0]):
@@ -67,7 +89,7 @@ def load_timm(name, weights, random_state, load_state_dict):
             model = timm.create_model(name, pretrained=False)
         if weights is not None:
             load_state_dict(model, weights)
-    return model, timm_preset(model)
+    return model
 
 
 def timm_preset(model):

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ._coders import lasso_objective
-from ._implicit import differentiable_lasso_codes
+from ..sparse._coders import lasso_objective
+from ..sparse._implicit import differentiable_lasso_codes
+from ..sparse._updates import project_atoms
 from ._online import OnlineDictionaryLearning, run_epochs
-from ._updates import project_atoms
 
 __all__ = ["LogisticHead", "Supervision", "TaskDrivenPhase", "TaskScales",
            "fit_task_driven", "with_labels"]

@@ -1,8 +1,9 @@
 """DictionaryLearner: sparse codes over a learned dictionary, optionally supervised.
 
-The estimator: parameters, validation, fitted attributes and inference. The
-training algorithms (online and task-driven dictionary learning) live in
-``sparse/``, in torch only.
+The estimator: parameters, validation, fit and partial_fit, inference. Its
+fitted state is a ``FittedDictionary`` (``_state``) written to its attributes;
+the training algorithms are ``_online`` and ``_task_driven``, the coders
+``sparse/``.
 """
 
 import warnings
@@ -13,36 +14,30 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from ._dictionary_checks import (
-    check_squares_fit_float32,
-    check_two_classes,
-)
-from ._dictionary_state import (
-    auto_batch_rows,
-    learner_from_fitted,
-    partial_fit_epoch,
-    run_online,
-    store_fitted,
-    task_phase_from_fitted,
-    upgraded_state,
-)
-from .base import BaseRepresentation
-from .sparse import (
-    TRANSFORM_ALGORITHMS,
-    OnlineDictionaryLearning,
-    fit_task_driven,
-    lasso_objective,
-    make_coder,
-)
-from .sparse._task_driven import Supervision
-from .utils import (
+from ..base import BaseRepresentation
+from ..sparse import TRANSFORM_ALGORITHMS, lasso_objective, make_coder
+from ..utils import (
     TrainingPolicy,
     as_tensor,
     resolve_device,
     seeded,
 )
-from .utils._labels import encode_class_labels
-from .utils._sklearn_compat import Interval, StrOptions, fit_context
+from ..utils._labels import encode_class_labels
+from ..utils._sklearn_compat import (
+    Interval,
+    StrOptions,
+    fit_context,
+    validate_params_now,
+)
+from ._checks import (
+    check_same_classes,
+    check_same_n_components,
+    check_squares_fit_float32,
+    check_two_classes,
+)
+from ._online import OnlineDictionaryLearning
+from ._state import FittedDictionary, auto_batch_rows, run_online, task_phase
+from ._task_driven import Supervision, fit_task_driven
 
 __all__ = ["DictionaryLearner"]
 
@@ -437,13 +432,14 @@ class DictionaryLearner(BaseRepresentation):
             else:
                 learner = OnlineDictionaryLearning.initial(
                     X_t, n_components, **self._learner_settings())
-                n_epochs = self._run_online(learner, X_t, policy,
-                                            n_epochs=self.max_iter, checks=checks,
-                                            whole_data=True)
-        self._store(learner, policy, X.dtype, reset=True, head=head,
-                    classes=classes, scales=scales,
-                    optimizer_state=optimizer_state,
-                    n_epochs=None if supervised else n_epochs)
+                n_epochs = run_online(
+                    learner, X_t, policy, n_epochs=self.max_iter, checks=checks,
+                    whole_data=True,
+                    batch_size=self._batch_rows(X.shape[0], supervised=False))
+        self._set_fitted(FittedDictionary.after_training(
+            None, learner, policy, X.dtype, head=head, classes=classes,
+            scales=scales, optimizer_state=optimizer_state,
+            n_epochs=None if supervised else n_epochs))
         if self.tol is not None and not (policy.converged or policy.interrupted):
             warnings.warn(
                 f"DictionaryLearner stopped at max_iter={self.max_iter} epochs while "
@@ -487,7 +483,87 @@ class DictionaryLearner(BaseRepresentation):
             return self._partial_fit(X, y, classes)
 
     def _partial_fit(self, X, y, classes):
-        return partial_fit_epoch(self, X, y, classes)
+        first_call = not hasattr(self, "components_")
+        if first_call:
+            validate_params_now(self)
+            self._check_params()
+        X = self._validate_X(X, reset=first_call)
+        fitted = None if first_call else self._fitted()
+        if not first_call:
+            check_same_n_components(self.n_components, fitted.components,
+                                    self._resolved_n_components(X.shape[1]))
+        supervised = y is not None and self.supervision_weight > 0
+        has_head = fitted is not None and fitted.classes is not None
+        if supervised:
+            if has_head and classes is not None:
+                check_same_classes(classes, fitted.classes)
+            known = fitted.classes if has_head else classes
+            head_classes, y_index = encode_class_labels(y, X.shape[0], classes=known)
+            if not has_head:
+                check_two_classes(head_classes, "the first supervised partial_fit")
+            check_squares_fit_float32(X, supervised=True)
+        device = resolve_device(self.device) if first_call else \
+            self._inference_device()
+        X_t = as_tensor(X, device=device)
+        # One epoch, no stopping rule; a progress bar only in fit. Divergence
+        # is judged against the largest epoch loss so far, so a run of calls
+        # cannot creep up unnoticed.
+        policy = self._training_policy(1, None, bar=False)
+        if fitted is not None and fitted.loss_curve:
+            policy.reference_loss = max(fitted.loss_curve)
+        offset = 0 if first_call else fitted.n_iter
+        with seeded(self.random_state, device, offset=offset):
+            if first_call:
+                learner = OnlineDictionaryLearning.initial(
+                    X_t, self._resolved_n_components(X.shape[1]),
+                    **self._learner_settings())
+            else:
+                learner = fitted.learner(self._learner_settings(), device)
+            codes = X_t.new_zeros((X.shape[0], learner.dictionary.shape[0]))
+            if not supervised:
+                run_online(learner, X_t, policy, n_epochs=1, codes=codes,
+                           batch_size=self._batch_rows(X.shape[0], supervised=False))
+                self._set_fitted(FittedDictionary.after_training(
+                    fitted, learner, policy, X.dtype, n_epochs=1))
+                return self
+            phase = task_phase(fitted, learner, len(head_classes),
+                               supervision=self._supervision(),
+                               learning_rate=self.learning_rate, device=device)
+            y_t = torch.as_tensor(y_index, dtype=torch.long, device=device)
+            with policy.session(1) as session:
+                phase.run(X_t, y_t, codes, session, n_epochs=1,
+                          batch_size=self._batch_rows(X.shape[0], supervised=True))
+        self._set_fitted(FittedDictionary.after_training(
+            fitted, learner, policy, X.dtype, head=phase.head,
+            classes=None if has_head else head_classes, scales=phase.scales,
+            optimizer_state=phase.optimizer_state()))
+        return self
+
+    def _restore_state(self, state):
+        if "components_" in state:
+            missing = sorted(
+                attribute for name, attribute in FittedDictionary.ATTRIBUTES.items()
+                if name not in FittedDictionary.SUPERVISED_ONLY
+                and attribute not in state)
+            if missing:
+                raise KeyError(f"its fitted state lacks {missing}")
+        super()._restore_state(state)
+
+    def _fitted(self):
+        """The fitted attributes as a ``FittedDictionary``."""
+        return FittedDictionary(**{
+            name: getattr(self, attribute, None)
+            for name, attribute in FittedDictionary.ATTRIBUTES.items()})
+
+    def _set_fitted(self, fitted):
+        """Write ``fitted`` to the attributes; the supervised-only ones are
+        removed when there is no head."""
+        for name, attribute in FittedDictionary.ATTRIBUTES.items():
+            value = getattr(fitted, name)
+            if value is None and name in FittedDictionary.SUPERVISED_ONLY:
+                self.__dict__.pop(attribute, None)
+            else:
+                setattr(self, attribute, value)
 
     # ------------------------------------------------------------- helpers
     def _check_params(self):
@@ -528,9 +604,6 @@ class DictionaryLearner(BaseRepresentation):
             label_scale=self.label_scale, averaging=self.average_decay,
             validation_fraction=self.validation_fraction)
 
-    def __setstate__(self, state):
-        super().__setstate__(upgraded_state(state))
-
     def _training_policy(self, max_iter, tol, *, bar=True, checks=1):
         """Stopping rule, progress and divergence (``checks`` per epoch)."""
         return TrainingPolicy(
@@ -542,20 +615,6 @@ class DictionaryLearner(BaseRepresentation):
                 f"supervision_weight (now {self.supervision_weight})"
             ),
         )
-
-    def _run_online(self, learner, X, policy, **kwargs):
-        return run_online(learner, X, policy,
-                          batch_size=self._batch_rows(X.shape[0], supervised=False),
-                          **kwargs)
-
-    def _learner(self, device):
-        return learner_from_fitted(self, device)
-
-    def _task_phase(self, learner, n_classes, device):
-        return task_phase_from_fitted(self, learner, n_classes, device)
-
-    def _store(self, learner, policy, dtype, **kwargs):
-        store_fitted(self, learner, policy, dtype, **kwargs)
 
     # ------------------------------------------------------------ inference
     @property
