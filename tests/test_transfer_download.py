@@ -119,7 +119,7 @@ def _timed_urlopen(monkeypatch):
 
     Only the connection is timed: building the backbone before it takes
     seconds on a loaded machine and says nothing about the network."""
-    import sklearn_replearn.vision._download as download
+    import sklearn_replearn.vision.backbones._download as download
 
     calls = []
     real_urlopen = download.urlopen
@@ -139,7 +139,7 @@ def _timed_urlopen(monkeypatch):
 
 
 def test_no_network_fails_fast_with_the_clear_message(tmp_path, monkeypatch):
-    import sklearn_replearn.vision._download as download
+    import sklearn_replearn.vision.backbones._download as download
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     # A port nobody listens on: the connection is refused at once. (A
