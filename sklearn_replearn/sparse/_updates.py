@@ -9,6 +9,9 @@ Random draws use torch's global generator: run them inside
 ``sklearn_replearn.utils.seeded`` for repeatable results.
 """
 
+import math
+
+import numpy as np
 import torch
 
 __all__ = [
@@ -219,13 +222,33 @@ def update_dictionary(D, A, B, X, Z=None, *, positive=False):
         # collinear once standardised).
         residual = torch.linalg.vector_norm(torch.addmm(X, Z, D, alpha=-1.0), dim=1)
         source = X[residual.topk(len(unused)).indices]
-    # With the diagonal of A taken out, the atom's update reads
-    # u = B_j - A_j @ D (the other atoms, as updated so far), and
-    # d_j = u / max(A_jj, ||u||): the minimiser over d_j, u / A_jj, projected
-    # onto the unit ball. This loop is sequential by nature (each atom sees
-    # the ones updated before it), so its cost is the per-operation overhead:
-    # four operations per atom, on row views taken once.
+    _sweep(D, A, B, diagonal, used, positive)
+    if unused and X.shape[0] > 0:
+        index = torch.tensor(unused, device=D.device)
+        D[index] = project_atoms(_noisy_samples(source, len(unused)),
+                                 positive=positive)
+        if Z is not None:
+            Z[:, index] = 0
+    return len(unused)
+
+
+def _sweep(D, A, B, diagonal, used, positive):
+    """The atoms ``used``, in order, each to its minimiser given the others.
+
+    With the diagonal of A taken out, the atom's update reads
+    ``u = B_j - A_j @ D`` (the other atoms, as updated so far), and
+    ``d_j = u / max(A_jj, ||u||)``: the minimiser over ``d_j``, ``u / A_jj``,
+    projected onto the unit ball. The loop is sequential by nature (each atom
+    sees the ones updated before it), so its cost is the per-operation
+    overhead: on the CPU it runs on NumPy views of the same memory, whose
+    calls cost a fraction of torch's dispatch on vectors this small.
+    """
     A_off = A - torch.diag_embed(torch.diagonal(A))
+    if (D.device.type == "cpu" and D.dtype in (torch.float32, torch.float64)
+            and not (D.requires_grad or A.requires_grad or B.requires_grad)):
+        _sweep_numpy(D.numpy(), A_off.numpy(), B.numpy(), diagonal, used,
+                     positive)
+        return
     atoms, B_rows, A_rows = D.unbind(0), B.unbind(0), A_off.unbind(0)
     DT = D.T  # a view: the updates below write through it
     for j in used:
@@ -234,13 +257,18 @@ def update_dictionary(D, A, B, X, Z=None, *, positive=False):
             update.clamp_(min=0)
         scale = torch.linalg.vector_norm(update).clamp_(min=diagonal[j])
         torch.div(update, scale, out=atoms[j])
-    if unused and X.shape[0] > 0:
-        index = torch.tensor(unused, device=D.device)
-        D[index] = project_atoms(_noisy_samples(source, len(unused)),
-                                 positive=positive)
-        if Z is not None:
-            Z[:, index] = 0
-    return len(unused)
+
+
+def _sweep_numpy(D, A_off, B, diagonal, used, positive):
+    """:func:`_sweep` on NumPy arrays (``D`` written in place)."""
+    update = np.empty(D.shape[1], dtype=D.dtype)
+    for j in used:
+        np.dot(A_off[j], D, out=update)
+        np.subtract(B[j], update, out=update)
+        if positive:
+            np.maximum(update, 0, out=update)
+        scale = max(math.sqrt(float(np.dot(update, update))), diagonal[j])
+        np.divide(update, scale, out=D[j])
 
 
 def _noisy_samples(X, n_atoms):
