@@ -236,10 +236,10 @@ def _newton_step(Z, C, gram, alpha, positive, max_new_atoms, layout):
     width = max(int(active.sum(dim=1).max()), 1)
     chunk = max(1, _GATHER_BUDGET // (width * width))
     if Z.shape[0] <= chunk:
-        Z_new = _solve_supports(layout, active, rhs, width)
+        Z_new = _solve_gathered(layout, active, rhs, width)
     else:
         Z_new = torch.cat([
-            _solve_supports(layout, active[part], rhs[part], width)
+            _solve_gathered(layout, active[part], rhs[part], width)
             for part in torch.arange(Z.shape[0], device=Z.device).split(chunk)
         ])
     if positive:
@@ -247,7 +247,13 @@ def _newton_step(Z, C, gram, alpha, positive, max_new_atoms, layout):
     return Z_new
 
 
-def _solve_supports(layout, active, rhs, width):
+def _solve_supports(C, gram, active, signs, alpha, width):
+    """``G_SS z_S = c_S - alpha s_S`` on each row's support (see
+    :func:`_solve_gathered`)."""
+    return _solve_gathered(_Layout(gram), active, C - alpha * signs, width)
+
+
+def _solve_gathered(layout, active, rhs, width):
     """``(G_SS + ridge I) z_S = rhs_S`` on each row's support, by batched
     Cholesky, zero elsewhere (the ridge relative to the system's largest
     diagonal entry).
