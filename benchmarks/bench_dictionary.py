@@ -16,6 +16,11 @@ Prints one row per target, with the ratio to scikit-learn:
   "to target" is the fewest epochs (``tol=None``) whose objective is within
   0.1% of scikit-learn's, "default" is a fit with the library's defaults,
   stopping rule included, whatever objective it ends at;
+* equal settings (issue 23): scikit-learn's denoising example as it is
+  (7x7 patches of the left half of ``skimage.data.camera()[::2, ::2]``,
+  standardised; ``n_components=50, batch_size=200, alpha=1``), both
+  libraries running the same 10 epochs (``max_iter=10``, no stopping rule),
+  with the objective of each (target: ratio >= 10, objective no worse);
 * lasso transform: ``DictionaryLearner.transform`` (batched FISTA) vs
   ``sparse_encode(algorithm="lasso_lars")`` on 8x8 patches of digits, with the
   same dictionary, objective within 1% (target: >= 20x faster). It runs at
@@ -31,7 +36,7 @@ median is reported. ``--threads N`` sets torch's and the BLAS's threads (one
 thread each is the fair comparison on a shared machine). Usage::
 
     python benchmarks/bench_dictionary.py [--quick] [--repeats N] [--device cpu]
-        [--threads N] [--only fit|coders] [--datasets digits,camera256,...]
+        [--threads N] [--only fit|equal|coders] [--datasets digits,camera256,...]
     python benchmarks/bench_dictionary.py --rules 1e-3:2,2e-3:1,3e-3:1
 """
 
@@ -123,6 +128,70 @@ def fit_data(name):
     X_train = LOADERS[name]()[0]
     return np.ascontiguousarray(X_train, dtype=np.float64), dict(
         n_components=64, alpha=1.0)
+
+
+def example_patches():
+    """The training data of scikit-learn's denoising example, on skimage's
+    ``camera``: every 7x7 patch of the left half of the photo subsampled to
+    256x256, each feature minus its mean, over its standard deviation
+    (30,500 patches)."""
+    import skimage.data
+
+    image = skimage.data.camera()[::2, ::2] / 255.0
+    data = extract_patches_2d(image[:, : image.shape[1] // 2], (7, 7))
+    data = data.reshape(len(data), -1)
+    data -= data.mean(axis=0)
+    data /= data.std(axis=0)
+    return data
+
+
+def bench_equal_settings(device, repeats, epochs=10):
+    """Both libraries at the example's settings, for the same ``epochs``."""
+    X = example_patches()
+    settings = dict(n_components=50, alpha=1.0, batch_size=200, max_iter=epochs)
+
+    def theirs():
+        return quiet(lambda: MiniBatchDictionaryLearning(
+            tol=0.0, max_no_improvement=None, random_state=0, **settings).fit(X))
+
+    def ours():
+        return quiet(lambda: DictionaryLearner(
+            tol=None, random_state=0, device=device, **settings).fit(X))
+
+    (t_theirs, t_ours), (sklearn_model, model) = interleaved([theirs, ours],
+                                                             repeats)
+    target = exact_objective(X, sklearn_model.components_, 1.0)
+    reached = exact_objective(X, model.components_, 1.0)
+    return dict(
+        name=f"equal settings: camera[::2, ::2] {X.shape[0]}x{X.shape[1]} k=50, "
+             f"batch 200, {int(sklearn_model.n_iter_)} / {model.n_iter_} ep",
+        ours=t_ours, theirs=t_theirs, target="ratio >= 10, objective <= sklearn",
+        detail=f"objective ours {reached:.5f}, sklearn {target:.5f} "
+               f"(ratio {reached / target:.5f})")
+
+
+def cpu_description():
+    """The CPU's model and whether it has bfloat16 instructions (the ratios
+    differ between CPUs that have them and CPUs that do not)."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown CPU":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        import platform
+
+        model = platform.processor() or model
+    has = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16",
+                             "amx_tile") if name in flags]
+    bf16 = ("AMX" if "amx_bf16" in flags else
+            "AVX512-BF16" if "avx512_bf16" in flags else "none native")
+    return (f"CPU {model}, {os.cpu_count()} logical cores, instruction sets: "
+            f"{', '.join(has) or 'none of avx2/avx512/amx'}; bfloat16: {bf16}")
 
 
 def exact_objective(X, D, alpha):
@@ -314,8 +383,9 @@ def main():
     parser.add_argument("--threads", type=int, default=None,
                         help="torch and BLAS threads (1 avoids contention on a "
                              "busy machine); default: the libraries' choice")
-    parser.add_argument("--only", choices=("fit", "coders"), default=None,
-                        help="only the fit rows, or only the others")
+    parser.add_argument("--only", choices=("fit", "equal", "coders"), default=None,
+                        help="only the fit rows, only the equal-settings row, "
+                             "or only the coders' rows")
     parser.add_argument("--datasets", default=None,
                         help="comma-separated fit data sets, from "
                              + ",".join(FIT_DATASETS))
@@ -335,6 +405,7 @@ def main():
     unknown = sorted(set(datasets) - set(FIT_DATASETS))
     if unknown:
         parser.error(f"unknown data set(s) {unknown}; choose from {FIT_DATASETS}")
+    print(cpu_description())
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"BLAS threads {args.threads or 'default'}, device {args.device}, "
           f"repeats {args.repeats} (median), load average "
@@ -347,6 +418,8 @@ def main():
             for row in bench_stopping_rules(name, args.device, args.repeats,
                                             args.rules):
                 print_row(row)
+    elif args.only == "equal":
+        print_row(bench_equal_settings(args.device, args.repeats))
     elif args.only != "fit":
         X, y = load_digits(return_X_y=True)
         X = X / 16.0
@@ -360,7 +433,8 @@ def main():
                     random_state=0).fit(P[:2000]).components_
                 print_row(bench_omp(P, D, 6, args.device, args.repeats))
                 print_row(bench_lasso(P, D, 1.0, args.device, args.repeats))
-    if args.only != "coders" and not args.rules:
+    if args.only in (None, "fit") and not args.rules:
+        print_row(bench_equal_settings(args.device, args.repeats))
         if args.quick and args.datasets is None:
             datasets = ("digits", "camera128")
         for name in datasets:

@@ -16,8 +16,7 @@ Random draws use torch's global generator: run them inside
 
 import torch
 
-from ..sparse._active_set import lasso_active_set
-from ..sparse._coders import lasso_objective
+from ..sparse._active_set import active_set_codes, lasso_active_set
 from ..sparse._updates import (
     init_dictionary,
     project_atoms,
@@ -146,8 +145,9 @@ class OnlineDictionaryLearning:
             The batch's summed lasso objective.
         """
         D = self.dictionary
-        Z = self.step_codes(X, codes[index], finish_cold=self._finish_cold)
-        batch_loss = float(lasso_objective(X, D, Z, self.alpha).sum())
+        Z, objective = self._step_codes(X, codes[index],
+                                        finish_cold=self._finish_cold)
+        batch_loss = float(objective.sum())
         update_inner_stats(self.A, self.B, Z, X, self.n_steps,
                            forget_exponent=self.forget_exponent)
         update_dictionary(D, self.A, self.B, X, Z, positive=self.positive_dict)
@@ -158,17 +158,21 @@ class OnlineDictionaryLearning:
     def step_codes(self, X, init, *, finish_cold=False):
         """The online step's codes of ``X``: a few Newton steps from ``init``
         (and a first-order finish from zeros with ``finish_cold``)."""
+        return self._step_codes(X, init, finish_cold=finish_cold)[0]
+
+    def _step_codes(self, X, init, *, finish_cold=False):
+        """:meth:`step_codes`, and each code's lasso objective."""
         if bool(init.any()):
             n_newton = max_iter = _STEP_NEWTON_WARM
         else:
             n_newton = _STEP_NEWTON_COLD
             max_iter = _FIT_CODER_MAX_ITER if finish_cold else n_newton
-        Z, _ = lasso_active_set(
+        Z, _, objective = active_set_codes(
             X, self.dictionary, self.alpha, init=init, max_iter=max_iter,
             tol=_STEP_TOL, positive=self.positive_code, max_newton=n_newton,
             max_new_atoms=1,
         )
-        return Z
+        return Z, objective
 
     @staticmethod
     def checks_per_epoch(n_samples, batch_size):
@@ -271,9 +275,9 @@ class OnlineDictionaryLearning:
         """Mean lasso objective of ``X`` (rows ``index`` of the data) over the
         dictionary, its codes warm-started from ``codes[index]`` and written
         back."""
-        Z = self.step_codes(X, codes[index])
+        Z, objective = self._step_codes(X, codes[index])
         codes[index] = Z
-        return float(lasso_objective(X, self.dictionary, Z, self.alpha).mean())
+        return float(objective.mean())
 
     def drop_features(self, n_features):
         """Keep the first ``n_features`` columns of the atoms (and of ``B``).

@@ -27,10 +27,9 @@ from ._coders import (
     lasso_objective,
     lasso_start,
 )
-from ._linalg import solve_on_supports
 from ._working_set import _GATHER_BUDGET, lasso_working_set
 
-__all__ = ["lasso_active_set"]
+__all__ = ["active_set_codes", "lasso_active_set"]
 
 # Relative ridge on the support systems: keeps the Cholesky factorisation of
 # nearly dependent atoms finite; the certificate judges the (tiny) bias.
@@ -111,88 +110,167 @@ def lasso_active_set(
     >>> bool((gap <= 1e-4 * primal).all())
     True
     """
+    Z, n_iter, _ = active_set_codes(
+        X, D, alpha, init=init, max_iter=max_iter, tol=tol, positive=positive,
+        gram=gram, correlations=correlations, lipschitz=lipschitz,
+        max_newton=max_newton, max_new_atoms=max_new_atoms)
+    return Z, n_iter
+
+
+def active_set_codes(X, D, alpha, *, init, max_iter, tol, positive, gram=None,
+                     correlations=None, lipschitz=None, max_newton=8,
+                     max_new_atoms=2):
+    """:func:`lasso_active_set`, which see, and each returned code's objective.
+
+    Every row takes the Newton steps together, whether solved or not: a
+    solved row's certified code and objective are set aside the step it is
+    certified, and its later steps are discarded. On minibatches of a few
+    hundred rows, compacting the unsolved rows after each step cost more
+    operations than the rows it saved.
+
+    Returns
+    -------
+    Z : torch.Tensor of shape (n, k)
+    n_iter : int
+    objective : torch.Tensor of shape (n,)
+        ``lasso_objective(X, D, Z, alpha)``.
+    """
     X, gram, correlations, Z = lasso_start(X, D, init, positive, gram, correlations)
     n_samples, n_components = correlations.shape
-    if n_samples == 0 or n_components == 0:
-        return Z, 0
-    if alpha == 0:
-        # Least squares: every atom is active, no support to guess.
-        return lasso_working_set(X, D, alpha, init=Z, max_iter=max_iter, tol=tol,
-                                 positive=positive, gram=gram,
-                                 correlations=correlations, lipschitz=lipschitz)
-    best = Z  # each sample's lowest-objective code so far (rows of ``rows``)
+    if n_samples == 0 or n_components == 0 or alpha == 0:
+        if n_samples and n_components:
+            # Least squares: every atom is active, no support to guess.
+            Z, n_iter = lasso_working_set(
+                X, D, alpha, init=Z, max_iter=max_iter, tol=tol,
+                positive=positive, gram=gram, correlations=correlations,
+                lipschitz=lipschitz)
+        else:
+            n_iter = 0
+        return Z, n_iter, lasso_objective(X, D, Z, alpha)
+    layout = _Layout(gram)
+    best = Z  # each sample's lowest-objective code so far
     best_objective = lasso_objective(X, D, Z, alpha)
-    # The samples not yet solved: their indices, rows of X and correlations.
-    rows, X_rows, C = torch.arange(n_samples, device=X.device), X, correlations
-    codes = Z.clone()
+    codes, objective = Z, best_objective  # the certified codes, once certified
+    solved = torch.zeros_like(best_objective, dtype=torch.bool)
+    n_newton = min(max_newton, max_iter)
     n_steps = 0
-    for n_steps in range(1, min(max_newton, max_iter) + 1):
-        Z = _newton_step(Z, C, gram, alpha, positive, max_new_atoms)
-        gap, objective = lasso_duality_gap(X_rows, D, Z, alpha, positive=positive)
-        improved = objective <= best_objective  # False for NaN codes
+    for n_steps in range(1, n_newton + 1):
+        Z = _newton_step(Z, correlations, gram, alpha, positive, max_new_atoms,
+                         layout)
+        gap, step_objective = lasso_duality_gap(X, D, Z, alpha, positive=positive)
+        improved = step_objective <= best_objective  # False for NaN codes
         best = torch.where(improved[:, None], Z, best)
-        best_objective = torch.where(improved, objective, best_objective)
+        best_objective = torch.where(improved, step_objective, best_objective)
         # A certified step solves its sample (NaN gaps are not certified).
         # Its code is kept, not a best code of lower objective: both are
         # within tol of the optimum, but only this one carries its proof.
-        solved = gap <= tol * objective
-        # One host sync for the bookkeeping (the count of unsolved rows).
-        left = torch.nonzero(~solved).squeeze(1)
-        if left.numel() < rows.numel():
-            done = torch.nonzero(solved).squeeze(1)
-            codes[rows[done]] = Z[done]
-            if left.numel() == 0:
-                return codes, n_steps
-            rows, X_rows, C = rows[left], X_rows[left], C[left]
-            Z, best, best_objective = Z[left], best[left], best_objective[left]
+        certified = (gap <= tol * step_objective) & ~solved
+        codes = torch.where(certified[:, None], Z, codes)
+        objective = torch.where(certified, step_objective, objective)
+        solved = solved | certified
+        if n_steps == n_newton or bool(solved.all()):  # one host sync a step
+            break
         # A failed step (NaN) restarts that sample from its best code.
         Z = torch.where(torch.isfinite(Z).all(dim=1, keepdim=True), Z, best)
-    codes[rows] = best
+    codes = torch.where(solved[:, None], codes, best)
+    objective = torch.where(solved, objective, best_objective)
     if n_steps >= max_iter:
-        return codes, n_steps
+        return codes, n_steps, objective
+    rows = torch.nonzero(~solved).squeeze(1)
+    if rows.numel() == 0:
+        return codes, n_steps, objective
+    X_rows, best, best_objective = X[rows], best[rows], best_objective[rows]
     rest, rest_iter = lasso_working_set(
         X_rows, D, alpha, init=best, max_iter=max_iter - n_steps, tol=tol,
-        positive=positive, gram=gram, correlations=C, lipschitz=lipschitz,
+        positive=positive, gram=gram, correlations=correlations[rows],
+        lipschitz=lipschitz,
     )
     # The finish returns its last iterate: keep the best code should it stop
     # uncertified above it.
-    better = lasso_objective(X_rows, D, rest, alpha) <= best_objective
+    rest_objective = lasso_objective(X_rows, D, rest, alpha)
+    better = rest_objective <= best_objective
     codes[rows] = torch.where(better[:, None], rest, best)
-    return codes, n_steps + rest_iter
+    objective[rows] = torch.where(better, rest_objective, best_objective)
+    return codes, n_steps + rest_iter, objective
 
 
-def _newton_step(Z, C, gram, alpha, positive, max_new_atoms):
+class _Layout:
+    """What the support systems of one dictionary are gathered from.
+
+    ``first``/``last`` rank the atoms of a support first, each group in atom
+    order (a row's ``topk`` of ``where(active, first, last)`` lists its
+    support, then the padding atoms); ``padded`` is the Gram matrix with an
+    identity block appended, whose atoms ``k + i`` fill padding slot ``i``:
+    one ``take`` then gathers every system with identity rows in its padding.
+    """
+
+    def __init__(self, gram):
+        k = gram.shape[0]
+        index = torch.arange(k, device=gram.device)
+        self.first = 2 * k - index
+        self.last = -index
+        self.padding = k + index
+        self.size = 2 * k
+        self.padded = torch.block_diag(gram, torch.eye(k, dtype=gram.dtype,
+                                                       device=gram.device))
+
+
+def _newton_step(Z, C, gram, alpha, positive, max_new_atoms, layout):
     """One primal-dual active-set step for every row: guess, then solve."""
     # A unit gradient step (atoms have norm at most one, so the Gram
     # diagonal is at most one): its entries beyond alpha are the guess.
     guess = torch.addmm(C, Z, gram, alpha=-1.0).add_(Z)
-    excess = (guess if positive else guess.abs()) - alpha
+    excess = guess - alpha if positive else guess.abs().sub_(alpha)
     active = excess > 0
-    new = active & (Z == 0)
     limit = min(max_new_atoms, Z.shape[1])
     if limit < Z.shape[1]:
         # Keep only the largest few new violations per sample.
-        top = torch.where(new, excess, -torch.inf).topk(limit, dim=1).indices
-        allowed = torch.zeros_like(active).scatter_(1, top, True)
-        active = (active & (Z != 0)) | (new & allowed)
-    signs = torch.ones_like(guess) if positive else torch.sign(guess)
+        nonzero = Z != 0
+        candidates = excess.masked_fill_(nonzero, -torch.inf)
+        top = (candidates.argmax(dim=1, keepdim=True) if limit == 1
+               else candidates.topk(limit, dim=1).indices)
+        allowed = torch.zeros_like(active).scatter_(
+            1, top, candidates.gather(1, top) > 0)
+        active = active.logical_and_(nonzero).logical_or_(allowed)
+    rhs = C - alpha if positive else torch.sub(C, torch.sign(guess), alpha=alpha)
     width = max(int(active.sum(dim=1).max()), 1)
     chunk = max(1, _GATHER_BUDGET // (width * width))
-    solved = [
-        _solve_supports(C[part], gram, active[part], signs[part], alpha, width)
-        for part in torch.arange(Z.shape[0], device=Z.device).split(chunk)
-    ]
-    Z_new = torch.cat(solved)
+    if Z.shape[0] <= chunk:
+        Z_new = _solve_gathered(layout, active, rhs, width)
+    else:
+        Z_new = torch.cat([
+            _solve_gathered(layout, active[part], rhs[part], width)
+            for part in torch.arange(Z.shape[0], device=Z.device).split(chunk)
+        ])
     if positive:
         Z_new.clamp_(min=0)
     return Z_new
 
 
 def _solve_supports(C, gram, active, signs, alpha, width):
-    """``G_SS z_S = c_S - alpha s_S`` on each row's support, by batched Cholesky.
+    """``G_SS z_S = c_S - alpha s_S`` on each row's support (see
+    :func:`_solve_gathered`)."""
+    return _solve_gathered(_Layout(gram), active, C - alpha * signs, width)
+
+
+def _solve_gathered(layout, active, rhs, width):
+    """``(G_SS + ridge I) z_S = rhs_S`` on each row's support, by batched
+    Cholesky, zero elsewhere (the ridge relative to the system's largest
+    diagonal entry).
 
     Rows whose system is not positive definite come back as NaN (and restart
     from their best code).
     """
-    return solve_on_supports(gram, active, C - alpha * signs, _RIDGE,
-                             relative_ridge=True, width=width)
+    slots = torch.where(active, layout.first, layout.last).topk(width, dim=1).indices
+    padding = ~active.gather(1, slots)                                 # (m, w)
+    gathered = torch.where(padding, layout.padding[:width], slots)
+    system = layout.padded.take(gathered[:, :, None] * layout.size
+                                + gathered[:, None, :])                # (m, w, w)
+    diagonal = torch.diagonal(system, dim1=1, dim2=2)
+    ridge = diagonal.masked_fill(padding, 0).amax(dim=1, keepdim=True)
+    diagonal.add_(ridge.mul_(_RIDGE).masked_fill(padding, 0))
+    right = rhs.gather(1, slots).masked_fill_(padding, 0).unsqueeze(-1)
+    factor, info = torch.linalg.cholesky_ex(system)
+    solution = torch.cholesky_solve(right, factor).squeeze(-1)
+    solution = solution.masked_fill_((info != 0).unsqueeze(1), torch.nan)
+    return torch.zeros_like(rhs).scatter_(1, slots, solution)
