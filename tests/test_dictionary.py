@@ -509,7 +509,7 @@ def test_convergence_warning_and_tol_stop(digits):
         (lambda X: np.where(X == X.max(), np.inf, X), ValueError, "infinity"),
         (lambda X: X[:0], ValueError, "0 sample"),
         (lambda X: X[:, 0], ValueError, "Expected 2D array"),
-        (lambda X: X.astype(str).astype(object) + "x", ValueError, "convert"),
+        (lambda X: X.astype(str).astype(object) + "x", ValueError, "non-numeric"),
     ],
     ids=["nan", "inf", "empty", "1d", "strings"],
 )
