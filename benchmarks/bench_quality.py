@@ -275,6 +275,9 @@ def main(argv=None):
                         help="random states, e.g. 0-2 or 0,3,7 (default 0-2)")
     parser.add_argument("--datasets", default=",".join(DATASETS),
                         help="comma-separated subset of " + ",".join(DATASETS))
+    parser.add_argument("--representations", default=",".join(REPRESENTATIONS),
+                        help="comma-separated subset of "
+                        + ",".join(REPRESENTATIONS))
     parser.add_argument("--n-components", type=int, default=16)
     parser.add_argument("--max-train", type=int, default=None,
                         help="training rows per data set (default 2000)")
@@ -286,6 +289,11 @@ def main(argv=None):
     unknown = sorted(set(datasets) - set(DATASETS))
     if unknown:
         parser.error(f"unknown data set(s) {unknown}; choose from {DATASETS}")
+    chosen = {name.strip() for name in args.representations.split(",")}
+    unknown = sorted(chosen - set(REPRESENTATIONS) - {""})
+    if unknown:
+        parser.error(f"unknown representation(s) {unknown}; choose from "
+                     f"{REPRESENTATIONS}")
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     max_train = args.max_train or (300 if args.quick else 2000)
     torch.set_num_threads(args.threads)
@@ -317,7 +325,8 @@ def main(argv=None):
                      f"test accuracy {counts.max() / counts.sum():.3f}")
         facts.append(fact)
         reps = [r for r in REPRESENTATIONS
-                if y_train is not None or r not in ("raw", "DL sup")]
+                if (r in chosen or r == "PCA")
+                and (y_train is not None or r not in ("raw", "DL sup"))]
         results = {rep: [evaluate(rep, data, args.n_components, seed)
                          for seed in seeds] for rep in reps}
         pca_mse = np.mean([r["MSE"] for r in results["PCA"]])

@@ -4,9 +4,10 @@ from numbers import Real
 
 from torch import nn
 
-from ._neural import BaseNeuralTransformer
+from ._neural import BaseNeuralTransformer, _checked_layer_sizes
+from ._pca_start import pca_start
 from .base import check_unit_interval
-from .nn import Autoencoder
+from .nn import AnchoredDecoder, AnchoredEncoder, Autoencoder, anchor_on_pca, make_mlp
 from .nn._autoencoder import SparseAutoencoder
 from .utils._sklearn_compat import Interval, StrOptions
 
@@ -67,6 +68,19 @@ class AutoencoderTransformer(BaseNeuralTransformer):
         autoencoder's filters stay as spread out as random ones. Too large a
         value shuts the code off (every sample reconstructed as the mean).
         0 trains a plain autoencoder, with no extra work per batch.
+    init : {"pca", "random"}, default="pca"
+        How the built-in MLP (``architecture="mlp"``, ``loss="mse"``,
+        ``sparsity=0``, no ``encoder``/``decoder`` of yours) starts. "pca":
+        the encoder and decoder each get a linear path beside the layers of
+        ``hidden_layer_sizes`` (code = linear map + hidden layers, the same
+        for the decoder), working on X centred and divided by one scale (the
+        root mean variance of its features, stored, so ``inverse_transform``
+        returns X's units). The linear paths start as PCA's projection and
+        reconstruction and the hidden layers' last weights at zero: training
+        starts from PCA's reconstruction and refines it. With
+        ``hidden_layer_sizes=()`` the model is linear and starts at PCA's
+        optimum. "random": a plain MLP with torch's default initialisation.
+        Other models always start at random.
     max_iter : int, default=200
         Maximum number of epochs (passes over the data).
     batch_size : int, default=128
@@ -169,6 +183,7 @@ default="adam"
         "loss": [StrOptions({"mse", "bce"})],
         "denoising": [Interval(Real, 0, 1, closed="left")],
         "sparsity": [Interval(Real, 0, None, closed="left")],
+        "init": [StrOptions({"pca", "random"})],
     }
 
     def __init__(
@@ -184,6 +199,7 @@ default="adam"
         loss="mse",
         denoising=0.0,
         sparsity=0.0,
+        init="pca",
         max_iter=200,
         batch_size=128,
         learning_rate=1e-3,
@@ -203,21 +219,49 @@ default="adam"
         self.loss = loss
         self.denoising = denoising
         self.sparsity = sparsity
+        self.init = init
 
     _STRUCTURAL_PARAMETERS = (
         *BaseNeuralTransformer._STRUCTURAL_PARAMETERS, "loss", "denoising",
-        "sparsity",
+        "sparsity", "init",
     )
 
     def __setstate__(self, state):
-        # Models saved before ``sparsity`` existed were trained without it.
-        state.setdefault("sparsity", 0.0)
-        built = state.get("_built_structure")
-        if built is not None and "sparsity" not in built:
-            state["_built_structure"] = {**built, "sparsity": 0.0}
+        # Models saved before ``sparsity`` or ``init`` existed were trained
+        # without the penalty, from a random start.
+        for name, old in (("sparsity", 0.0), ("init", "random")):
+            state.setdefault(name, old)
+            built = state.get("_built_structure")
+            if built is not None and name not in built:
+                state["_built_structure"] = {**built, name: old}
+            parameters = state.get("_built_parameters")
+            if parameters is not None and name not in parameters:
+                state["_built_parameters"] = {**parameters, name: old}
         super().__setstate__(state)
 
     # ---------------------------------------------------------------- hooks
+    def _starts_at_pca(self):
+        return (self.init == "pca" and self.architecture == "mlp"
+                and self.loss == "mse" and self.sparsity == 0
+                and self.encoder is None and self.decoder is None)
+
+    def _encoder_and_decoder(self, n_features):
+        if not self._starts_at_pca():
+            return super()._encoder_and_decoder(n_features)
+        hidden = _checked_layer_sizes(self.hidden_layer_sizes)
+        k = self.n_components
+        encoder_path = decoder_path = None
+        if hidden:
+            encoder_path = make_mlp((n_features, *hidden, k), self.activation)
+            decoder_path = make_mlp((k, *hidden[::-1], n_features), self.activation)
+        return (AnchoredEncoder(n_features, k, encoder_path),
+                AnchoredDecoder(k, n_features, decoder_path))
+
+    def _initialize_module(self, module, X, seed):
+        if self._starts_at_pca():
+            mean, scale, components = pca_start(X, self.n_components, seed)
+            anchor_on_pca(module.encoder, module.decoder, mean, scale, components)
+
     def _check_training_values(self, X):
         if self.loss == "bce":
             check_unit_interval(X, "loss='bce'", "loss='mse'")

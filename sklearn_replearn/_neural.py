@@ -179,6 +179,10 @@ class BaseNeuralTransformer(BaseRepresentation):
     def _check_training_values(self, X):
         """Data-dependent checks on validated training data (none by default)."""
 
+    def _initialize_module(self, module, X, seed):
+        """Set a freshly built module's starting weights from the training
+        data X (nothing by default: the layers' own initialisation)."""
+
     def _training_warmup(self):
         """``(module attribute, final value, epochs)`` to anneal, or None.
 
@@ -211,6 +215,7 @@ class BaseNeuralTransformer(BaseRepresentation):
             with seeded(self.random_state, device) as seed:
                 train_X, valid_X = self._split_validation(X, seed)
                 module = self._checked_module(X.shape[1], device)
+                self._initialize_module(module, train_X, seed)
                 net = self._build_net(module, device, valid_X=valid_X)
                 record = train_net(net, train_X)
             strip_net(net)
@@ -261,6 +266,7 @@ class BaseNeuralTransformer(BaseRepresentation):
                         offset=getattr(self, "n_iter_", 0)):
                 if first_call:
                     module = self._checked_module(X.shape[1], device)
+                    self._initialize_module(module, X, seed)
                     net = self._build_net(module, device, valid_X=None,
                                           for_partial_fit=True)
                 else:

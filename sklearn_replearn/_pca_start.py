@@ -1,0 +1,63 @@
+"""The PCA a PCA-anchored autoencoder starts from (``init="pca"``)."""
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.decomposition import PCA
+
+__all__ = ["pca_start"]
+
+
+def _mean_and_scale(X):
+    """Per-feature mean, and the root mean variance of the features.
+
+    One scale for all features keeps the squared error's weighting of the
+    features as it is in X (per-feature standardisation would not).
+    """
+    if sp.issparse(X):
+        mean = np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
+        squares = np.asarray(X.multiply(X).mean(axis=0, dtype=np.float64)).ravel()
+    else:
+        mean = X.mean(axis=0, dtype=np.float64)
+        squares = np.einsum("ij,ij->j", X, X, dtype=np.float64) / X.shape[0]
+    variance = float(np.mean(np.maximum(squares - mean**2, 0.0)))
+    scale = np.sqrt(variance)
+    # Constant data: any scale reconstructs it (the mean does).
+    return mean, (scale if np.isfinite(scale) and scale > 0 else 1.0)
+
+
+def pca_start(X, n_components, seed):
+    """Mean, scale and principal axes of training data X.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Validated training data.
+    n_components : int
+        Code width; at most ``min(n_samples, n_features)`` axes exist, and
+        fewer rows are returned when X has fewer.
+    seed : int
+        Seeds a randomised solver.
+
+    Returns
+    -------
+    mean : ndarray of shape (n_features,)
+    scale : float
+    components : ndarray of shape (n_found, n_features)
+        Orthonormal axes, the largest variance first.
+    """
+    mean, scale = _mean_and_scale(X)
+    n_samples, n_features = X.shape
+    n_found = min(n_components, n_samples, n_features)
+    if n_samples < 2:
+        return mean, scale, np.zeros((0, n_features))
+    if sp.issparse(X):
+        if n_found >= min(n_samples, n_features):
+            X = X.toarray()
+            solver = "full"
+        else:
+            solver = "arpack"  # PCA centres sparse X implicitly
+    else:
+        solver = "auto"
+    pca = PCA(n_components=n_found, svd_solver=solver,
+              random_state=seed % (2**32)).fit(X)
+    return mean, scale, pca.components_
