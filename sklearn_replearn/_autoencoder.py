@@ -1,5 +1,6 @@
 """AutoencoderTransformer: the code of an encoder-decoder network as features."""
 
+from copy import deepcopy
 from numbers import Real
 
 from torch import nn
@@ -200,12 +201,12 @@ default="adam"
         denoising=0.0,
         sparsity=0.0,
         init="pca",
-        max_iter=200,
+        max_iter="auto",
         batch_size=128,
         learning_rate=1e-3,
         optimizer="adam",
         weight_decay=0.0,
-        early_stopping=False,
+        early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-4,
@@ -261,6 +262,32 @@ default="adam"
         if self._starts_at_pca():
             mean, scale, components = pca_start(X, self.n_components, seed)
             anchor_on_pca(module.encoder, module.decoder, mean, scale, components)
+            return deepcopy(module.state_dict())
+        return None
+
+    def _after_training(self, module, valid_X, start):
+        if start is None or valid_X is None:
+            return
+        # The PCA start competes with the best trained epoch on the
+        # validation rows: the model kept never reconstructs them worse.
+        trained = deepcopy(module.state_dict())
+        trained_error = self._validation_error(module, valid_X)
+        module.load_state_dict(start)
+        start_error = self._validation_error(module, valid_X)
+        if start_error > trained_error:
+            module.load_state_dict(trained)
+            return None
+        return start_error
+
+    def _validation_error(self, module, X):
+        was_training = module.training
+        module.eval()
+        device = next(module.parameters()).device
+        errors = self._batched(
+            lambda batch: (module.reconstruct(batch) - batch).pow(2).mean(
+                dim=1, keepdim=True), X, 1, device, fixed_shape=True)
+        module.train(was_training)
+        return float(errors.mean(dtype="float64"))
 
     def _check_training_values(self, X):
         if self.loss == "bce":

@@ -56,8 +56,10 @@ def pca_start(X, n_components, seed):
             solver = "full"
         else:
             solver = "arpack"  # PCA centres sparse X implicitly
+    elif n_samples * n_features * min(n_samples, n_features) <= 1e11:
+        solver = "full"  # exact (a randomised solver misses PCA by ~0.1%)
     else:
-        solver = "auto"
+        solver = "randomized"
     pca = PCA(n_components=n_found, svd_solver=solver,
               random_state=seed % (2**32)).fit(X)
     return mean, scale, pca.components_
