@@ -82,8 +82,12 @@ class AutoencoderTransformer(BaseNeuralTransformer):
         ``hidden_layer_sizes=()`` the model is linear and starts at PCA's
         optimum. "random": a plain MLP with torch's default initialisation.
         Other models always start at random.
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the data).
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs (passes over the data). "auto": the epochs
+        that make about 5,000 gradient steps (``ceil(n_train / batch_size)``
+        steps per epoch), at least 20 and at most 2,000, so that a small data
+        set trains as many steps as a large one; the stopping rule usually
+        ends training sooner.
     batch_size : int, default=128
         Samples per minibatch, for training and for batched inference.
     learning_rate : float, default=1e-3
@@ -93,10 +97,13 @@ default="adam"
         The optimizer.
     weight_decay : float, default=0.0
         L2 penalty passed to the optimizer.
-    early_stopping : bool, default=False
+    early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the data, stop when its loss has not
-        improved for ``n_iter_no_change`` epochs and restore the best weights.
-        Without it, all data is used for training.
+        improved for ``n_iter_no_change`` epochs and restore the best weights;
+        with ``init="pca"``, the PCA start is kept instead when it reconstructs
+        the held-out rows better. False trains on all data until the training
+        loss plateaus (``tol``) or ``max_iter``; the training error then keeps
+        falling long after the held-out error has turned up.
     validation_fraction : float in (0, 1), default=0.1
         Share held out when ``early_stopping=True``.
     n_iter_no_change : int, default=10
@@ -136,8 +143,9 @@ default="adam"
     validation_scores_ : list of float
         Minus the validation loss of each epoch (only with early stopping).
     best_validation_score_ : float
-        Best of ``validation_scores_`` (only with early stopping); its weights
-        are the ones kept.
+        Minus the validation loss of the weights kept (only with early
+        stopping): the best of ``validation_scores_``, or the PCA start's
+        when that is kept.
     net_ : skorch.NeuralNet
         The trained skorch net.
     module_ : torch.nn.Module

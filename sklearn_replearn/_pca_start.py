@@ -63,3 +63,29 @@ def pca_start(X, n_components, seed):
     pca = PCA(n_components=n_found, svd_solver=solver,
               random_state=seed % (2**32)).fit(X)
     return mean, scale, pca.components_
+
+
+def residual_variance(X, mean, components, batch_size=4096):
+    """Per-feature variance of X left unexplained by ``components``.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+    mean : ndarray of shape (n_features,)
+    components : ndarray of shape (n_found, n_features)
+        Orthonormal axes.
+    batch_size : int, default=4096
+        Rows densified at a time.
+
+    Returns
+    -------
+    variance : ndarray of shape (n_features,)
+    """
+    total = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], batch_size):
+        rows = X[start:start + batch_size]
+        rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
+        centred = rows.astype(np.float64) - mean
+        residual = centred - (centred @ components.T) @ components
+        total += np.einsum("ij,ij->j", residual, residual)
+    return total / max(X.shape[0], 1)
