@@ -303,7 +303,7 @@ class BaseNeuralTransformer(BaseRepresentation):
             else:
                 device = torch.device(self.net_.device)
             with seeded(self.random_state, device,
-                        offset=getattr(self, "n_iter_", 0)):
+                        offset=getattr(self, "n_iter_", 0)) as seed:
                 if first_call:
                     module = self._checked_module(X.shape[1], device)
                     self._initialize_module(module, X, seed)

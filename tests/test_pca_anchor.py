@@ -17,7 +17,12 @@ from sklearn.model_selection import train_test_split
 
 from sklearn_replearn import AutoencoderTransformer, VAETransformer
 from sklearn_replearn._pca_start import pca_start, residual_variance
-from sklearn_replearn.nn import AnchoredDecoder, AnchoredEncoder, anchor_on_pca, make_mlp
+from sklearn_replearn.nn import (
+    AnchoredDecoder,
+    AnchoredEncoder,
+    anchor_on_pca,
+    make_mlp,
+)
 
 # The network computes in float32 and PCA in float64: "no worse than PCA"
 # allows this relative slack.
