@@ -367,7 +367,8 @@ def test_pandas_output_and_feature_names(digits):
 # ------------------------------------------------------------ fitted state
 def test_fitted_attributes(digits):
     X_train, _, _, _ = digits
-    ae = fast_ae(max_iter=5, tol=None).fit(X_train)
+    # Without early stopping (the default holds out a validation split).
+    ae = fast_ae(max_iter=5, tol=None, early_stopping=False).fit(X_train)
     assert ae.n_iter_ == 5 and len(ae.loss_curve_) == 5
     assert ae.n_features_in_ == 64
     assert ae.components_.shape == (32, 64)
