@@ -270,8 +270,11 @@ default="adam"
         if self._starts_at_pca():
             mean, scale, components = pca_start(X, self.n_components, seed)
             anchor_on_pca(module.encoder, module.decoder, mean, scale, components)
-            return deepcopy(module.state_dict())
-        return None
+            # The start may reconstruct X almost exactly (n_components close
+            # to the rank): explosions count from the loss of predicting the
+            # mean, scale**2, not from a first loss of ~0.
+            return deepcopy(module.state_dict()), scale**2
+        return None, None
 
     def _after_training(self, module, valid_X, start):
         if start is None or valid_X is None:

@@ -190,9 +190,12 @@ class BaseNeuralTransformer(BaseRepresentation):
         """Set a freshly built module's starting weights from the training
         data X (nothing by default: the layers' own initialisation).
 
-        Returns what ``_after_training`` needs to know of the start, or None.
+        Returns ``(start, reference_loss)``: what ``_after_training`` needs
+        to know of the start, and the loss the divergence check measures
+        explosions from (None for both: the first batch's loss). A start
+        that already fits X well needs the latter: its first loss may be ~0.
         """
-        return None
+        return None, None
 
     def _after_training(self, module, valid_X, start):
         """Adjust the trained module, given the validation rows (None
@@ -250,10 +253,10 @@ class BaseNeuralTransformer(BaseRepresentation):
                 module = self._checked_module(X.shape[1], device)
                 # All rows: a start computed from them (PCA) is what the
                 # model falls back on, and it should miss none of the data.
-                start = self._initialize_module(module, X, seed)
+                start, reference = self._initialize_module(module, X, seed)
                 budget = self._epoch_budget(train_X.shape[0])
                 net = self._build_net(module, device, valid_X=valid_X,
-                                      max_epochs=budget)
+                                      max_epochs=budget, reference_loss=reference)
                 record = train_net(net, train_X)
                 kept_start = self._after_training(net.module_, valid_X, start)
             strip_net(net)
@@ -306,9 +309,10 @@ class BaseNeuralTransformer(BaseRepresentation):
                         offset=getattr(self, "n_iter_", 0)) as seed:
                 if first_call:
                     module = self._checked_module(X.shape[1], device)
-                    self._initialize_module(module, X, seed)
+                    _, reference = self._initialize_module(module, X, seed)
                     net = self._build_net(module, device, valid_X=None,
-                                          for_partial_fit=True)
+                                          for_partial_fit=True,
+                                          reference_loss=reference)
                 else:
                     net = self.net_
                 record = self._train_in_place(net, X)
@@ -428,7 +432,7 @@ class BaseNeuralTransformer(BaseRepresentation):
             ) from error
 
     def _build_net(self, module, device, *, valid_X, for_partial_fit=False,
-                   max_epochs=None):
+                   max_epochs=None, reference_loss=None):
         early_stopping = self.early_stopping and not for_partial_fit
         return build_net(
             module,
@@ -450,6 +454,7 @@ class BaseNeuralTransformer(BaseRepresentation):
             callbacks=deepcopy(self.callbacks or []),
             warmup=self._training_warmup(),
             accelerator=self.accelerator,
+            reference_loss=reference_loss,
         )
 
     def _record(self, record, warn_if_not_converged, max_epochs=None):

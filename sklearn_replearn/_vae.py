@@ -307,7 +307,7 @@ default="adam"
     def _initialize_module(self, module, X, seed):
         noise = module.noise_logvar
         if not isinstance(noise, torch.nn.Parameter):
-            return None
+            return None, None
         # The learned noise variance starts at PCA's residual variance per
         # feature (probabilistic PCA's noise at this width), not at 1: the
         # log-variances move by about learning_rate per step, so a start far
@@ -319,7 +319,7 @@ default="adam"
         with torch.no_grad():
             noise.copy_(torch.as_tensor(
                 np.log(np.maximum(variance, floor)), dtype=noise.dtype))
-        return None
+        return None, None
 
     def _make_criterion(self):
         # The VAE module computes its own loss (the negative ELBO).

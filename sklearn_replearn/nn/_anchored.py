@@ -121,8 +121,11 @@ def anchor_on_pca(encoder, decoder, mean, scale, components):
         beyond them start at zero on the linear path.
     """
     device = encoder.linear.weight.device
-    as_tensor = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32,  # noqa: E731
-                                          device=device)
+
+    def as_tensor(values):
+        return torch.as_tensor(np.ascontiguousarray(values), dtype=torch.float32,
+                               device=device)
+
     for part in (encoder, decoder):
         part.mean.copy_(as_tensor(mean))
         part.scale.fill_(float(scale))
