@@ -174,3 +174,15 @@ def test_default_vae_converges_on_faces(faces):
         warnings.simplefilter("error", ConvergenceWarning)
         vae = VAETransformer(16, random_state=0, device="cpu").fit(X_train)
     assert vae.n_iter_ < vae._epoch_budget(90)
+
+
+def test_exact_pca_start_is_not_taken_for_divergence(digits):
+    """With n_components >= n_features the start reconstructs X exactly (a
+    first loss of ~0); training noise must not read as an explosion."""
+    X_train, X_test = digits
+    X_small = X_train[:, 18:22]  # four pixels that vary
+    ae = AutoencoderTransformer(8, max_iter=3, random_state=0,
+                                device="cpu").fit(X_small)
+    error = np.mean((ae.inverse_transform(ae.transform(X_test[:, 18:22]))
+                     - X_test[:, 18:22]) ** 2)
+    assert error < 1e-3 * X_small.var()
