@@ -71,7 +71,9 @@ class AutoencoderTransformer(BaseNeuralTransformer):
         0 trains a plain autoencoder, with no extra work per batch.
     init : {"pca", "random"}, default="pca"
         How the built-in MLP (``architecture="mlp"``, ``loss="mse"``,
-        ``sparsity=0``, no ``encoder``/``decoder`` of yours) starts. "pca":
+        ``sparsity=0``, ``denoising=0``, no ``encoder``/``decoder`` of yours)
+        starts (PCA is the optimum of plain reconstruction, not of a
+        denoising or sparse one). "pca":
         the encoder and decoder each get a linear path beside the layers of
         ``hidden_layer_sizes`` (code = linear map + hidden layers, the same
         for the decoder), working on X centred and divided by one scale (the
@@ -252,7 +254,7 @@ default="adam"
     def _starts_at_pca(self):
         return (self.init == "pca" and self.architecture == "mlp"
                 and self.loss == "mse" and self.sparsity == 0
-                and self.encoder is None and self.decoder is None)
+                and self.denoising == 0 and self.encoder is None and self.decoder is None)
 
     def _encoder_and_decoder(self, n_features):
         if not self._starts_at_pca():
