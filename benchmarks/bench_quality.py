@@ -30,6 +30,11 @@ with the library's defaults except ``n_components`` and
 * ``raw``: the pixels themselves (no reconstruction, no fit);
 * ``PCA``: ``sklearn.decomposition.PCA``;
 * ``AE``: ``AutoencoderTransformer``;
+* ``AE linear``: ``AutoencoderTransformer(hidden_layer_sizes=())``, which
+  can at best reach PCA;
+* ``AE deep`` (only when ``--representations`` names it):
+  ``AutoencoderTransformer(hidden_layer_sizes=(1000, 500, 250))``; on MNIST
+  see ``bench_deep_autoencoder.py``;
 * ``VAE``: ``VAETransformer`` (Gaussian likelihood, learned noise variance);
 * ``DL``: ``DictionaryLearner`` fit without labels;
 * ``DL sup``: ``DictionaryLearner`` fit with the labels (labelled sets only).
@@ -81,7 +86,11 @@ from threadpoolctl import threadpool_limits
 from sklearn_replearn import AutoencoderTransformer, DictionaryLearner, VAETransformer
 
 DATASETS = ("digits", "textures", "faces", "patches")
-REPRESENTATIONS = ("raw", "PCA", "AE", "VAE", "DL", "DL sup")
+REPRESENTATIONS = ("raw", "PCA", "AE", "AE linear", "AE deep", "VAE", "DL",
+                   "DL sup")
+# Run unless --representations names them (the deep AE is slow on 2 cores).
+OPT_IN = ("AE deep",)
+DEEP_SHAPE = (1000, 500, 250)  # Hinton & Salakhutdinov (2006)
 TEXTURE_IMAGES = ("brick", "grass", "gravel", "moon", "coins", "cell", "camera")
 PATCH_IMAGES = ("astronaut", "chelsea", "coffee")
 DATA_SEED = 0  # fixes splits, patch positions and subsamples, whatever --seeds
@@ -198,6 +207,13 @@ def make(rep, n_components, seed):
         return PCA(n_components=n_components, random_state=seed)
     if rep == "AE":
         return AutoencoderTransformer(n_components=n_components, random_state=seed)
+    if rep == "AE linear":
+        return AutoencoderTransformer(n_components=n_components,
+                                      hidden_layer_sizes=(), random_state=seed)
+    if rep == "AE deep":
+        return AutoencoderTransformer(n_components=n_components,
+                                      hidden_layer_sizes=DEEP_SHAPE,
+                                      random_state=seed)
     if rep == "VAE":
         return VAETransformer(n_components=n_components, random_state=seed)
     return DictionaryLearner(n_components=n_components, random_state=seed)
@@ -275,6 +291,11 @@ def main(argv=None):
                         help="random states, e.g. 0-2 or 0,3,7 (default 0-2)")
     parser.add_argument("--datasets", default=",".join(DATASETS),
                         help="comma-separated subset of " + ",".join(DATASETS))
+    parser.add_argument("--representations",
+                        default=",".join(r for r in REPRESENTATIONS
+                                         if r not in OPT_IN),
+                        help="comma-separated subset of "
+                        + ",".join(REPRESENTATIONS))
     parser.add_argument("--n-components", type=int, default=16)
     parser.add_argument("--max-train", type=int, default=None,
                         help="training rows per data set (default 2000)")
@@ -286,6 +307,11 @@ def main(argv=None):
     unknown = sorted(set(datasets) - set(DATASETS))
     if unknown:
         parser.error(f"unknown data set(s) {unknown}; choose from {DATASETS}")
+    chosen = {name.strip() for name in args.representations.split(",")}
+    unknown = sorted(chosen - set(REPRESENTATIONS) - {""})
+    if unknown:
+        parser.error(f"unknown representation(s) {unknown}; choose from "
+                     f"{REPRESENTATIONS}")
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     max_train = args.max_train or (300 if args.quick else 2000)
     torch.set_num_threads(args.threads)
@@ -317,7 +343,8 @@ def main(argv=None):
                      f"test accuracy {counts.max() / counts.sum():.3f}")
         facts.append(fact)
         reps = [r for r in REPRESENTATIONS
-                if y_train is not None or r not in ("raw", "DL sup")]
+                if (r in chosen or r == "PCA")
+                and (y_train is not None or r not in ("raw", "DL sup"))]
         results = {rep: [evaluate(rep, data, args.n_components, seed)
                          for seed in seeds] for rep in reps}
         pca_mse = np.mean([r["MSE"] for r in results["PCA"]])

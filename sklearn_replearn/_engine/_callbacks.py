@@ -174,11 +174,13 @@ class LinearWarmup(Callback):
 
 
 def make_policy_callback(*, owner, max_iter, tol, n_iter_no_change, warmup_epochs,
-                         verbose, learning_rate, early_stopping):
+                         verbose, learning_rate, early_stopping,
+                         reference_loss=None):
     """The :class:`PolicyCallback` for a net trained with these settings."""
     policy = TrainingPolicy(
         owner=owner, max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
         warmup_epochs=warmup_epochs, verbose=verbose,
         divergence_hint=f"Lower learning_rate (it is {learning_rate})",
+        reference_loss=reference_loss,
     )
     return PolicyCallback(policy, restore_best=early_stopping)

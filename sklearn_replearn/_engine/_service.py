@@ -56,7 +56,7 @@ def training_device(device, accelerator=None):
 def build_net(module, *, criterion, device, owner, max_iter, batch_size,
               learning_rate, optimizer, weight_decay, early_stopping,
               n_iter_no_change, tol, verbose, callbacks=None, valid_X=None,
-              warmup=None, accelerator=None):
+              warmup=None, accelerator=None, reference_loss=None):
     """Build the net that trains ``module`` to reconstruct its input.
 
     Parameters mirror the estimators' (see ``AutoencoderTransformer``).
@@ -66,7 +66,8 @@ def build_net(module, *, criterion, device, owner, max_iter, batch_size,
     n_epochs)`` ramps a module attribute from 0 to ``value`` (the VAE's KL
     weight); those epochs do not count for stopping. ``callbacks`` are the
     user's skorch callbacks (already copied). ``accelerator`` trains through
-    Hugging Face Accelerate.
+    Hugging Face Accelerate. ``reference_loss`` is the loss the divergence
+    check measures explosions from (default: the first batch's).
     """
     optimizer_class = check_optimizer(optimizer)
     all_callbacks = []
@@ -81,7 +82,7 @@ def build_net(module, *, criterion, device, owner, max_iter, batch_size,
     all_callbacks.append((_POLICY, make_policy_callback(
         owner=owner, max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
         warmup_epochs=warmup_epochs, verbose=verbose, learning_rate=learning_rate,
-        early_stopping=early_stopping,
+        early_stopping=early_stopping, reference_loss=reference_loss,
     )))
     params = dict(
         criterion=ModuleDefinedLoss if criterion is None else criterion,

@@ -1,14 +1,22 @@
 """AutoencoderTransformer: the code of an encoder-decoder network as features."""
 
+from copy import deepcopy
 from numbers import Real
 
 from torch import nn
 
 from ..base import check_unit_interval
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import BaseNeuralTransformer
-from ._modules import Autoencoder
+from ._base import BaseNeuralTransformer, _checked_layer_sizes
+from ._modules import (
+    AnchoredDecoder,
+    AnchoredEncoder,
+    Autoencoder,
+    anchor_on_pca,
+    make_mlp,
+)
 from ._modules._autoencoder import SparseAutoencoder
+from ._pca_start import pca_start
 
 __all__ = ["AutoencoderTransformer"]
 
@@ -67,8 +75,27 @@ class AutoencoderTransformer(BaseNeuralTransformer):
         autoencoder's filters stay as spread out as random ones. Too large a
         value shuts the code off (every sample reconstructed as the mean).
         0 trains a plain autoencoder, with no extra work per batch.
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the data).
+    init : {"pca", "random"}, default="pca"
+        How the built-in MLP (``architecture="mlp"``, ``loss="mse"``,
+        ``sparsity=0``, ``denoising=0``, no ``encoder``/``decoder`` of yours)
+        starts (PCA is the optimum of plain reconstruction, not of a
+        denoising or sparse one). "pca":
+        the encoder and decoder each get a linear path beside the layers of
+        ``hidden_layer_sizes`` (code = linear map + hidden layers, the same
+        for the decoder), working on X centred and divided by one scale (the
+        root mean variance of its features, stored, so ``inverse_transform``
+        returns X's units). The linear paths start as PCA's projection and
+        reconstruction and the hidden layers' last weights at zero: training
+        starts from PCA's reconstruction and refines it. With
+        ``hidden_layer_sizes=()`` the model is linear and starts at PCA's
+        optimum. "random": a plain MLP with torch's default initialisation.
+        Other models always start at random.
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs (passes over the data). "auto": the epochs
+        that make about 5,000 gradient steps (``ceil(n_train / batch_size)``
+        steps per epoch), at least 20 and at most 2,000, so that a small data
+        set trains as many steps as a large one; the stopping rule usually
+        ends training sooner.
     batch_size : int, default=128
         Samples per minibatch, for training and for batched inference.
     learning_rate : float, default=1e-3
@@ -78,10 +105,13 @@ default="adam"
         The optimizer.
     weight_decay : float, default=0.0
         L2 penalty passed to the optimizer.
-    early_stopping : bool, default=False
+    early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the data, stop when its loss has not
-        improved for ``n_iter_no_change`` epochs and restore the best weights.
-        Without it, all data is used for training.
+        improved for ``n_iter_no_change`` epochs and restore the best weights;
+        with ``init="pca"``, the PCA start is kept instead when it reconstructs
+        the held-out rows better. False trains on all data until the training
+        loss plateaus (``tol``) or ``max_iter``; the training error then keeps
+        falling long after the held-out error has turned up.
     validation_fraction : float in (0, 1), default=0.1
         Share held out when ``early_stopping=True``.
     n_iter_no_change : int, default=10
@@ -121,8 +151,9 @@ default="adam"
     validation_scores_ : list of float
         Minus the validation loss of each epoch (only with early stopping).
     best_validation_score_ : float
-        Best of ``validation_scores_`` (only with early stopping); its weights
-        are the ones kept.
+        Minus the validation loss of the weights kept (only with early
+        stopping): the best of ``validation_scores_``, or the PCA start's
+        when that is kept.
     net_ : skorch.NeuralNet
         The trained skorch net.
     module_ : torch.nn.Module
@@ -169,6 +200,7 @@ default="adam"
         "loss": [StrOptions({"mse", "bce"})],
         "denoising": [Interval(Real, 0, 1, closed="left")],
         "sparsity": [Interval(Real, 0, None, closed="left")],
+        "init": [StrOptions({"pca", "random"})],
     }
 
     def __init__(
@@ -184,12 +216,13 @@ default="adam"
         loss="mse",
         denoising=0.0,
         sparsity=0.0,
-        max_iter=200,
+        init="pca",
+        max_iter="auto",
         batch_size=128,
         learning_rate=1e-3,
         optimizer="adam",
         weight_decay=0.0,
-        early_stopping=False,
+        early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-4,
@@ -203,13 +236,65 @@ default="adam"
         self.loss = loss
         self.denoising = denoising
         self.sparsity = sparsity
+        self.init = init
 
     _STRUCTURAL_PARAMETERS = (
         *BaseNeuralTransformer._STRUCTURAL_PARAMETERS, "loss", "denoising",
-        "sparsity",
+        "sparsity", "init",
     )
 
     # ---------------------------------------------------------------- hooks
+    def _starts_at_pca(self):
+        return (self.init == "pca" and self.architecture == "mlp"
+                and self.loss == "mse" and self.sparsity == 0
+                and self.denoising == 0 and self.encoder is None and self.decoder is None)
+
+    def _encoder_and_decoder(self, n_features):
+        if not self._starts_at_pca():
+            return super()._encoder_and_decoder(n_features)
+        hidden = _checked_layer_sizes(self.hidden_layer_sizes)
+        k = self.n_components
+        encoder_path = decoder_path = None
+        if hidden:
+            encoder_path = make_mlp((n_features, *hidden, k), self.activation)
+            decoder_path = make_mlp((k, *hidden[::-1], n_features), self.activation)
+        return (AnchoredEncoder(n_features, k, encoder_path),
+                AnchoredDecoder(k, n_features, decoder_path))
+
+    def _initialize_module(self, module, X, seed):
+        if self._starts_at_pca():
+            mean, scale, components = pca_start(X, self.n_components, seed)
+            anchor_on_pca(module.encoder, module.decoder, mean, scale, components)
+            # The start may reconstruct X almost exactly (n_components close
+            # to the rank): explosions count from the loss of predicting the
+            # mean, scale**2, not from a first loss of ~0.
+            return deepcopy(module.state_dict()), scale**2
+        return None, None
+
+    def _after_training(self, module, valid_X, start):
+        if start is None or valid_X is None:
+            return
+        # The PCA start competes with the best trained epoch on the
+        # validation rows: the model kept never reconstructs them worse.
+        trained = deepcopy(module.state_dict())
+        trained_error = self._validation_error(module, valid_X)
+        module.load_state_dict(start)
+        start_error = self._validation_error(module, valid_X)
+        if start_error > trained_error:
+            module.load_state_dict(trained)
+            return None
+        return start_error
+
+    def _validation_error(self, module, X):
+        was_training = module.training
+        module.eval()
+        device = next(module.parameters()).device
+        errors = self._batched(
+            lambda batch: (module.reconstruct(batch) - batch).pow(2).mean(
+                dim=1, keepdim=True), X, 1, device, fixed_shape=True)
+        module.train(was_training)
+        return float(errors.mean(dtype="float64"))
+
     def _check_training_values(self, X):
         if self.loss == "bce":
             check_unit_interval(X, "loss='bce'", "loss='mse'")

@@ -50,6 +50,12 @@ from ._modules import ACTIVATIONS, make_conv_decoder, make_conv_encoder, make_ml
 
 __all__ = ["BaseNeuralTransformer"]
 
+# max_iter="auto": epochs for about this many gradient steps, so that a small
+# data set (a step or two per epoch) trains as long as a large one, within
+# these bounds on the epochs.
+_AUTO_STEPS = 5_000
+_AUTO_EPOCHS = (20, 2_000)
+
 
 class BaseNeuralTransformer(BaseRepresentation):
     """Fit/partial_fit/transform machinery for encoder-decoder torch modules.
@@ -77,7 +83,8 @@ class BaseNeuralTransformer(BaseRepresentation):
         "image_shape": ["array-like", None],
         "encoder": [nn.Module, None],
         "decoder": [nn.Module, None],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left"),
+                     StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "optimizer": [StrOptions(set(OPTIMIZERS)), type],
@@ -177,6 +184,39 @@ class BaseNeuralTransformer(BaseRepresentation):
     def _check_training_values(self, X):
         """Data-dependent checks on validated training data (none by default)."""
 
+    def _initialize_module(self, module, X, seed):
+        """Set a freshly built module's starting weights from the training
+        data X (nothing by default: the layers' own initialisation).
+
+        Returns ``(start, reference_loss)``: what ``_after_training`` needs
+        to know of the start, and the loss the divergence check measures
+        explosions from (None for both: the first batch's loss). A start
+        that already fits X well needs the latter: its first loss may be ~0.
+        """
+        return None, None
+
+    def _after_training(self, module, valid_X, start):
+        """Adjust the trained module, given the validation rows (None
+        without early stopping) and what ``_initialize_module`` returned.
+
+        Returns the validation loss of the weights kept when they are not
+        the trained ones (None by default: nothing changes).
+        """
+        return None
+
+    def _epoch_budget(self, n_train):
+        """Most epochs of a fit on ``n_train`` rows: ``max_iter``, or for
+        ``max_iter="auto"`` the epochs that make about ``_AUTO_STEPS``
+        gradient steps, within ``_AUTO_EPOCHS`` (``n_train=None``: the most).
+        """
+        if self.max_iter != "auto":
+            return int(self.max_iter)
+        low, high = _AUTO_EPOCHS
+        if n_train is None:
+            return high
+        steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
+        return int(min(max(math.ceil(_AUTO_STEPS / steps_per_epoch), low), high))
+
     def _training_warmup(self):
         """``(module attribute, final value, epochs)`` to anneal, or None.
 
@@ -209,13 +249,21 @@ class BaseNeuralTransformer(BaseRepresentation):
             with seeded(self.random_state, device) as seed:
                 train_X, valid_X = self._split_validation(X, seed)
                 module = self._checked_module(X.shape[1], device)
-                net = self._build_net(module, device, valid_X=valid_X)
+                # All rows: a start computed from them (PCA) is what the
+                # model falls back on, and it should miss none of the data.
+                start, reference = self._initialize_module(module, X, seed)
+                budget = self._epoch_budget(train_X.shape[0])
+                net = self._build_net(module, device, valid_X=valid_X,
+                                      max_epochs=budget, reference_loss=reference)
                 record = train_net(net, train_X)
+                kept_start = self._after_training(net.module_, valid_X, start)
             strip_net(net)
             self.net_ = net
             self._remember_structure()
             self._fit_dtype = X.dtype.name
-            self._record(record, warn_if_not_converged=True)
+            self._record(record, warn_if_not_converged=True, max_epochs=budget)
+            if kept_start is not None:
+                self.best_validation_score_ = -kept_start
         return self
 
     def partial_fit(self, X, y=None):
@@ -256,11 +304,13 @@ class BaseNeuralTransformer(BaseRepresentation):
             else:
                 device = torch.device(self.net_.device)
             with seeded(self.random_state, device,
-                        offset=getattr(self, "n_iter_", 0)):
+                        offset=getattr(self, "n_iter_", 0)) as seed:
                 if first_call:
                     module = self._checked_module(X.shape[1], device)
+                    _, reference = self._initialize_module(module, X, seed)
                     net = self._build_net(module, device, valid_X=None,
-                                          for_partial_fit=True)
+                                          for_partial_fit=True,
+                                          reference_loss=reference)
                 else:
                     net = self.net_
                 record = self._train_in_place(net, X)
@@ -379,14 +429,16 @@ class BaseNeuralTransformer(BaseRepresentation):
                 "width (and that its parameters are float32, the models' dtype)."
             ) from error
 
-    def _build_net(self, module, device, *, valid_X, for_partial_fit=False):
+    def _build_net(self, module, device, *, valid_X, for_partial_fit=False,
+                   max_epochs=None, reference_loss=None):
         early_stopping = self.early_stopping and not for_partial_fit
         return build_net(
             module,
             criterion=self._make_criterion(),
             device=device,
             owner=type(self).__name__,
-            max_iter=self.max_iter,
+            max_iter=(self._epoch_budget(None) if max_epochs is None
+                      else max_epochs),
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             optimizer=self.optimizer,
@@ -400,9 +452,10 @@ class BaseNeuralTransformer(BaseRepresentation):
             callbacks=deepcopy(self.callbacks or []),
             warmup=self._training_warmup(),
             accelerator=self.accelerator,
+            reference_loss=reference_loss,
         )
 
-    def _record(self, record, warn_if_not_converged):
+    def _record(self, record, warn_if_not_converged, max_epochs=None):
         """Fitted attributes from the engine's :class:`TrainingRecord`."""
         self.loss_curve_ = record.loss_curve
         # Completed epochs (an epoch interrupted by Ctrl-C has no loss).
@@ -421,11 +474,13 @@ class BaseNeuralTransformer(BaseRepresentation):
             self.__dict__.pop("validation_scores_", None)
             self.__dict__.pop("best_validation_score_", None)
         self._record_terms(record.terms)
-        if warn_if_not_converged and self.n_iter_ >= self.max_iter and not (
+        if warn_if_not_converged and self.n_iter_ >= max_epochs and not (
                 record.interrupted or record.converged) and (
                 self.tol is not None or self.early_stopping):
+            budget = (f"max_iter={self.max_iter}" if self.max_iter != "auto"
+                      else f"max_iter='auto' ({max_epochs})")
             warnings.warn(
-                f"{type(self).__name__} stopped at max_iter={self.max_iter} epochs "
+                f"{type(self).__name__} stopped at {budget} epochs "
                 "while the loss was still improving; increase max_iter for a "
                 "better fit.",
                 ConvergenceWarning,

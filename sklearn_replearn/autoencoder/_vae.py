@@ -21,6 +21,7 @@ from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import BaseNeuralTransformer
 from ._modules import VAE
 from ._modules._vae import LOGVAR_RANGE
+from ._pca_start import pca_start, residual_variance
 
 __all__ = ["VAETransformer"]
 
@@ -29,6 +30,11 @@ __all__ = ["VAETransformer"]
 # call, whatever the other rows, their order or the batch size, and scoring
 # leaves torch's global RNG untouched.
 _SCORING_SEED = np.uint64(0x5EED)
+
+# The learned noise variances start at least at this share of the features'
+# mean variance: features constant in the training rows would otherwise
+# start near zero variance, and held-out rows that vary there score badly.
+_NOISE_FLOOR = 1e-2
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -126,8 +132,12 @@ class VAETransformer(BaseNeuralTransformer):
         ELBO, K > 1 the importance-weighted bound (Burda et al.), a tighter
         lower bound on log p(x) that is never below the ELBO estimated from the
         same draws. It can be changed after fitting.
-    max_iter : int, default=200
-        Maximum number of epochs (passes over the data).
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs (passes over the data). "auto": the epochs
+        that make about 5,000 gradient steps (``ceil(n_train / batch_size)``
+        steps per epoch), at least 20 and at most 2,000, so that a small data
+        set trains as many steps as a large one; the stopping rule usually
+        ends training sooner.
     batch_size : int, default=128
         Samples per minibatch, for training and for batched inference.
     learning_rate : float, default=1e-3
@@ -137,10 +147,12 @@ default="adam"
         The optimizer.
     weight_decay : float, default=0.0
         L2 penalty passed to the optimizer.
-    early_stopping : bool, default=False
+    early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the data, stop when its loss (the
         negative ELBO) has not improved for ``n_iter_no_change`` epochs and
-        restore the best weights. Without it, all data is used for training.
+        restore the best weights (the training ELBO keeps rising long after
+        the held-out one has peaked). False trains on all data until the
+        training loss plateaus (``tol``) or ``max_iter``.
     validation_fraction : float in (0, 1), default=0.1
         Share held out when ``early_stopping=True``.
     n_iter_no_change : int, default=10
@@ -252,12 +264,12 @@ default="adam"
         beta=1.0,
         kl_warmup=0,
         n_importance_samples=1,
-        max_iter=200,
+        max_iter="auto",
         batch_size=128,
         learning_rate=1e-3,
         optimizer="adam",
         weight_decay=0.0,
-        early_stopping=False,
+        early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-4,
@@ -291,6 +303,23 @@ default="adam"
             likelihood = built.get("likelihood", likelihood)
         if likelihood == "bernoulli":
             check_unit_interval(X, "likelihood='bernoulli'", "likelihood='gaussian'")
+
+    def _initialize_module(self, module, X, seed):
+        noise = module.noise_logvar
+        if not isinstance(noise, torch.nn.Parameter):
+            return None, None
+        # The learned noise variance starts at PCA's residual variance per
+        # feature (probabilistic PCA's noise at this width), not at 1: the
+        # log-variances move by about learning_rate per step, so a start far
+        # from the data's scale costs thousands of steps.
+        mean, scale, components = pca_start(X, self.n_components, seed)
+        variance = residual_variance(X, mean, components)
+        # A floor for features the components explain (or constant ones).
+        floor = max(_NOISE_FLOOR * scale**2, math.exp(LOGVAR_RANGE[0]))
+        with torch.no_grad():
+            noise.copy_(torch.as_tensor(
+                np.log(np.maximum(variance, floor)), dtype=noise.dtype))
+        return None, None
 
     def _make_criterion(self):
         # The VAE module computes its own loss (the negative ELBO).
