@@ -247,7 +247,8 @@ default="adam"
     def _starts_at_pca(self):
         return (self.init == "pca" and self.architecture == "mlp"
                 and self.loss == "mse" and self.sparsity == 0
-                and self.denoising == 0 and self.encoder is None and self.decoder is None)
+                and self.denoising == 0 and self.encoder is None
+                and self.decoder is None)
 
     def _encoder_and_decoder(self, n_features):
         if not self._starts_at_pca():

@@ -44,7 +44,7 @@ class AnchoredEncoder(_Standardized):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_replearn.nn import AnchoredEncoder, make_mlp
+    >>> from sklearn_replearn.autoencoder._modules import AnchoredEncoder, make_mlp
     >>> encoder = AnchoredEncoder(6, 2, make_mlp((6, 4, 2), "relu"))
     >>> encoder(torch.zeros(3, 6)).shape
     torch.Size([3, 2])
@@ -80,7 +80,7 @@ class AnchoredDecoder(_Standardized):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_replearn.nn import AnchoredDecoder
+    >>> from sklearn_replearn.autoencoder._modules import AnchoredDecoder
     >>> AnchoredDecoder(2, 6)(torch.zeros(3, 2)).shape
     torch.Size([3, 6])
     """
