@@ -123,7 +123,9 @@ def anchor_on_pca(encoder, decoder, mean, scale, components):
     device = encoder.linear.weight.device
 
     def as_tensor(values):
-        return torch.as_tensor(np.ascontiguousarray(values), dtype=torch.float32,
+        # A copy: sparse PCA (svds) returns reversed views, and numpy calls a
+        # one-row view with a negative stride contiguous, which torch refuses.
+        return torch.as_tensor(np.array(values, dtype=np.float32, copy=True),
                                device=device)
 
     for part in (encoder, decoder):
