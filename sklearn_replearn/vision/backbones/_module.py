@@ -40,3 +40,6 @@ class ModuleSource(BackboneSource):
         if is_timm_model(model):
             return TimmSource().drop_classifier(model, pooling)
         return super().drop_classifier(model, pooling)
+
+    def pools_its_features(self, model):
+        return is_timm_model(model)
