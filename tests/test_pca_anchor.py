@@ -70,8 +70,12 @@ def test_anchored_pair_starts_at_pca_reconstruction(faces):
     with torch.no_grad():
         out = decoder(encoder(torch.from_numpy(X_test))).numpy()
     pca = PCA(8).fit(X_train)
+    # The network computes in float32 through 625-wide products, and PCA in
+    # float64: the pixels (in [0, 1]) agree to about 1e-4, a little more on
+    # some CPUs and thread counts (1.5e-4 seen); a wrong anchor is off by
+    # the pixels' own scale.
     np.testing.assert_allclose(out, pca.inverse_transform(pca.transform(X_test)),
-                               atol=1e-4)
+                               atol=5e-4)
     # One scale for all features: the squared error keeps X's weighting.
     assert encoder.scale.ndim == 0
     assert float(encoder.scale) == pytest.approx(
