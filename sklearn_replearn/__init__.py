@@ -35,7 +35,7 @@ _ESTIMATORS = {
 }
 # Public subpackages and modules, reachable as attributes.
 _SUBMODULES = ("autoencoder", "datasets", "dictionary", "exceptions", "plotting",
-               "scale", "sparse", "utils", "vision")
+               "scale", "sparse", "vision")
 
 
 def __getattr__(name):

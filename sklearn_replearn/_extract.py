@@ -20,7 +20,7 @@ import tempfile
 
 import numpy as np
 
-from .utils import read_path_list, write_json_lines, write_path_list
+from ._utils import read_path_list, write_json_lines, write_path_list
 from .vision._inputs import IMAGE_EXTENSIONS
 
 __all__ = ["main", "read_path_list"]

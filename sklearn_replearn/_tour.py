@@ -35,10 +35,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ._utils import seeded
 from .autoencoder import AutoencoderTransformer, VAETransformer
 from .datasets import filter_localisation, load_patches
 from .dictionary import DictionaryLearner
-from .utils import seeded
 from .vision import PretrainedCNNFeatures
 
 __all__ = [

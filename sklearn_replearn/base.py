@@ -13,10 +13,10 @@ from sklearn.base import (
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._utils import batched_apply, resolve_device
+from ._utils._sklearn_compat import validate_params_now
 from ._version import __version__
 from .exceptions import IncompatibleModelError, InconsistentVersionWarning
-from .utils import batched_apply, resolve_device
-from .utils._sklearn_compat import validate_params_now
 
 __all__ = [
     "BaseRepresentation",
@@ -293,7 +293,7 @@ class BaseRepresentation(
 
         ``batch_size`` defaults to the estimator's. The result has X's float
         dtype (float32 or float64). ``fixed_shape=True`` pads each batch to
-        whole 16-row tiles (see :func:`~sklearn_replearn.utils.batched_apply`).
+        whole 16-row tiles (see :func:`~sklearn_replearn._utils.batched_apply`).
         """
         return batched_apply(
             function,

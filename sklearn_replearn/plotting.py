@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
-from .utils import check_image_shape, import_optional
+from ._utils import check_image_shape, import_optional
 
 __all__ = [
     "ComponentsDisplay",

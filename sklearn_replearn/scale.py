@@ -26,7 +26,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .utils import import_optional, read_path_list, write_path_list
+from ._utils import import_optional, read_path_list, write_path_list
 
 __all__ = ["dask_transform", "extract_features", "load_features"]
 

@@ -305,7 +305,7 @@ def test_pickle_holds_the_weights_once_and_keeps_training(digits):
 
 def test_seeding_touches_no_other_device_generator(monkeypatch):
     """Only the forked generators are seeded (not every CUDA/MPS device)."""
-    from sklearn_replearn.utils import seeded
+    from sklearn_replearn._utils import seeded
 
     calls = []
     monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
@@ -424,7 +424,7 @@ def test_early_stopping_restores_best_weights(digits):
 
 
 def _seed_of(random_state):
-    from sklearn_replearn.utils import seed_from_random_state
+    from sklearn_replearn._utils import seed_from_random_state
 
     return seed_from_random_state(random_state)
 

@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.image import extract_patches_2d
 
 from sklearn_replearn import DictionaryLearner
+from sklearn_replearn._utils import TrainingPolicy
 from sklearn_replearn.dictionary import _task_driven
 from sklearn_replearn.dictionary._online import OnlineDictionaryLearning
 from sklearn_replearn.dictionary._task_driven import TaskDrivenPhase
@@ -22,7 +23,6 @@ from sklearn_replearn.sparse import (
     update_dictionary,
     update_inner_stats,
 )
-from sklearn_replearn.utils import TrainingPolicy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

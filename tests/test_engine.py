@@ -14,8 +14,8 @@ from skorch.callbacks import Callback
 from sklearn_replearn import AutoencoderTransformer, VAETransformer
 from sklearn_replearn._engine import check_optimizer
 from sklearn_replearn._engine._net import ReconstructionNet
+from sklearn_replearn._utils import TrainingPolicy
 from sklearn_replearn.exceptions import TrainingDivergedError
-from sklearn_replearn.utils import TrainingPolicy
 
 DATA = Path(__file__).parent / "data"
 

@@ -109,7 +109,7 @@ def test_default_features_are_the_classifier_input():
 
 
 def features_seed(random_state):
-    from sklearn_replearn.utils import seed_from_random_state
+    from sklearn_replearn._utils import seed_from_random_state
 
     return seed_from_random_state(random_state)
 
@@ -671,7 +671,7 @@ if __name__ == "__main__":  # pragma: no cover
 @pytest.mark.slow
 def test_compiled_backbone_gives_the_same_features():
     """compile=True runs the backbone through torch.compile (slow to build once)."""
-    from sklearn_replearn.utils import seeded
+    from sklearn_replearn._utils import seeded
     from sklearn_replearn.vision._compile import CompiledOrEager
 
     with seeded(0):

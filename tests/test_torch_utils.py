@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sklearn_replearn.utils import (
+from sklearn_replearn._utils import (
     as_tensor,
     batched_apply,
     resolve_device,

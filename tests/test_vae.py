@@ -18,10 +18,10 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from sklearn_replearn import VAETransformer
+from sklearn_replearn._utils import seed_from_random_state
 from sklearn_replearn.autoencoder._modules import LOGVAR_RANGE, VAE, make_mlp
 from sklearn_replearn.autoencoder._vae import _row_keyed_normal
 from sklearn_replearn.exceptions import TrainingDivergedError
-from sklearn_replearn.utils import seed_from_random_state
 
 # The comparison runs 100 epochs; on a shared 2-core machine both
 # trainings together would take minutes, so the test runs the same comparison

@@ -31,7 +31,7 @@ import math
 import torch
 from skorch.hf import AccelerateMixin
 
-from ..utils import import_optional
+from .._utils import import_optional
 from ._net import ReconstructionNet, module_loss
 
 __all__ = [

@@ -5,7 +5,7 @@ from copy import deepcopy
 import torch
 from skorch.callbacks import Callback
 
-from ..utils import TrainingPolicy
+from .._utils import TrainingPolicy
 
 __all__ = [
     "LinearWarmup",
@@ -52,7 +52,7 @@ def check_callbacks(callbacks):
 
 
 class PolicyCallback(Callback):
-    """Run a skorch net under a :class:`~sklearn_replearn.utils.TrainingPolicy`.
+    """Run a skorch net under a :class:`~sklearn_replearn._utils.TrainingPolicy`.
 
     Checks each batch loss for divergence (``on_batch_loss``, the engine's
     per-batch hook), ends each epoch through the policy

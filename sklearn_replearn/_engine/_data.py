@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..utils import as_tensor
+from .._utils import as_tensor
 
 __all__ = ["RowBatchLoader", "RowDataset"]
 
@@ -52,7 +52,7 @@ class RowBatchLoader:
 
     Yields ``(X_batch, X_batch)``: for a reconstruction the target is the input.
     Shuffling uses torch's global RNG, which the estimators seed and fork
-    (``utils.seeded``), so runs are repeatable. When shuffling (training), a
+    (``_utils.seeded``), so runs are repeatable. When shuffling (training), a
     last batch of one row joins the batch before it: a BatchNorm in your own
     module cannot train on one row (257 rows in batches of 128 failed).
     """

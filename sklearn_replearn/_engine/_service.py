@@ -10,7 +10,7 @@ import torch
 from skorch.helper import predefined_split
 from skorch.history import History
 
-from ..utils import map_tensors, resolve_device
+from .._utils import map_tensors, resolve_device
 from ._callbacks import (
     LinearWarmup,
     LossTermsRecorder,

@@ -5,8 +5,8 @@ from numbers import Real
 
 from torch import nn
 
+from .._utils._sklearn_compat import Interval, StrOptions
 from ..base import check_unit_interval
-from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import BaseNeuralTransformer, _checked_layer_sizes
 from ._modules import (
     AnchoredDecoder,

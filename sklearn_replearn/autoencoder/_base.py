@@ -37,15 +37,15 @@ from .._engine import (
     training_device,
     update_net,
 )
-from ..base import BaseRepresentation, check_squares_fit_float32
-from ..utils import check_image_shape, seeded
-from ..utils._sklearn_compat import (
+from .._utils import check_image_shape, seeded
+from .._utils._sklearn_compat import (
     HasMethods,
     Interval,
     StrOptions,
     fit_context,
     validate_params_now,
 )
+from ..base import BaseRepresentation, check_squares_fit_float32
 from ._modules import ACTIVATIONS, make_conv_decoder, make_conv_encoder, make_mlp
 
 __all__ = ["BaseNeuralTransformer"]

@@ -8,8 +8,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from ..base import check_squares_fit_float32, check_unit_interval
-from ..utils import (
+from .._utils import (
     as_tensor,
     fixed_batch_rows,
     iter_row_batches,
@@ -17,7 +16,8 @@ from ..utils import (
     seeded,
     to_numpy,
 )
-from ..utils._sklearn_compat import Interval, StrOptions
+from .._utils._sklearn_compat import Interval, StrOptions
+from ..base import check_squares_fit_float32, check_unit_interval
 from ._base import BaseNeuralTransformer
 from ._modules import VAE
 from ._modules._vae import LOGVAR_RANGE

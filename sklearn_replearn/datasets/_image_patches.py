@@ -10,7 +10,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from ..utils import import_optional
+from .._utils import import_optional
 
 __all__ = ["PATCH_IMAGES", "filter_localisation", "load_patches"]
 

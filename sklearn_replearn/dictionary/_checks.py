@@ -4,8 +4,8 @@ changing the fitted arrays."""
 
 import numpy as np
 
+from .._utils import as_tensor
 from ..base import check_squares_fit_float32 as check_squares_fit
-from ..utils import as_tensor
 
 __all__ = [
     "check_same_classes",

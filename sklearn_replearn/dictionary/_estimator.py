@@ -14,21 +14,21 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from ..base import BaseRepresentation
-from ..sparse import TRANSFORM_ALGORITHMS, lasso_objective, make_coder
-from ..utils import (
+from .._utils import (
     TrainingPolicy,
     as_tensor,
     resolve_device,
     seeded,
 )
-from ..utils._labels import encode_class_labels
-from ..utils._sklearn_compat import (
+from .._utils._labels import encode_class_labels
+from .._utils._sklearn_compat import (
     Interval,
     StrOptions,
     fit_context,
     validate_params_now,
 )
+from ..base import BaseRepresentation
+from ..sparse import TRANSFORM_ALGORITHMS, lasso_objective, make_coder
 from ._checks import (
     check_same_classes,
     check_same_n_components,
@@ -118,9 +118,8 @@ class DictionaryLearner(BaseRepresentation):
         need none).
     tol : float or None, default=1e-3
         Stop a phase when its objective has not improved on its best by more
-        than ``tol`` (relative) per epoch for ``n_iter_no_change`` checks (the
-        rule of ``utils.TrainingPolicy``). The objective is checked once per
-        epoch, except in unsupervised fits on more than 8192 rows: once per
+        than ``tol`` (relative) per epoch for ``n_iter_no_change`` checks. The
+        objective is checked once per epoch, except in unsupervised fits on more than 8192 rows: once per
         8192 rows begun (each check then needs ``tol`` times its share of an
         epoch), on a fixed random subset of 1024 rows, so that a fit on large
         data can end within its first epochs. None runs ``max_iter`` epochs.

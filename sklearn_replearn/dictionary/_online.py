@@ -7,15 +7,16 @@ minibatch to the next: the dictionary, the sufficient statistics ``A`` and
 statistics and updates the atoms; its ``run`` is the unsupervised epoch loop,
 which measures the objective once or a few times per epoch. :func:`run_epochs`
 is the epoch loop of supervised fits. Both shuffle, batch, and ask a
-training session (``sklearn_replearn.utils.TrainingPolicy``'s, or any object
+training session (``sklearn_replearn._utils.TrainingPolicy``'s, or any object
 with the same two methods) whether a loss diverged and when to stop.
 
 Random draws use torch's global generator: run them inside
-``sklearn_replearn.utils.seeded`` for repeatable results.
+``torch.manual_seed`` first for repeatable results.
 """
 
 import torch
 
+from .._utils import iter_row_batches
 from ..sparse._active_set import active_set_codes, lasso_active_set
 from ..sparse._updates import (
     init_dictionary,
@@ -23,7 +24,6 @@ from ..sparse._updates import (
     update_dictionary,
     update_inner_stats,
 )
-from ..utils import iter_row_batches
 
 __all__ = ["OnlineDictionaryLearning", "run_epochs"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..utils import map_tensors, to_numpy
+from .._utils import map_tensors, to_numpy
 from ._checks import tensor_copy
 from ._online import OnlineDictionaryLearning
 from ._task_driven import LogisticHead, TaskDrivenPhase, TaskScales

@@ -7,7 +7,7 @@ Needs the ``onnx`` extra (``skl2onnx``, ``onnx``, ``onnxruntime``,
 ``onnxscript``).
 """
 
-from ..utils._optional import import_optional
+from .._utils._optional import import_optional
 
 import_optional("onnx", feature="ONNX export", extra="onnx")
 import_optional("skl2onnx", feature="ONNX export", extra="onnx")

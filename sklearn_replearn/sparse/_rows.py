@@ -12,7 +12,7 @@ from numbers import Integral
 
 import torch
 
-from ..utils._torch import fixed_batch_rows, padded_rows
+from .._utils._torch import fixed_batch_rows, padded_rows
 
 __all__ = ["check_fixed_rows", "map_row_chunks", "matmul_rows"]
 
@@ -21,7 +21,7 @@ def check_fixed_rows(fixed_rows):
     """``fixed_rows`` as a positive multiple of 16 (None stays None).
 
     Whole 16-row tiles: CPU kernels round the rows of a last, partial tile
-    differently (see :func:`~sklearn_replearn.utils.fixed_batch_rows`).
+    differently (see :func:`~sklearn_replearn._utils.fixed_batch_rows`).
     """
     if fixed_rows is None:
         return None

@@ -6,7 +6,7 @@ learning keeps two sufficient statistics of all codes seen so far,
 ``(k, p)``, and minimises the surrogate ``0.5 * tr(D.T A D) - tr(D.T B)`` over
 atoms of norm at most one by block-coordinate descent, one atom at a time.
 Random draws use torch's global generator: run them inside
-``sklearn_replearn.utils.seeded`` for repeatable results.
+``torch.manual_seed`` first for repeatable results.
 """
 
 import math

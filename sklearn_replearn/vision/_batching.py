@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import torch
 
-from ..utils import iter_row_batches, to_numpy
+from .._utils import iter_row_batches, to_numpy
 from ._autocast import inference_autocast
 from ._inputs import ArrayImages
 from ._jpeg import decoded_batches, use_device_decoding

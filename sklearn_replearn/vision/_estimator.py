@@ -20,8 +20,8 @@ import torch
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from .._utils._sklearn_compat import Interval, StrOptions, fit_context
 from ..base import BaseRepresentation
-from ..utils._sklearn_compat import Interval, StrOptions, fit_context
 from ._batching import run_batches
 from ._feature_cache import cached_feature_module
 from ._inputs import ArrayImages, read_images

@@ -19,7 +19,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from torch import nn
 
 from .._engine import train_classifier
-from ..utils import seeded
+from .._utils import seeded
 
 __all__ = ["FineTuneClassifier", "fine_tune"]
 

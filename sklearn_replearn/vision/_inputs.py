@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..utils import check_image_shape
+from .._utils import check_image_shape
 
 __all__ = [
     "IMAGE_EXTENSIONS",

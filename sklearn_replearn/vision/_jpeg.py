@@ -119,7 +119,7 @@ def _decode_one(torchvision, data, device):
 
 def decoded_batches(images, preprocess, batch_size, device, stack):
     """Yield ``(rows, batch)`` as ``_prepared_batches``, decoding on ``device``."""
-    from ..utils import iter_row_batches
+    from .._utils import iter_row_batches
 
     for rows in iter_row_batches(len(images), batch_size):
         indices = range(rows.start, rows.stop)

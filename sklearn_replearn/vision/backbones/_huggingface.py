@@ -15,7 +15,7 @@ import os
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-from ...utils import import_optional, seeded
+from ..._utils import import_optional, seeded
 from ._source import BackboneSource
 from ._weights import load_state_dict
 

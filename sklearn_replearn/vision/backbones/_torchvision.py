@@ -9,7 +9,7 @@ preprocessing they were trained with; skops rebuilds the architecture by name.
 import difflib
 import os
 
-from ...utils import seeded
+from ..._utils import seeded
 from ._download import cached_weights_file
 from ._source import BackboneSource
 from ._weights import load_state_dict, safe_load, weights_kind

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ...utils import import_optional
+from ..._utils import import_optional
 
 __all__ = ["load_state_dict", "safe_load", "weights_kind"]
 
@@ -60,8 +60,8 @@ def safe_load(path):
         if not _is_pickle(path):
             raise _not_a_torch_file(path, None) from exc
         raise ValueError(
-            f"Refused to load {path!r}: it is a pickle holding Python objects other "
-            "than tensors, and unpickling it could run arbitrary code "
+            f"Refused to load {path!r}: it is a pickle holding Python objects beyond "
+            "tensors, and unpickling it could run arbitrary code "
             "(torch.load(weights_only=True) rejected it). Save only the state dict "
             "(torch.save(model.state_dict(), path)) or use a .safetensors file."
         ) from exc

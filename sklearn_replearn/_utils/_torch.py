@@ -48,7 +48,7 @@ def resolve_device(device):
 
     Examples
     --------
-    >>> from sklearn_replearn.utils import resolve_device
+    >>> from sklearn_replearn._utils import resolve_device
     >>> resolve_device("cpu")
     device(type='cpu')
     """
@@ -110,7 +110,7 @@ def as_tensor(X, device="cpu", dtype=COMPUTE_DTYPE):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_replearn.utils import as_tensor
+    >>> from sklearn_replearn._utils import as_tensor
     >>> as_tensor(np.ones((2, 3))).dtype
     torch.float32
     """
@@ -131,7 +131,7 @@ def to_numpy(tensor, dtype=None):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_replearn.utils import to_numpy
+    >>> from sklearn_replearn._utils import to_numpy
     >>> to_numpy(torch.zeros(2), dtype="float64").dtype
     dtype('float64')
     """
@@ -187,7 +187,7 @@ def seeded(random_state, device=None, offset=0):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_replearn.utils import seeded
+    >>> from sklearn_replearn._utils import seeded
     >>> with seeded(0):
     ...     a = torch.rand(2)
     >>> with seeded(0):
