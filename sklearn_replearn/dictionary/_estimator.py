@@ -119,10 +119,11 @@ class DictionaryLearner(BaseRepresentation):
     tol : float or None, default=1e-3
         Stop a phase when its objective has not improved on its best by more
         than ``tol`` (relative) per epoch for ``n_iter_no_change`` checks. The
-        objective is checked once per epoch, except in unsupervised fits on
-        more than 8192 rows: once per 8192 rows begun (each check then needs ``tol`` times its share of an
-        epoch), on a fixed random subset of 1024 rows, so that a fit on large
-        data can end within its first epochs. None runs ``max_iter`` epochs.
+        objective is checked once per epoch, except in unsupervised fits on more
+        than 8192 rows: once per 8192 rows begun (each check then needs ``tol``
+        times its share of an epoch), on a fixed random subset of 1024 rows, so
+        that a fit on large data can end within its first epochs. None runs
+        ``max_iter`` epochs.
     n_iter_no_change : int, default=2
         Checks without such an improvement before stopping.
     input_noise : float, default=0.3
