@@ -182,7 +182,7 @@ for axis, (title, image) in zip(axes[0], panels):
     axis.set_title(title, fontsize=9)
 for axis, (title, image) in zip(axes[1], panels):
     difference = image[:, half:] - face[:, half:]
-    axis.imshow(difference, cmap="PuOr", vmin=-0.5, vmax=0.5,
+    axis.imshow(difference, cmap="PuOr", vmin=-0.25, vmax=0.25,
                 interpolation="nearest")
     axis.set_title(f"difference: norm {np.sqrt(np.sum(difference**2)):.2f}",
                    fontsize=9)
