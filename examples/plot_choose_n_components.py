@@ -18,7 +18,7 @@ held-out data:
   log-likelihood of probabilistic PCA.
 
 So :class:`~sklearn.model_selection.GridSearchCV` (or
-:func:`~sklearn.model_selection.cross_val_score`) chooses ``n_components`` with
+``cross_val_score``) chooses ``n_components`` with
 no ``y`` at all. The two kinds of score behave differently, and this example
 shows how.
 """
