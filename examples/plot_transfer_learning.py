@@ -184,10 +184,9 @@ for labelled, name, weights, width, accuracy, seconds in results:
 #   classifier, do worst here: a network trained to separate 0-4 keeps in its
 #   last 32 averaged values mostly what separates 0-4. The last convolution's
 #   maps, before that pooling, keep *where* each stroke is and transfer much
-#   better: here as well as training from scratch, at a fraction of the
-#   cost. Earlier
-#   layers are more general, later ones more specific to the source task
-#   (Yosinski et al., 2014).
+#   better: here at least as well as training from scratch, at a fraction
+#   of the cost. Earlier layers are more general, later ones more specific
+#   to the source task (Yosinski et al., 2014).
 # * **Fine-tuning** the last block adapts the pooled features to 5-9, at the
 #   price of a training loop. With all the target labels it recovers most of
 #   the gap; with 50 it gains little: a block of thousands of weights needs
