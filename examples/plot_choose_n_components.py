@@ -50,26 +50,36 @@ widths = [2, 4, 8, 16, 32]
 models = {
     "PCA (log-likelihood)": PCA(random_state=0),
     "AutoencoderTransformer (-MSE)": AutoencoderTransformer(
-        max_iter=15, random_state=0, device="cpu"),
+        max_iter=15, random_state=0, device="cpu"
+    ),
     "VAETransformer (ELBO)": VAETransformer(
-        likelihood="bernoulli", max_iter=15, learning_rate=3e-3,
-        random_state=0, device="cpu"),
+        likelihood="bernoulli",
+        max_iter=15,
+        learning_rate=3e-3,
+        random_state=0,
+        device="cpu",
+    ),
     "DictionaryLearner (-objective)": DictionaryLearner(
-        alpha=0.1, max_iter=5, random_state=0, device="cpu"),
+        alpha=0.1, max_iter=5, random_state=0, device="cpu"
+    ),
 }
 # ``GridSearchCV`` with no ``scoring`` uses the estimator's ``score``, and
 # ``fit(X)`` needs no labels. ``refit=False``: only the scores are needed.
 scores, searches = {}, {}
 for name, model in models.items():
     start = time.perf_counter()
-    search = GridSearchCV(model, {"n_components": widths}, cv=cv, refit=False)
+    search = GridSearchCV(
+        model, {"n_components": widths}, cv=cv, refit=False
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # short budgets
         search.fit(X)
     searches[name] = search
     scores[name] = search.cv_results_["mean_test_score"]
-    print(f"{name:<32} {len(widths) * cv.n_splits} fits in "
-          f"{time.perf_counter() - start:5.1f} s")
+    print(
+        f"{name:<32} {len(widths) * cv.n_splits} fits in "
+        f"{time.perf_counter() - start:5.1f} s"
+    )
 
 print(f"\n{'mean held-out score':<32}" + "".join(f"{n:>9}" for n in widths))
 for name, values in scores.items():
@@ -113,5 +123,7 @@ plt.show()
 # For a likelihood score, the search's best width is the choice:
 for name in ("PCA (log-likelihood)", "VAETransformer (ELBO)"):
     search = searches[name]
-    print(f"{name}: best n_components {search.best_params_['n_components']} "
-          f"(mean held-out score {search.best_score_:.2f})")
+    print(
+        f"{name}: best n_components {search.best_params_['n_components']} "
+        f"(mean held-out score {search.best_score_:.2f})"
+    )

@@ -30,6 +30,7 @@ and what their feature maps respond to.
 # ``fit`` trains both convolutions with a temporary linear head (dropped
 # afterwards); ``transform`` returns the input of the module's last
 # ``nn.Linear``: 16 features, one per channel of the second convolution.
+# sphinx_gallery_thumbnail_number = 4
 import time
 
 import matplotlib.pyplot as plt
@@ -62,15 +63,24 @@ cnn = nn.Sequential(
     nn.Flatten(),
     nn.Linear(16, 10),
 )
-settings = dict(weights=None, image_shape=(1, 8, 8), image_size=(16, 16),
-                normalize=False, batch_size=32, compile=False, random_state=0,
-                device="cpu")
+settings = dict(
+    weights=None,
+    image_shape=(1, 8, 8),
+    image_size=(16, 16),
+    normalize=False,
+    batch_size=32,
+    compile=False,
+    random_state=0,
+    device="cpu",
+)
 start = time.perf_counter()
 trained = PretrainedCNNFeatures(
     cnn, fine_tune_layers=2, max_iter=8, learning_rate=3e-3, **settings
 ).fit(X_train, y_train)
-print(f"trained both convolutions for 8 epochs in "
-      f"{time.perf_counter() - start:.1f} s")
+print(
+    f"trained both convolutions for 8 epochs in "
+    f"{time.perf_counter() - start:.1f} s"
+)
 
 # %%
 # Do the trained features help?
@@ -80,9 +90,13 @@ print(f"trained both convolutions for 8 epochs in "
 # A logistic regression on each set of 16 features measures how useful they
 # are on held-out digits.
 random_features = PretrainedCNNFeatures(cnn, **settings).fit(X_train)
-for name, features in [("random kernels, frozen", random_features),
-                       ("kernels trained on the digits", trained)]:
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+for name, features in [
+    ("random kernels, frozen", random_features),
+    ("kernels trained on the digits", trained),
+]:
+    classifier = make_pipeline(
+        StandardScaler(), LogisticRegression(max_iter=2000)
+    )
     classifier.fit(features.transform(X_train), y_train)
     accuracy = classifier.score(features.transform(X_test), y_test)
     print(f"{name:<32} held-out accuracy {accuracy:.3f}")
@@ -99,11 +113,13 @@ for name, features in [("random kernels, frozen", random_features),
 # digits, do not become the clean oriented edge detectors of networks trained
 # on ImageNet; the accuracy table above shows what the training did buy.
 fig, axes = plt.subplots(2, 16, figsize=(12, 1.9))
-for row, (module, label) in enumerate([(cnn, "random init"),
-                                       (trained.model_, "trained")]):
+for row, (module, label) in enumerate(
+    [(cnn, "random init"), (trained.model_, "trained")]
+):
     kernels = module[0].weight.detach().numpy()[:, 0]  # (16, 5, 5)
     ComponentsDisplay(kernels.reshape(16, -1), image_shape=(5, 5)).plot(
-        n_cols=16, ax=axes[row])
+        n_cols=16, ax=axes[row]
+    )
     axes[row, 0].set_ylabel(label, rotation=0, ha="right", fontsize=8)
 fig.suptitle("first-layer 5x5 kernels")
 plt.show()
@@ -111,8 +127,9 @@ plt.show()
 # %%
 # ``ComponentsDisplay.from_estimator`` finds the first convolution of a
 # fitted ``PretrainedCNNFeatures`` by itself:
-ComponentsDisplay.from_estimator(trained, n_cols=16,
-                                 title="trained kernels (from_estimator)")
+ComponentsDisplay.from_estimator(
+    trained, n_cols=16, title="trained kernels (from_estimator)"
+)
 plt.show()
 
 # %%
@@ -131,8 +148,12 @@ plt.axis("off")
 plt.show()
 
 FeatureMapsDisplay.from_estimator(
-    trained, digit, layer="1", max_maps=16,
-    title="first-layer feature maps (16x16)")
+    trained,
+    digit,
+    layer="1",
+    max_maps=16,
+    title="first-layer feature maps (16x16)",
+)
 plt.show()
 
 # %%
@@ -141,8 +162,12 @@ plt.show()
 # grew from 5x5 to 10x10 input pixels), and the channels combine the first
 # layer's patterns into larger parts of digits.
 FeatureMapsDisplay.from_estimator(
-    trained, digit, layer="4", max_maps=16,
-    title="second-layer feature maps (8x8)")
+    trained,
+    digit,
+    layer="4",
+    max_maps=16,
+    title="second-layer feature maps (8x8)",
+)
 plt.show()
 
 # %%

@@ -44,11 +44,17 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_replearn import AutoencoderTransformer
 from sklearn_replearn.scale import dask_transform
 
-cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                       dashboard_address=None)
+cluster = LocalCluster(
+    n_workers=1,
+    threads_per_worker=2,
+    processes=False,
+    dashboard_address=None,
+)
 client = Client(cluster)
-print(f"workers: {len(client.scheduler_info()['workers'])}, threads: "
-      f"{sum(client.nthreads().values())}")
+print(
+    f"workers: {len(client.scheduler_info()['workers'])}, threads: "
+    f"{sum(client.nthreads().values())}"
+)
 
 digits = load_digits()
 X = (digits.data / 16.0).astype(np.float32)
@@ -63,28 +69,40 @@ X_train, X_test, y_train, y_test = train_test_split(
 # code's width and the penalty of the classifier: 4 settings x 3 folds = 12
 # fits, which joblib hands to the Dask workers. Nothing in the estimator
 # knows about Dask.
-pipeline = Pipeline([
-    ("autoencoder", AutoencoderTransformer(max_iter=15, random_state=0,
-                                           device="cpu")),
-    ("scale", StandardScaler()),
-    ("classify", LogisticRegression(max_iter=2000)),
-])
+pipeline = Pipeline(
+    [
+        (
+            "autoencoder",
+            AutoencoderTransformer(
+                max_iter=15, random_state=0, device="cpu"
+            ),
+        ),
+        ("scale", StandardScaler()),
+        ("classify", LogisticRegression(max_iter=2000)),
+    ]
+)
 grid = {"autoencoder__n_components": [8, 16], "classify__C": [0.1, 1.0]}
 search = GridSearchCV(pipeline, grid, cv=3)
 start = time.perf_counter()
 with warnings.catch_warnings(), joblib.parallel_backend("dask"):
     warnings.simplefilter("ignore", ConvergenceWarning)  # 15 epochs only
     search.fit(X_train, y_train)
-print(f"12 fits and the refit on the Dask cluster in "
-      f"{time.perf_counter() - start:.1f} s")
+print(
+    f"12 fits and the refit on the Dask cluster in "
+    f"{time.perf_counter() - start:.1f} s"
+)
 
 print(f"{'n_components':>12}{'C':>6}{'mean CV accuracy':>18}")
 results = search.cv_results_
 for params, score in zip(results["params"], results["mean_test_score"]):
-    print(f"{params['autoencoder__n_components']:>12}{params['classify__C']:>6}"
-          f"{score:>18.3f}")
-print(f"best: {search.best_params_}, held-out accuracy "
-      f"{search.score(X_test, y_test):.3f}")
+    print(
+        f"{params['autoencoder__n_components']:>12}{params['classify__C']:>6}"
+        f"{score:>18.3f}"
+    )
+print(
+    f"best: {search.best_params_}, held-out accuracy "
+    f"{search.score(X_test, y_test):.3f}"
+)
 
 # %%
 # Out of core: partial_fit over chunks read from disk
@@ -99,20 +117,26 @@ path = os.path.join(folder, "digits.npy")
 np.save(path, X_train)
 on_disk = np.load(path, mmap_mode="r")
 
-online = AutoencoderTransformer(n_components=16, random_state=0, device="cpu")
+online = AutoencoderTransformer(
+    n_components=16, random_state=0, device="cpu"
+)
 chunk_size = 256
 passes = 10
 test_scores = []
 start = time.perf_counter()
 for _ in range(passes):
     for begin in range(0, len(on_disk), chunk_size):
-        chunk = np.asarray(on_disk[begin:begin + chunk_size])  # read one chunk
+        chunk = np.asarray(
+            on_disk[begin : begin + chunk_size]
+        )  # read one chunk
         online.partial_fit(chunk)
     test_scores.append(online.score(X_test))
 online_seconds = time.perf_counter() - start
 n_chunks = -(-len(on_disk) // chunk_size)
-print(f"{passes} passes over {n_chunks} chunks of {chunk_size} rows "
-      f"({online.n_iter_} partial_fit calls) in {online_seconds:.1f} s")
+print(
+    f"{passes} passes over {n_chunks} chunks of {chunk_size} rows "
+    f"({online.n_iter_} partial_fit calls) in {online_seconds:.1f} s"
+)
 
 # %%
 # The same model fitted in memory with ``fit`` for the same number of epochs
@@ -122,16 +146,33 @@ start = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ConvergenceWarning)
     in_memory = AutoencoderTransformer(
-        n_components=16, max_iter=passes, early_stopping=False, tol=None,
-        random_state=0, device="cpu").fit(X_train)
-print(f"in memory, {passes} epochs of fit: {time.perf_counter() - start:.1f} s")
-print(f"held-out score, partial_fit over chunks: {online.score(X_test):.5f}")
-print(f"held-out score, fit in memory:           {in_memory.score(X_test):.5f}")
+        n_components=16,
+        max_iter=passes,
+        early_stopping=False,
+        tol=None,
+        random_state=0,
+        device="cpu",
+    ).fit(X_train)
+print(
+    f"in memory, {passes} epochs of fit: {time.perf_counter() - start:.1f} s"
+)
+print(
+    f"held-out score, partial_fit over chunks: {online.score(X_test):.5f}"
+)
+print(
+    f"held-out score, fit in memory:           {in_memory.score(X_test):.5f}"
+)
 
 fig, ax = plt.subplots(figsize=(5, 3.2))
-ax.plot(range(1, passes + 1), test_scores, "o-", label="partial_fit, chunks")
-ax.axhline(in_memory.score(X_test), color="gray", linestyle="--",
-           label=f"fit in memory, {passes} epochs")
+ax.plot(
+    range(1, passes + 1), test_scores, "o-", label="partial_fit, chunks"
+)
+ax.axhline(
+    in_memory.score(X_test),
+    color="gray",
+    linestyle="--",
+    label=f"fit in memory, {passes} epochs",
+)
 ax.set_xlabel("passes over the file")
 ax.set_ylabel("held-out score (-MSE)")
 ax.legend()
@@ -151,11 +192,15 @@ plt.show()
 # ``compute`` runs one task per block on the cluster.
 X_dask = da.from_array(X_test, chunks=(100, 64))
 codes = dask_transform(online, X_dask)
-print(f"input {X_dask.shape} in {X_dask.numblocks[0]} blocks -> lazy codes "
-      f"{codes.shape}")
+print(
+    f"input {X_dask.shape} in {X_dask.numblocks[0]} blocks -> lazy codes "
+    f"{codes.shape}"
+)
 computed = codes.compute()
-print(f"computed codes equal the in-memory transform: "
-      f"{np.allclose(computed, online.transform(X_test), atol=1e-5)}")
+print(
+    f"computed codes equal the in-memory transform: "
+    f"{np.allclose(computed, online.transform(X_test), atol=1e-5)}"
+)
 
 # %%
 # Close the cluster and remove the file.

@@ -21,6 +21,7 @@ the example runs in seconds.
 # %%
 # A photo, half of it noisy
 # -------------------------
+# sphinx_gallery_thumbnail_number = 2
 import time
 
 import matplotlib.pyplot as plt
@@ -40,7 +41,9 @@ height, width = face.shape
 half = width // 2
 
 distorted = face.copy()
-distorted[:, half:] += 0.075 * np.random.RandomState(0).randn(height, width - half)
+distorted[:, half:] += 0.075 * np.random.RandomState(0).randn(
+    height, width - half
+)
 
 
 def psnr(reference, image):
@@ -52,9 +55,11 @@ def difference_norm(reference, image):
     return np.sqrt(np.sum((reference - image) ** 2))
 
 
-print(f"image {height}x{width}; noisy right half: PSNR "
-      f"{psnr(face[:, half:], distorted[:, half:]):.2f} dB, norm of the "
-      f"difference {difference_norm(face[:, half:], distorted[:, half:]):.2f}")
+print(
+    f"image {height}x{width}; noisy right half: PSNR "
+    f"{psnr(face[:, half:], distorted[:, half:]):.2f} dB, norm of the "
+    f"difference {difference_norm(face[:, half:], distorted[:, half:]):.2f}"
+)
 
 # %%
 # Learn the dictionaries on the clean half
@@ -66,20 +71,32 @@ print(f"image {height}x{width}; noisy right half: PSNR "
 # CPU with numpy; ``DictionaryLearner`` codes batches of patches in torch
 # (on a GPU when there is one) and stops early when its objective stalls.
 patch_size = (7, 7)
-patches = extract_patches_2d(distorted[:, :half], patch_size, max_patches=3000,
-                             random_state=0)
+patches = extract_patches_2d(
+    distorted[:, :half], patch_size, max_patches=3000, random_state=0
+)
 data = patches.reshape(len(patches), -1)
 mean, std = data.mean(axis=0), data.std(axis=0)
 data = (data - mean) / std
-print(f"{len(data)} clean patches of {patch_size[0]}x{patch_size[1]} pixels")
+print(
+    f"{len(data)} clean patches of {patch_size[0]}x{patch_size[1]} pixels"
+)
 
 learners = {
     "MiniBatchDictionaryLearning": MiniBatchDictionaryLearning(
-        n_components=50, alpha=1.0, batch_size=200, max_iter=10,
-        random_state=0),
+        n_components=50,
+        alpha=1.0,
+        batch_size=200,
+        max_iter=10,
+        random_state=0,
+    ),
     "DictionaryLearner": DictionaryLearner(
-        n_components=50, alpha=1.0, batch_size=200, max_iter=10,
-        random_state=0, device="cpu"),
+        n_components=50,
+        alpha=1.0,
+        batch_size=200,
+        max_iter=10,
+        random_state=0,
+        device="cpu",
+    ),
 }
 fit_seconds = {}
 for name, learner in learners.items():
@@ -94,12 +111,19 @@ for name, learner in learners.items():
 fig, axes = plt.subplots(2, 25, figsize=(12, 1.6))
 for row, (name, learner) in enumerate(learners.items()):
     for axis, atom in zip(axes[row], learner.components_[:25]):
-        axis.imshow(atom.reshape(patch_size), cmap="gray", interpolation="nearest")
+        axis.imshow(
+            atom.reshape(patch_size), cmap="gray", interpolation="nearest"
+        )
         axis.set_xticks(())
         axis.set_yticks(())
-    axes[row, 0].set_ylabel(name.replace("DictionaryLearning", "DL")
-                            .replace("DictionaryLearner", "DictLearner"),
-                            rotation=0, ha="right", fontsize=8)
+    axes[row, 0].set_ylabel(
+        name.replace("DictionaryLearning", "DL").replace(
+            "DictionaryLearner", "DictLearner"
+        ),
+        rotation=0,
+        ha="right",
+        fontsize=8,
+    )
 fig.suptitle("first 25 of 50 atoms learned on the clean half")
 plt.show()
 
@@ -116,11 +140,14 @@ plt.show()
 # these 7,000 patches.)
 transforms = {
     "orthogonal matching pursuit, 1 atom": dict(
-        transform_algorithm="omp", transform_n_nonzero_coefs=1),
+        transform_algorithm="omp", transform_n_nonzero_coefs=1
+    ),
     "orthogonal matching pursuit, 2 atoms": dict(
-        transform_algorithm="omp", transform_n_nonzero_coefs=2),
+        transform_algorithm="omp", transform_n_nonzero_coefs=2
+    ),
     "thresholding, alpha 0.1": dict(
-        transform_algorithm="threshold", transform_alpha=0.1),
+        transform_algorithm="threshold", transform_alpha=0.1
+    ),
 }
 noisy_patches = extract_patches_2d(distorted[:, half:], patch_size)
 noisy = (noisy_patches.reshape(len(noisy_patches), -1) - mean) / std
@@ -136,22 +163,35 @@ for transform_name, params in transforms.items():
             # Thresholded correlations are not least-squares codes: their
             # reconstructions have no meaningful scale, so scikit-learn's
             # example stretches them to [0, 1], as here.
-            rebuilt = (rebuilt - rebuilt.min()) / (rebuilt.max() - rebuilt.min())
+            rebuilt = (rebuilt - rebuilt.min()) / (
+                rebuilt.max() - rebuilt.min()
+            )
         else:
             rebuilt = rebuilt * std + mean
         image = reconstruct_from_patches_2d(
-            rebuilt.reshape(noisy_patches.shape), (height, width - half))
+            rebuilt.reshape(noisy_patches.shape), (height, width - half)
+        )
         seconds = time.perf_counter() - start
         denoised[transform_name, name] = image
-        rows.append((transform_name, name, seconds,
-                     difference_norm(face[:, half:], image),
-                     psnr(face[:, half:], image)))
+        rows.append(
+            (
+                transform_name,
+                name,
+                seconds,
+                difference_norm(face[:, half:], image),
+                psnr(face[:, half:], image),
+            )
+        )
 
-print(f"{'transform':<38}{'dictionary':<29}{'s':>6}{'diff. norm':>11}"
-      f"{'PSNR dB':>9}")
+print(
+    f"{'transform':<38}{'dictionary':<29}{'s':>6}{'diff. norm':>11}"
+    f"{'PSNR dB':>9}"
+)
 for transform_name, name, seconds, norm, value in rows:
-    print(f"{transform_name:<38}{name:<29}{seconds:>6.2f}{norm:>11.2f}"
-          f"{value:>9.2f}")
+    print(
+        f"{transform_name:<38}{name:<29}{seconds:>6.2f}{norm:>11.2f}"
+        f"{value:>9.2f}"
+    )
 
 # %%
 # Both dictionaries remove part of the noise with matching pursuit: with
@@ -182,10 +222,16 @@ for axis, (title, image) in zip(axes[0], panels):
     axis.set_title(title, fontsize=9)
 for axis, (title, image) in zip(axes[1], panels):
     difference = image[:, half:] - face[:, half:]
-    axis.imshow(difference, cmap="PuOr", vmin=-0.25, vmax=0.25,
-                interpolation="nearest")
-    axis.set_title(f"difference: norm {np.sqrt(np.sum(difference**2)):.2f}",
-                   fontsize=9)
+    axis.imshow(
+        difference,
+        cmap="PuOr",
+        vmin=-0.25,
+        vmax=0.25,
+        interpolation="nearest",
+    )
+    axis.set_title(
+        f"difference: norm {np.sqrt(np.sum(difference**2)):.2f}", fontsize=9
+    )
 for axis in axes.flat:
     axis.set_xticks(())
     axis.set_yticks(())

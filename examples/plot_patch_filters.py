@@ -31,6 +31,7 @@ scikit-image, with four models:
 # each patch's mean and whitens them (natural images have most of their
 # variance in the lowest frequencies; whitening flattens that spectrum so the
 # filters are not dominated by it).
+# sphinx_gallery_thumbnail_number = 2
 import time
 import warnings
 
@@ -44,14 +45,19 @@ from sklearn_replearn.datasets import (
     filter_localisation,
     load_patches,
 )
-from sklearn_replearn.plotting import ComponentsDisplay, ReconstructionDisplay
+from sklearn_replearn.plotting import (
+    ComponentsDisplay,
+    ReconstructionDisplay,
+)
 
 patch_size, n_filters = 12, 64
 shape = (patch_size, patch_size)
 X_train, X_test, to_pixels = load_patches(patch_size, 400, random_state=0)
 print(f"photos: {', '.join(PATCH_IMAGES)}")
-print(f"{len(X_train)} training and {len(X_test)} held-out {patch_size}x"
-      f"{patch_size} patches")
+print(
+    f"{len(X_train)} training and {len(X_test)} held-out {patch_size}x"
+    f"{patch_size} patches"
+)
 
 # %%
 # Four sets of 64 filters
@@ -62,14 +68,30 @@ print(f"{len(X_train)} training and {len(X_test)} held-out {patch_size}x"
 # penalty on the code.
 models = {
     "AE, sparsity=0": AutoencoderTransformer(
-        n_components=n_filters, hidden_layer_sizes=(), sparsity=0.0,
-        max_iter=60, learning_rate=3e-3, random_state=0, device="cpu"),
+        n_components=n_filters,
+        hidden_layer_sizes=(),
+        sparsity=0.0,
+        max_iter=60,
+        learning_rate=3e-3,
+        random_state=0,
+        device="cpu",
+    ),
     "AE, sparsity=1": AutoencoderTransformer(
-        n_components=n_filters, hidden_layer_sizes=(), sparsity=1.0,
-        max_iter=60, learning_rate=3e-3, random_state=0, device="cpu"),
+        n_components=n_filters,
+        hidden_layer_sizes=(),
+        sparsity=1.0,
+        max_iter=60,
+        learning_rate=3e-3,
+        random_state=0,
+        device="cpu",
+    ),
     "DictionaryLearner": DictionaryLearner(
-        n_components=n_filters, alpha=3.0, max_iter=10, random_state=0,
-        device="cpu"),
+        n_components=n_filters,
+        alpha=3.0,
+        max_iter=10,
+        random_state=0,
+        device="cpu",
+    ),
 }
 random_filters = np.random.RandomState(0).randn(n_filters, patch_size**2)
 
@@ -81,18 +103,23 @@ random_filters = np.random.RandomState(0).randn(n_filters, patch_size**2)
 # filters concentrate in a few pixels, random ones spread over the whole
 # patch. The held-out reconstruction error is in whitened units (1 is the
 # data's variance).
-print(f"{'model (64 filters)':<20}{'held-out MSE':>13}{'localisation':>14}"
-      f"{'fit s':>7}")
-print(f"{'random filters':<20}{'-':>13}"
-      f"{filter_localisation(random_filters, shape).mean():>14.2f}{'-':>7}")
+print(
+    f"{'model (64 filters)':<20}{'held-out MSE':>13}{'localisation':>14}"
+    f"{'fit s':>7}"
+)
+print(
+    f"{'random filters':<20}{'-':>13}"
+    f"{filter_localisation(random_filters, shape).mean():>14.2f}{'-':>7}"
+)
 for name, model in models.items():
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # short budgets
         model.fit(X_train)
     seconds = time.perf_counter() - start
-    error = np.mean((model.inverse_transform(model.transform(X_test))
-                     - X_test) ** 2)
+    error = np.mean(
+        (model.inverse_transform(model.transform(X_test)) - X_test) ** 2
+    )
     localisation = filter_localisation(model.components_, shape).mean()
     print(f"{name:<20}{error:>13.3f}{localisation:>14.2f}{seconds:>7.1f}")
 
@@ -117,7 +144,8 @@ sets = [(name, model.components_) for name, model in models.items()]
 sets.append(("random", random_filters))
 for row, (name, filters) in enumerate(sets):
     ComponentsDisplay(filters[:16], image_shape=shape).plot(
-        n_cols=16, ax=axes[row])
+        n_cols=16, ax=axes[row]
+    )
     axes[row, 0].set_ylabel(name, rotation=0, ha="right", fontsize=8)
 fig.suptitle("the first 16 of each set of 64 filters")
 plt.show()
@@ -125,8 +153,11 @@ plt.show()
 # %%
 # All 64 atoms of the dictionary:
 ComponentsDisplay.from_estimator(
-    models["DictionaryLearner"], image_shape=shape, n_cols=16,
-    title="DictionaryLearner: 64 atoms learned on photo patches")
+    models["DictionaryLearner"],
+    image_shape=shape,
+    n_cols=16,
+    title="DictionaryLearner: 64 atoms learned on photo patches",
+)
 plt.show()
 
 # %%
@@ -141,7 +172,10 @@ shown = np.sort(np.random.RandomState(0).choice(busy, 10, replace=False))
 dictionary = models["DictionaryLearner"]
 ReconstructionDisplay(
     to_pixels(X_test[shown]),
-    to_pixels(dictionary.inverse_transform(dictionary.transform(X_test[shown]))),
-    image_shape=shape, title="held-out patches, reconstructed from sparse codes",
+    to_pixels(
+        dictionary.inverse_transform(dictionary.transform(X_test[shown]))
+    ),
+    image_shape=shape,
+    title="held-out patches, reconstructed from sparse codes",
 ).plot()
 plt.show()

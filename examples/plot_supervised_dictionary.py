@@ -49,8 +49,13 @@ from sklearn_replearn import DictionaryLearner
 from sklearn_replearn.plotting import ComponentsDisplay
 
 digits = load_digits()
-digit_split = train_test_split(digits.data / 16.0, digits.target, test_size=0.25,
-                               stratify=digits.target, random_state=0)
+digit_split = train_test_split(
+    digits.data / 16.0,
+    digits.target,
+    test_size=0.25,
+    stratify=digits.target,
+    random_state=0,
+)
 
 textures = ("brick", "grass", "gravel")
 
@@ -59,10 +64,13 @@ def texture_patches(half, n_patches, seed):
     patches, labels = [], []
     for label, name in enumerate(textures):
         image = getattr(skimage_data, name)().astype(np.float64) / 255.0
-        image = image.reshape(256, 2, 256, 2).mean(axis=(1, 3))  # downsample by 2
+        image = image.reshape(256, 2, 256, 2).mean(
+            axis=(1, 3)
+        )  # downsample by 2
         part = image[:, :128] if half == "left" else image[:, 128:]
-        cut = extract_patches_2d(part, (8, 8), max_patches=n_patches,
-                                 random_state=seed + label)
+        cut = extract_patches_2d(
+            part, (8, 8), max_patches=n_patches, random_state=seed + label
+        )
         patches.append(cut.reshape(n_patches, -1))
         labels.append(np.full(n_patches, label))
     X = np.concatenate(patches)
@@ -71,14 +79,23 @@ def texture_patches(half, n_patches, seed):
     return X, np.concatenate(labels)
 
 
-texture_split = (*texture_patches("left", 500, 0), *texture_patches("right", 200, 10))
+texture_split = (
+    *texture_patches("left", 500, 0),
+    *texture_patches("right", 200, 10),
+)
 # As (X_train, X_test, y_train, y_test), like train_test_split's output.
-texture_split = (texture_split[0], texture_split[2], texture_split[1],
-                 texture_split[3])
+texture_split = (
+    texture_split[0],
+    texture_split[2],
+    texture_split[1],
+    texture_split[3],
+)
 datasets = {"digits": digit_split, "textures": texture_split}
 for name, (X_train, X_test, y_train, y_test) in datasets.items():
-    print(f"{name}: {len(X_train)} training and {len(X_test)} test samples of "
-          f"{X_train.shape[1]} values, {len(np.unique(y_train))} classes")
+    print(
+        f"{name}: {len(X_train)} training and {len(X_test)} test samples of "
+        f"{X_train.shape[1]} values, {len(np.unique(y_train))} classes"
+    )
 
 # %%
 # Fit and compare
@@ -92,16 +109,26 @@ for data_name, (X_train, X_test, y_train, y_test) in datasets.items():
     models = {
         "raw values": None,
         "unsupervised": DictionaryLearner(
-            n_components=32, alpha=alpha, max_iter=10, supervision_weight=0.0,
-            random_state=0, device="cpu"),
+            n_components=32,
+            alpha=alpha,
+            max_iter=10,
+            supervision_weight=0.0,
+            random_state=0,
+            device="cpu",
+        ),
         "supervised": DictionaryLearner(
-            n_components=32, alpha=alpha, max_iter=10, random_state=0,
-            device="cpu"),
+            n_components=32,
+            alpha=alpha,
+            max_iter=10,
+            random_state=0,
+            device="cpu",
+        ),
     }
     for model_name, dictionary in models.items():
         steps = [] if dictionary is None else [dictionary]
-        pipeline = make_pipeline(*steps, StandardScaler(),
-                                 LogisticRegression(max_iter=3000))
+        pipeline = make_pipeline(
+            *steps, StandardScaler(), LogisticRegression(max_iter=3000)
+        )
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -113,14 +140,25 @@ for data_name, (X_train, X_test, y_train, y_test) in datasets.items():
             reconstruction = dictionary.inverse_transform(codes)
             error = f"{np.mean((reconstruction - X_test) ** 2):.4f}"
             fitted[data_name, model_name] = dictionary
-        results.append((data_name, model_name, error,
-                        pipeline.score(X_test, y_test), seconds))
+        results.append(
+            (
+                data_name,
+                model_name,
+                error,
+                pipeline.score(X_test, y_test),
+                seconds,
+            )
+        )
 
-print(f"{'data':<10}{'representation':<16}{'test recon. MSE':>16}"
-      f"{'test accuracy':>14}{'fit s':>7}")
+print(
+    f"{'data':<10}{'representation':<16}{'test recon. MSE':>16}"
+    f"{'test accuracy':>14}{'fit s':>7}"
+)
 for data_name, model_name, error, accuracy, seconds in results:
-    print(f"{data_name:<10}{model_name:<16}{error:>16}{accuracy:>14.3f}"
-          f"{seconds:>7.1f}")
+    print(
+        f"{data_name:<10}{model_name:<16}{error:>16}{accuracy:>14.3f}"
+        f"{seconds:>7.1f}"
+    )
 
 # %%
 # On the textures, a linear classifier on the raw patches is at chance (one
@@ -144,8 +182,11 @@ for data_name, model_name, error, accuracy, seconds in results:
 fig, axes = plt.subplots(2, 16, figsize=(12, 1.9))
 for row, model_name in enumerate(["unsupervised", "supervised"]):
     ComponentsDisplay.from_estimator(
-        fitted["textures", model_name], max_components=16, n_cols=16,
-        ax=axes[row])
+        fitted["textures", model_name],
+        max_components=16,
+        n_cols=16,
+        ax=axes[row],
+    )
     axes[row, 0].set_ylabel(model_name, rotation=0, ha="right", fontsize=8)
 fig.suptitle("texture dictionaries: first 16 atoms")
 plt.show()
@@ -156,8 +197,11 @@ plt.show()
 fig, axes = plt.subplots(2, 16, figsize=(12, 1.9))
 for row, model_name in enumerate(["unsupervised", "supervised"]):
     ComponentsDisplay.from_estimator(
-        fitted["digits", model_name], max_components=16, n_cols=16,
-        ax=axes[row])
+        fitted["digits", model_name],
+        max_components=16,
+        n_cols=16,
+        ax=axes[row],
+    )
     axes[row, 0].set_ylabel(model_name, rotation=0, ha="right", fontsize=8)
 fig.suptitle("digit dictionaries: first 16 atoms")
 plt.show()

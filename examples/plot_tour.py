@@ -45,7 +45,10 @@ from sklearn_replearn import (
     PretrainedCNNFeatures,
     VAETransformer,
 )
-from sklearn_replearn.plotting import ComponentsDisplay, ReconstructionDisplay
+from sklearn_replearn.plotting import (
+    ComponentsDisplay,
+    ReconstructionDisplay,
+)
 
 digits = load_digits()
 X = digits.data / 16.0  # pixels in [0, 1]
@@ -70,28 +73,57 @@ n_components = 16
 # convolution, max-pooled over the image.
 torch.manual_seed(0)  # the CNN's random initial weights
 cnn = nn.Sequential(
-    nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-    nn.Conv2d(16, n_components, 3, padding=1), nn.ReLU(),
-    nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(n_components, 10),
+    nn.Conv2d(1, 16, 5, padding=2),
+    nn.ReLU(),
+    nn.MaxPool2d(2),
+    nn.Conv2d(16, n_components, 3, padding=1),
+    nn.ReLU(),
+    nn.AdaptiveMaxPool2d(1),
+    nn.Flatten(),
+    nn.Linear(n_components, 10),
 )
 representations = {
     "raw pixels": None,
     "PCA": PCA(n_components=n_components, random_state=0),
     "AutoencoderTransformer": AutoencoderTransformer(
-        n_components=n_components, max_iter=40, random_state=0, device="cpu"),
+        n_components=n_components, max_iter=40, random_state=0, device="cpu"
+    ),
     "VAETransformer": VAETransformer(
-        n_components=n_components, likelihood="bernoulli", max_iter=40,
-        random_state=0, device="cpu"),
+        n_components=n_components,
+        likelihood="bernoulli",
+        max_iter=40,
+        random_state=0,
+        device="cpu",
+    ),
     "DictionaryLearner": DictionaryLearner(
-        n_components=n_components, alpha=0.1, max_iter=10,
-        supervision_weight=0.0, random_state=0, device="cpu"),
+        n_components=n_components,
+        alpha=0.1,
+        max_iter=10,
+        supervision_weight=0.0,
+        random_state=0,
+        device="cpu",
+    ),
     "DictionaryLearner (supervised)": DictionaryLearner(
-        n_components=n_components, alpha=0.1, max_iter=10, random_state=0,
-        device="cpu"),
+        n_components=n_components,
+        alpha=0.1,
+        max_iter=10,
+        random_state=0,
+        device="cpu",
+    ),
     "PretrainedCNNFeatures (trained here)": PretrainedCNNFeatures(
-        cnn, weights=None, image_shape=(1, 8, 8), image_size=(16, 16),
-        normalize=False, fine_tune_layers=2, max_iter=5, learning_rate=3e-3,
-        batch_size=32, compile=False, random_state=0, device="cpu"),
+        cnn,
+        weights=None,
+        image_shape=(1, 8, 8),
+        image_size=(16, 16),
+        normalize=False,
+        fine_tune_layers=2,
+        max_iter=5,
+        learning_rate=3e-3,
+        batch_size=32,
+        compile=False,
+        random_state=0,
+        device="cpu",
+    ),
 }
 
 # %%
@@ -100,8 +132,9 @@ representations = {
 rows = []
 for name, representation in representations.items():
     steps = [] if representation is None else [representation]
-    pipeline = make_pipeline(*steps, StandardScaler(),
-                             LogisticRegression(max_iter=2000))
+    pipeline = make_pipeline(
+        *steps, StandardScaler(), LogisticRegression(max_iter=2000)
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         # The short training budgets stop the neural models while they
@@ -112,12 +145,15 @@ for name, representation in representations.items():
     error = None
     if hasattr(representation, "inverse_transform"):
         reconstruction = representation.inverse_transform(
-            representation.transform(X_test))
+            representation.transform(X_test)
+        )
         error = float(np.mean((reconstruction - X_test) ** 2))
     rows.append((name, error, pipeline.score(X_test, y_test), seconds))
 
-print(f"{'representation (16 features)':<38}{'recon. MSE':>11}"
-      f"{'accuracy':>10}{'fit s':>7}")
+print(
+    f"{'representation (16 features)':<38}{'recon. MSE':>11}"
+    f"{'accuracy':>10}{'fit s':>7}"
+)
 for name, error, accuracy, seconds in rows:
     error = "-" if error is None else f"{error:.4f}"
     print(f"{name:<38}{error:>11}{accuracy:>10.3f}{seconds:>7.1f}")
@@ -147,13 +183,25 @@ for name, error, accuracy, seconds in rows:
 # autoencoder's first-layer weights (the filters its hidden units apply to
 # the pixels) and the dictionary's atoms. Red is positive, blue negative.
 fig, axes = plt.subplots(4, 16, figsize=(12, 3.6))
-for row, name in enumerate(["PCA", "AutoencoderTransformer", "DictionaryLearner",
-                            "DictionaryLearner (supervised)"]):
+for row, name in enumerate(
+    [
+        "PCA",
+        "AutoencoderTransformer",
+        "DictionaryLearner",
+        "DictionaryLearner (supervised)",
+    ]
+):
     ComponentsDisplay.from_estimator(
-        representations[name], max_components=16, n_cols=16, ax=axes[row])
-    axes[row, 0].set_ylabel(name.replace("DictionaryLearner", "Dict.")
-                            .replace("AutoencoderTransformer", "AE"),
-                            rotation=0, ha="right", fontsize=8)
+        representations[name], max_components=16, n_cols=16, ax=axes[row]
+    )
+    axes[row, 0].set_ylabel(
+        name.replace("DictionaryLearner", "Dict.").replace(
+            "AutoencoderTransformer", "AE"
+        ),
+        rotation=0,
+        ha="right",
+        fontsize=8,
+    )
 fig.suptitle("first 16 components of each model")
 plt.show()
 
@@ -161,8 +209,11 @@ plt.show()
 # Reconstructions of the first ten held-out digits by the unsupervised
 # dictionary: a sparse combination of 16 atoms per digit.
 ReconstructionDisplay.from_estimator(
-    representations["DictionaryLearner"], X_test, image_shape=(8, 8),
-    title="DictionaryLearner reconstructions")
+    representations["DictionaryLearner"],
+    X_test,
+    image_shape=(8, 8),
+    title="DictionaryLearner reconstructions",
+)
 plt.show()
 
 # %%
@@ -171,5 +222,6 @@ plt.show()
 # looks at them and at their feature maps in detail.
 ComponentsDisplay.from_estimator(
     representations["PretrainedCNNFeatures (trained here)"],
-    title="the CNN's first-layer kernels")
+    title="the CNN's first-layer kernels",
+)
 plt.show()

@@ -36,6 +36,7 @@ all target labels.
 import time
 import warnings
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
@@ -54,14 +55,24 @@ y = digits.target
 source = y <= 4
 X_source, y_source = X[source], y[source]
 X_train, X_test, y_train, y_test = train_test_split(
-    X[~source], y[~source], test_size=0.25, stratify=y[~source], random_state=0
+    X[~source],
+    y[~source],
+    test_size=0.25,
+    stratify=y[~source],
+    random_state=0,
 )
 # A small labelled target set: ten images per class.
 rng = np.random.RandomState(0)
-few = np.concatenate([rng.choice(np.flatnonzero(y_train == digit), 10,
-                                 replace=False) for digit in range(5, 10)])
-print(f"source: {len(X_source)} digits 0-4; target: {len(X_train)} training "
-      f"digits 5-9 ({len(few)} in the small set), {len(X_test)} held out")
+few = np.concatenate(
+    [
+        rng.choice(np.flatnonzero(y_train == digit), 10, replace=False)
+        for digit in range(5, 10)
+    ]
+)
+print(
+    f"source: {len(X_source)} digits 0-4; target: {len(X_train)} training "
+    f"digits 5-9 ({len(few)} in the small set), {len(X_test)} held out"
+)
 
 
 # %%
@@ -73,10 +84,15 @@ print(f"source: {len(X_source)} digits 0-4; target: {len(X_train)} training "
 def make_cnn(n_classes, seed):
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
         nn.Linear(32, n_classes),
     )
 
@@ -90,15 +106,21 @@ start = time.perf_counter()
 for epoch in range(10):
     for batch in torch.randperm(len(images), generator=generator).split(32):
         optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(source_cnn(images[batch]), labels[batch])
+        loss = nn.functional.cross_entropy(
+            source_cnn(images[batch]), labels[batch]
+        )
         loss.backward()
         optimizer.step()
 source_seconds = time.perf_counter() - start
 source_cnn.eval()
 with torch.no_grad():
-    source_accuracy = (source_cnn(images).argmax(1) == labels).float().mean()
-print(f"source CNN: 10 epochs in {source_seconds:.1f} s, training accuracy "
-      f"on 0-4 {source_accuracy:.3f}")
+    source_accuracy = (
+        (source_cnn(images).argmax(1) == labels).float().mean()
+    )
+print(
+    f"source CNN: 10 epochs in {source_seconds:.1f} s, training accuracy "
+    f"on 0-4 {source_accuracy:.3f}"
+)
 
 # %%
 # Ways to use it on the target
@@ -121,21 +143,32 @@ print(f"source CNN: 10 epochs in {source_seconds:.1f} s, training accuracy "
 #   convolutions trained on the target (``fine_tune_layers=3``);
 # * and, as a control, the random network frozen: how much of the frozen
 #   network's accuracy comes from the source training at all?
-common = dict(weights=None, image_shape=(1, 8, 8), image_size=(8, 8),
-              normalize=False, batch_size=32, compile=False, random_state=0,
-              device="cpu")
+common = dict(
+    weights=None,
+    image_shape=(1, 8, 8),
+    image_size=(8, 8),
+    normalize=False,
+    batch_size=32,
+    compile=False,
+    random_state=0,
+    device="cpu",
+)
 tuning = dict(max_iter=10, learning_rate=3e-3)
 last_maps = dict(layer="6", pooling=None)
 arms = {
     "frozen, pooled": lambda: PretrainedCNNFeatures(source_cnn, **common),
     "frozen, last maps": lambda: PretrainedCNNFeatures(
-        source_cnn, **last_maps, **common),
+        source_cnn, **last_maps, **common
+    ),
     "fine-tune last block": lambda: PretrainedCNNFeatures(
-        source_cnn, fine_tune_layers=1, **tuning, **common),
+        source_cnn, fine_tune_layers=1, **tuning, **common
+    ),
     "from scratch": lambda: PretrainedCNNFeatures(
-        make_cnn(5, seed=1), fine_tune_layers=3, **tuning, **common),
+        make_cnn(5, seed=1), fine_tune_layers=3, **tuning, **common
+    ),
     "random, frozen, last maps": lambda: PretrainedCNNFeatures(
-        make_cnn(5, seed=1), **last_maps, **common),
+        make_cnn(5, seed=1), **last_maps, **common
+    ),
 }
 n_last_block = sum(p.numel() for p in source_cnn[5].parameters())
 n_all = sum(p.numel() for p in source_cnn[:-1].parameters())
@@ -149,24 +182,70 @@ n_trainable = {"fine-tune last block": n_last_block, "from scratch": n_all}
 # them; the time is that of the whole ``fit``, the accuracy is on the
 # held-out digits 5-9.
 results = []
-for labelled, rows in [("50 labels", few), ("all labels", np.arange(len(X_train)))]:
+for labelled, rows in [
+    ("50 labels", few),
+    ("all labels", np.arange(len(X_train))),
+]:
     for name, make in arms.items():
-        pipeline = make_pipeline(make(), StandardScaler(),
-                                 LogisticRegression(max_iter=2000))
+        pipeline = make_pipeline(
+            make(), StandardScaler(), LogisticRegression(max_iter=2000)
+        )
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             pipeline.fit(X_train[rows], y_train[rows])
         seconds = time.perf_counter() - start
         n_features = pipeline[0].transform(X_test[:1]).shape[1]
-        results.append((labelled, name, n_trainable.get(name, 0), n_features,
-                        pipeline.score(X_test, y_test), seconds))
+        results.append(
+            (
+                labelled,
+                name,
+                n_trainable.get(name, 0),
+                n_features,
+                pipeline.score(X_test, y_test),
+                seconds,
+            )
+        )
 
-print(f"{'target data':<12}{'CNN':<27}{'CNN weights trained':>20}"
-      f"{'features':>9}{'accuracy':>10}{'fit s':>7}")
+print(
+    f"{'target data':<12}{'CNN':<27}{'CNN weights trained':>20}"
+    f"{'features':>9}{'accuracy':>10}{'fit s':>7}"
+)
 for labelled, name, weights, width, accuracy, seconds in results:
-    print(f"{labelled:<12}{name:<27}{weights:>20}{width:>9}{accuracy:>10.3f}"
-          f"{seconds:>7.2f}")
+    print(
+        f"{labelled:<12}{name:<27}{weights:>20}{width:>9}{accuracy:>10.3f}"
+        f"{seconds:>7.2f}"
+    )
+
+# %%
+# The same numbers as a figure: accuracy (left) and the time to fit
+# (right, log scale) of each arm, with 50 and with all target labels.
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+names = list(arms)
+positions = np.arange(len(names))
+for offset, labelled in [(-0.2, "50 labels"), (0.2, "all labels")]:
+    chosen = [row for row in results if row[0] == labelled]
+    left.barh(
+        positions + offset,
+        [row[4] for row in chosen],
+        height=0.4,
+        label=labelled,
+    )
+    right.barh(
+        positions + offset,
+        [row[5] for row in chosen],
+        height=0.4,
+        label=labelled,
+    )
+left.set_yticks(positions, names)
+left.invert_yaxis()
+left.set_xlim(0.5, 1.0)
+left.set_xlabel("held-out accuracy on digits 5-9")
+right.set_xscale("log")
+right.set_xlabel("fit time (s, log scale)")
+left.legend(loc="lower left", fontsize=8)
+fig.tight_layout()
+plt.show()
 
 # %%
 # Reading the table

@@ -32,6 +32,7 @@ so that its latent space can be drawn directly.
 # Pixel intensities in [0, 1] suit a Bernoulli likelihood (the decoder outputs
 # one probability per pixel). A quarter of the digits is held out to score
 # the model on data it did not see.
+# sphinx_gallery_thumbnail_number = 5
 import time
 import warnings
 
@@ -53,8 +54,10 @@ X = digits.data / 16.0
 X_train, X_test, y_train, y_test = train_test_split(
     X, digits.target, test_size=0.25, stratify=digits.target, random_state=0
 )
-print(f"{len(X_train)} training and {len(X_test)} held-out digits of "
-      f"{X.shape[1]} pixels")
+print(
+    f"{len(X_train)} training and {len(X_test)} held-out digits of "
+    f"{X.shape[1]} pixels"
+)
 
 # %%
 # Fit the VAE
@@ -73,7 +76,9 @@ vae = VAETransformer(
 )
 start = time.perf_counter()
 vae.fit(X_train)
-print(f"fitted in {time.perf_counter() - start:.1f} s, {vae.n_iter_} epochs")
+print(
+    f"fitted in {time.perf_counter() - start:.1f} s, {vae.n_iter_} epochs"
+)
 
 # %%
 # The ELBO, on training and held-out digits
@@ -85,7 +90,9 @@ print(f"fitted in {time.perf_counter() - start:.1f} s, {vae.n_iter_} epochs")
 print(f"{'':>26} {'ELBO (nats)':>12}")
 print(f"{'training digits':>26} {vae.score(X_train):12.2f}")
 print(f"{'held-out digits':>26} {vae.score(X_test):12.2f}")
-print(f"{'last epoch: E[log p(x|z)]':>26} {vae.reconstruction_curve_[-1]:12.2f}")
+print(
+    f"{'last epoch: E[log p(x|z)]':>26} {vae.reconstruction_curve_[-1]:12.2f}"
+)
 print(f"{'last epoch: KL(q || p)':>26} {vae.kl_curve_[-1]:12.2f}")
 
 # %%
@@ -112,7 +119,10 @@ plt.show()
 # decoder. With only two latent variables the reconstructions keep the
 # digit's overall shape and lose its details.
 ReconstructionDisplay.from_estimator(
-    vae, X_test, image_shape=(8, 8), title="held-out digits and their decoding"
+    vae,
+    X_test,
+    image_shape=(8, 8),
+    title="held-out digits and their decoding",
 )
 plt.show()
 
@@ -123,7 +133,10 @@ plt.show()
 # term of the ELBO is what makes these draws land where the decoder has
 # learned something.
 SamplesDisplay.from_estimator(
-    vae, n_samples=24, image_shape=(8, 8), random_state=0,
+    vae,
+    n_samples=24,
+    image_shape=(8, 8),
+    random_state=0,
     title="decoded draws from the prior",
 )
 plt.show()
@@ -136,7 +149,10 @@ plt.show()
 # the latent space: the digits morph smoothly into one another, because
 # nearby codes decode into similar images.
 SamplesDisplay.from_latent_traversal(
-    vae, n_steps=10, limit=2.5, image_shape=(8, 8),
+    vae,
+    n_steps=10,
+    limit=2.5,
+    image_shape=(8, 8),
     title="decoded grid of the 2-D latent space",
 )
 plt.show()
@@ -151,9 +167,15 @@ plt.show()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ConvergenceWarning)
     wide = VAETransformer(
-        n_components=8, likelihood="bernoulli", max_iter=60,
-        learning_rate=3e-3, random_state=0, device="cpu",
+        n_components=8,
+        likelihood="bernoulli",
+        max_iter=60,
+        learning_rate=3e-3,
+        random_state=0,
+        device="cpu",
     ).fit(X_train)
 for model in (vae, wide):
-    print(f"n_components={model.n_components}: held-out ELBO "
-          f"{model.score(X_test):.2f} nats per digit ({model.n_iter_} epochs)")
+    print(
+        f"n_components={model.n_components}: held-out ELBO "
+        f"{model.score(X_test):.2f} nats per digit ({model.n_iter_} epochs)"
+    )
