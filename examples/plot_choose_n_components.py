@@ -49,17 +49,17 @@ cv = KFold(n_splits=3, shuffle=True, random_state=0)
 widths = [2, 4, 8, 16, 32]
 models = {
     "PCA (log-likelihood)": PCA(random_state=0),
-    "AutoencoderTransformer (-MSE)": AutoencoderTransformer(
+    "autoencoder (-MSE)": AutoencoderTransformer(
         max_iter=15, random_state=0, device="cpu"
     ),
-    "VAETransformer (ELBO)": VAETransformer(
+    "VAE (ELBO)": VAETransformer(
         likelihood="bernoulli",
         max_iter=15,
         learning_rate=3e-3,
         random_state=0,
         device="cpu",
     ),
-    "DictionaryLearner (-objective)": DictionaryLearner(
+    "dictionary (-objective)": DictionaryLearner(
         alpha=0.1, max_iter=5, random_state=0, device="cpu"
     ),
 }
@@ -77,13 +77,13 @@ for name, model in models.items():
     searches[name] = search
     scores[name] = search.cv_results_["mean_test_score"]
     print(
-        f"{name:<32} {len(widths) * cv.n_splits} fits in "
+        f"{name:<24} {len(widths) * cv.n_splits} fits in "
         f"{time.perf_counter() - start:5.1f} s"
     )
 
-print(f"\n{'mean held-out score':<32}" + "".join(f"{n:>9}" for n in widths))
+print(f"\n{'mean held-out score':<24}" + "".join(f"{n:>8}" for n in widths))
 for name, values in scores.items():
-    print(f"{name:<32}" + "".join(f"{value:>9.3f}" for value in values))
+    print(f"{name:<24}" + "".join(f"{value:>8.3f}" for value in values))
 
 # %%
 # Two kinds of score
@@ -121,7 +121,7 @@ plt.show()
 # The choice
 # ----------
 # For a likelihood score, the search's best width is the choice:
-for name in ("PCA (log-likelihood)", "VAETransformer (ELBO)"):
+for name in ("PCA (log-likelihood)", "VAE (ELBO)"):
     search = searches[name]
     print(
         f"{name}: best n_components {search.best_params_['n_components']} "

@@ -48,7 +48,7 @@ cluster = LocalCluster(
     n_workers=1,
     threads_per_worker=2,
     processes=False,
-    dashboard_address=None,
+    dashboard_address=":0",
 )
 client = Client(cluster)
 print(

@@ -131,21 +131,22 @@ plt.show()
 # Denoise the right half
 # ----------------------
 # Each noisy patch is coded with one of the transform algorithms (the same
-# names and meaning in both classes), rebuilt as ``code @ components_`` and
-# put back; overlapping patches are averaged. The table compares the
-# denoised half with the clean one: the norm of the difference (lower is
-# better) and the PSNR (higher is better), and the time to code and rebuild
-# it. (scikit-learn's example also codes with least-angle regression; it is
-# left out here because scikit-learn's LARS coder takes over ten seconds on
-# these 7,000 patches.)
+# names and meaning in both classes: orthogonal matching pursuit, OMP, with
+# one or two atoms per patch, and thresholding), rebuilt as
+# ``code @ components_`` and put back; overlapping patches are averaged. The
+# table compares the denoised half with the clean one: the norm of the
+# difference (lower is better) and the PSNR (higher is better), and the time
+# to code and rebuild it. (scikit-learn's example also codes with least-angle
+# regression; it is left out here because scikit-learn's LARS coder takes
+# over ten seconds on these 7,000 patches.)
 transforms = {
-    "orthogonal matching pursuit, 1 atom": dict(
+    "OMP, 1 atom": dict(
         transform_algorithm="omp", transform_n_nonzero_coefs=1
     ),
-    "orthogonal matching pursuit, 2 atoms": dict(
+    "OMP, 2 atoms": dict(
         transform_algorithm="omp", transform_n_nonzero_coefs=2
     ),
-    "thresholding, alpha 0.1": dict(
+    "threshold 0.1": dict(
         transform_algorithm="threshold", transform_alpha=0.1
     ),
 }
@@ -184,12 +185,12 @@ for transform_name, params in transforms.items():
         )
 
 print(
-    f"{'transform':<38}{'dictionary':<29}{'s':>6}{'diff. norm':>11}"
+    f"{'coder':<15}{'dictionary':<29}{'s':>6}{'diff. norm':>11}"
     f"{'PSNR dB':>9}"
 )
 for transform_name, name, seconds, norm, value in rows:
     print(
-        f"{transform_name:<38}{name:<29}{seconds:>6.2f}{norm:>11.2f}"
+        f"{transform_name:<15}{name:<29}{seconds:>6.2f}{norm:>11.2f}"
         f"{value:>9.2f}"
     )
 
@@ -210,7 +211,7 @@ for transform_name, name, seconds, norm, value in rows:
 # The clean photo, the noisy one, and each learner's denoised right half with
 # two atoms per patch (orthogonal matching pursuit). The difference to the
 # clean half is shown beneath.
-key = "orthogonal matching pursuit, 2 atoms"
+key = "OMP, 2 atoms"
 fig, axes = plt.subplots(2, 4, figsize=(10, 5.4))
 panels = [("original", face), ("noisy right half", distorted)]
 for name in learners:

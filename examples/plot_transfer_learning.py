@@ -207,13 +207,14 @@ for labelled, rows in [
             )
         )
 
+# "trained" counts the CNN weights each arm trains on the target.
 print(
-    f"{'target data':<12}{'CNN':<27}{'CNN weights trained':>20}"
-    f"{'features':>9}{'accuracy':>10}{'fit s':>7}"
+    f"{'labels':<11}{'CNN':<26}{'trained':>8}{'features':>9}"
+    f"{'accuracy':>9}{'fit s':>7}"
 )
 for labelled, name, weights, width, accuracy, seconds in results:
     print(
-        f"{labelled:<12}{name:<27}{weights:>20}{width:>9}{accuracy:>10.3f}"
+        f"{labelled:<11}{name:<26}{weights:>8}{width:>9}{accuracy:>9.3f}"
         f"{seconds:>7.2f}"
     )
 
