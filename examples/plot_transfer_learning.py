@@ -244,8 +244,13 @@ left.set_xlim(0.5, 1.0)
 left.set_xlabel("held-out accuracy on digits 5-9")
 right.set_xscale("log")
 right.set_xlabel("fit time (s, log scale)")
-left.legend(loc="lower left", fontsize=8)
-fig.tight_layout()
+fig.legend(
+    *left.get_legend_handles_labels(),
+    loc="upper center",
+    ncol=2,
+    fontsize=8,
+)
+fig.tight_layout(rect=(0, 0, 1, 0.92))
 plt.show()
 
 # %%

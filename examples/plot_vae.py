@@ -105,8 +105,9 @@ plt.show()
 # The latent space
 # ----------------
 # ``transform`` gives the posterior mean ``mu(x)`` of each held-out digit.
-# The VAE never saw the labels, yet digits of the same class land close
-# together: the code captures what the digits look like.
+# The VAE never saw the labels, yet several digits form their own clusters
+# (others overlap: two numbers per digit keep only coarse differences). The
+# code captures what the digits look like.
 LatentSpaceDisplay.from_estimator(
     vae, X_test, y_test, title="VAE latent space (held-out digits)"
 )
