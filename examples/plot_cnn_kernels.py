@@ -69,6 +69,8 @@ settings = dict(
     image_size=(16, 16),
     normalize=False,
     batch_size=32,
+    # No torch.compile: on these few tiny images its start-up would
+    # cost more than it saves.
     compile=False,
     random_state=0,
     device="cpu",

@@ -120,6 +120,8 @@ representations = {
         max_iter=5,
         learning_rate=3e-3,
         batch_size=32,
+        # No torch.compile: on these few tiny images its start-up would
+        # cost more than it saves.
         compile=False,
         random_state=0,
         device="cpu",

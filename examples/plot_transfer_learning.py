@@ -149,6 +149,8 @@ common = dict(
     image_size=(8, 8),
     normalize=False,
     batch_size=32,
+    # No torch.compile: on these few tiny images its start-up would
+    # cost more than it saves.
     compile=False,
     random_state=0,
     device="cpu",
