@@ -203,11 +203,11 @@ class DictionaryLearner(BaseRepresentation):
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features_in_)
+    components_ : ndarray of shape (n_components, ``n_features_in_``)
         The dictionary atoms, one per row, each of norm at most one.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit, when X has string column names.
     n_iter_ : int
         Epochs run, the last one possibly cut short by the stopping rule (all
@@ -667,7 +667,7 @@ class DictionaryLearner(BaseRepresentation):
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, n_features_in_)
+        X_original : ndarray of shape (n_samples, ``n_features_in_``)
             The reconstruction, in the codes' float dtype.
         """
         codes = self._validate_codes(X)

@@ -14,9 +14,11 @@ from ._working_set import lasso_working_set
 
 __all__ = ["LASSO_ALGORITHMS", "TRANSFORM_ALGORITHMS", "make_coder"]
 
-# scikit-learn's names for the lasso: all are solved by the same certified
-# coder here (same problem, same solution).
+#: scikit-learn's names for the lasso (``transform_algorithm``): all are solved
+#: by the same certified coder here (same problem, same solution).
 LASSO_ALGORITHMS = frozenset({"lasso_fista", "lasso_lars", "lasso_cd"})
+#: Every ``transform_algorithm`` :func:`make_coder` accepts: the lasso names,
+#: ``"omp"`` and ``"threshold"``.
 TRANSFORM_ALGORITHMS = LASSO_ALGORITHMS | {"omp", "threshold"}
 
 # Rows per product chunk in batch-invariant mode. On the CPU the chunks of a

@@ -217,7 +217,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         The resize, crop, interpolation, mean and std applied to every image.
     n_features_in_ : int
         Pixels per image, only when fit on flat rows (2-D X).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when fit on a DataFrame of flat rows.
     fine_tuned_blocks_ : list of str
         Names of the blocks trained by fine-tuning (empty when frozen).
