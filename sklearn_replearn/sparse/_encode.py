@@ -23,8 +23,7 @@ TRANSFORM_ALGORITHMS = LASSO_ALGORITHMS | {"omp", "threshold"}
 
 # Rows per product chunk in batch-invariant mode. On the CPU the chunks of a
 # batch are multiplied in one batched product, and small chunks waste little
-# on padding (lasso on digits, k=8..256: 1.0-1.2x the time of coding without
-# fixed chunks, against 1.2-1.4x with 512 rows). A GPU multiplies the chunks
+# on padding (less than chunks of 512 rows do). A GPU multiplies the chunks
 # one by one: larger chunks there.
 _FIXED_ROWS = {"cpu": 128}
 _FIXED_ROWS_OTHER = 1024

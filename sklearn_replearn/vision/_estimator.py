@@ -190,7 +190,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         Run the backbone in reduced precision under ``torch.autocast``:
         float16 on CUDA; bfloat16 on a CPU that computes it natively
         (AVX512-BF16 or AMX-BF16, e.g. Intel Cooper Lake, Sapphire Rapids and
-        later, AMD Zen 4 and later), about 1.8x faster there, with features
+        later, AMD Zen 4 and later), faster there, with features
         within a cosine similarity of 0.999 of float32's; float32 on other
         CPUs (where bfloat16 would be emulated, and slower) and on MPS.
         False always computes in float32. Fine-tuning trains in float32
