@@ -33,6 +33,8 @@ root_doc = "index"
 autosummary_generate = True
 autodoc_default_options = {"members": True}
 autodoc_typehints = "none"
+# The page's table of contents names methods without their class.
+toc_object_entries_show_parents = "hide"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 # sklearn's type grammar ("int, default=2", "array-like of shape (n, p)"):
@@ -43,7 +45,11 @@ numpydoc_xref_ignore = "all"
 numpydoc_xref_aliases = {
     "ndarray": "numpy.ndarray",
     "Tensor": "torch.Tensor",
+    "torch.Tensor": "torch.Tensor",
     "Module": "torch.nn.Module",
+    "nn.Module": "torch.nn.Module",
+    "torch.nn.Module": "torch.nn.Module",
+    "Pipeline": "sklearn.pipeline.Pipeline",
 }
 
 # The build machine may be offline, so intersphinx reads small inventories
@@ -81,6 +87,9 @@ html_theme_options = {
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
 }
+# Pages without sub-pages need no section navigation: the column it leaves
+# empty goes to the text (wide code blocks, tables).
+html_sidebars = {page: [] for page in ("index", "install", "whats_new", "developers")}
 html_static_path = []
 
 # Examples draw with matplotlib's non-interactive backend and one torch thread
