@@ -75,7 +75,6 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "min_reported_time": 1,
     "within_subsection_order": "FileNameSortKey",
-    "reference_url": {"sklearn_replearn": None},
     "doc_module": ("sklearn_replearn",),
     "backreferences_dir": None,
 }
