@@ -91,8 +91,8 @@ html_theme_options = {
 html_sidebars = {page: [] for page in ("index", "install", "whats_new", "developers")}
 html_static_path = []
 
-# Examples draw with matplotlib's non-interactive backend and one torch thread
-# per core; warnings from third-party libraries do not fail the build.
+# Examples draw with matplotlib's non-interactive backend; matplotlib's own
+# UserWarnings (e.g. about that backend) are not shown in their output.
 os.environ.setdefault("MPLBACKEND", "Agg")
 warnings.filterwarnings("ignore", category=UserWarning, module="matplotlib")
 sys.path.insert(0, os.path.abspath("."))
