@@ -20,6 +20,9 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    # MathJax shipped with the site (copied into _static/mathjax), so that
+    # formulas render when the pages are read offline, from a local build.
+    "sphinx-mathjax-offline",
     "sphinx.ext.doctest",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
@@ -31,23 +34,41 @@ root_doc = "index"
 
 # API reference: one page per public name, with numpydoc's sections.
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_default_options = {"members": True}
 autodoc_typehints = "none"
+# The page's table of contents names methods without their class.
+toc_object_entries_show_parents = "hide"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
-# sklearn's type grammar ("int, default=2", "array-like of shape (n, p)") is prose,
-# not cross-references.
-numpydoc_xref_param_type = False
-
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", None),
-    "numpy": ("https://numpy.org/doc/stable", None),
-    "sklearn": ("https://scikit-learn.org/stable", None),
-    "torch": ("https://docs.pytorch.org/docs/stable", None),
+# sklearn's type grammar ("int, default=2", "array-like of shape (n, p)"):
+# numpydoc reads it word by word, so that names like ``n_features_in_`` stay
+# text; only the aliases below become links (as in scikit-learn's conf.py).
+numpydoc_xref_param_type = True
+numpydoc_xref_ignore = "all"
+numpydoc_xref_aliases = {
+    "ndarray": "numpy.ndarray",
+    "Tensor": "torch.Tensor",
+    "torch.Tensor": "torch.Tensor",
+    "Module": "torch.nn.Module",
+    "nn.Module": "torch.nn.Module",
+    "torch.nn.Module": "torch.nn.Module",
+    "Pipeline": "sklearn.pipeline.Pipeline",
 }
-# The build machine may be offline: intersphinx then resolves nothing, and the
-# references it would have linked are listed here instead of failing -n.
-intersphinx_timeout = 5
+
+# The build machine may be offline, so intersphinx reads small inventories
+# shipped in _inventories/ (written by _inventories/make_inventories.py from
+# the names these pages link to), never the network: a build gives the same
+# links, and the same warnings, with or without a connection.
+_INVENTORIES = os.path.join(os.path.dirname(__file__), "_inventories")
+intersphinx_mapping = {
+    name: (url, os.path.join(_INVENTORIES, f"{name}.inv"))
+    for name, url in {
+        "python": "https://docs.python.org/3",
+        "numpy": "https://numpy.org/doc/stable",
+        "sklearn": "https://scikit-learn.org/stable",
+        "torch": "https://docs.pytorch.org/docs/stable",
+    }.items()
+}
 
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
@@ -57,7 +78,6 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "min_reported_time": 1,
     "within_subsection_order": "FileNameSortKey",
-    "reference_url": {"sklearn_replearn": None},
     "doc_module": ("sklearn_replearn",),
     "backreferences_dir": None,
 }
@@ -69,10 +89,13 @@ html_theme_options = {
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
 }
+# Pages without sub-pages need no section navigation: the column it leaves
+# empty goes to the text (wide code blocks, tables).
+html_sidebars = {page: [] for page in ("index", "install", "whats_new", "developers")}
 html_static_path = []
 
-# Examples draw with matplotlib's non-interactive backend and one torch thread
-# per core; warnings from third-party libraries do not fail the build.
+# Examples draw with matplotlib's non-interactive backend; matplotlib's own
+# UserWarnings (e.g. about that backend) are not shown in their output.
 os.environ.setdefault("MPLBACKEND", "Agg")
 warnings.filterwarnings("ignore", category=UserWarning, module="matplotlib")
 sys.path.insert(0, os.path.abspath("."))

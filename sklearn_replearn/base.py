@@ -18,15 +18,10 @@ from ._utils._sklearn_compat import validate_params_now
 from ._version import __version__
 from .exceptions import IncompatibleModelError, InconsistentVersionWarning
 
-__all__ = [
-    "BaseRepresentation",
-    "check_finite_float32",
-    "check_squares_fit_float32",
-    "check_unit_interval",
-]
+__all__ = ["BaseRepresentation"]
 
 
-def check_unit_interval(X, setting, alternative):
+def _check_unit_interval(X, setting, alternative):
     """Raise a ValueError unless every value of X (dense or sparse) is in [0, 1].
 
     ``setting`` names what needs the range (e.g. ``"loss='bce'"``) and
@@ -45,7 +40,7 @@ def check_unit_interval(X, setting, alternative):
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def check_finite_float32(X, what="X"):
+def _check_finite_float32(X, what="X"):
     """Raise a ValueError if a value of X (dense or sparse) overflows float32.
 
     The estimators compute in float32; a float64 value beyond ~3.4e38 would
@@ -68,7 +63,7 @@ def check_finite_float32(X, what="X"):
 SQUARED_NORM_LIMIT = _FLOAT32_MAX * 1e-6
 
 
-def check_squares_fit_float32(X, owner, *, limit=SQUARED_NORM_LIMIT,
+def _check_squares_fit_float32(X, owner, *, limit=SQUARED_NORM_LIMIT,
                               what="the float32 arithmetic"):
     """Raise a ValueError if X's squared norms overflow float32 arithmetic.
 
@@ -198,7 +193,7 @@ class BaseRepresentation(
                 raise
             raise ours from error
         X = X_valid
-        check_finite_float32(X)
+        _check_finite_float32(X)
         return X
 
     def _restored_on_failure(self):
@@ -258,7 +253,7 @@ class BaseRepresentation(
         check_is_fitted(self)
         self._check_params_after_fit()
         codes = check_array(codes, dtype=[np.float64, np.float32])
-        check_finite_float32(codes, "codes")
+        _check_finite_float32(codes, "codes")
         if codes.shape[1] != self._n_features_out:
             raise ValueError(
                 f"inverse_transform expects codes with {self._n_features_out} columns "

@@ -3,7 +3,8 @@
 Training and model selection across workers need nothing from us: the
 estimators pickle cleanly, so ``joblib.parallel_backend("dask")`` (or Ray's
 ``"ray"`` backend) around ``GridSearchCV``, ``dask_ml.wrappers.ParallelPostFit``
-and ``dask_ml.wrappers.Incremental`` work as they are (see ``docs/scaling.md``).
+and ``dask_ml.wrappers.Incremental`` work as they are (see the user guide's
+scaling page).
 This module holds the two recipes where a few lines of glue help:
 
 * :func:`dask_transform` maps a fitted transformer over the row blocks of a

@@ -1,8 +1,8 @@
 """Training data for the engine's nets: rows fetched a whole batch at a time.
 
 skorch's default ``DataLoader`` collates batches sample by sample, which costs
-~40% of a small MLP's step on a CPU; these slice whole batches out of one
-tensor instead.
+a large share of a small MLP's step on a CPU; these slice whole batches out of
+one tensor instead.
 """
 
 

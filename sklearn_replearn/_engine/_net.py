@@ -84,7 +84,7 @@ class ReconstructionNet(NeuralNet):
 
     # Per-batch bookkeeping, trimmed: skorch walks the module tree to set the
     # training mode and calls every callback's (mostly empty) hooks three times
-    # per batch, which costs ~10% of a small MLP's step on the CPU.
+    # per batch, a visible share of a small MLP's step on the CPU.
     def _set_training(self, training=True):
         modules = [getattr(self, name + "_") for name in self._modules + self._criteria]
         if all(getattr(module, "training", training) == training
@@ -249,8 +249,8 @@ class EpochMeanLoss(PassthroughScoring):
 
     Records the same ``<name>`` (the batch-size-weighted mean of the batch
     losses, as ``np.average``) and ``<name>_best`` entries, without skorch's
-    generic history indexing and numpy calls on a handful of numbers, which
-    cost ~0.3 ms per epoch.
+    generic history indexing and numpy calls on a handful of numbers, whose
+    fixed cost per epoch shows on small data.
     """
 
     def get_avg_score(self, history):

@@ -19,8 +19,8 @@ CLOSURE_FREE = frozenset(OPTIMIZERS.values())
 
 # Optimizers with a fused implementation: one kernel updates all parameters,
 # instead of about eight small operations per parameter tensor. The updates
-# are the same up to float rounding, and a small MLP trains ~15% faster on a
-# CPU, where per-operation dispatch dominates. Which devices have fused
+# are the same up to float rounding, and a small MLP trains faster on a CPU,
+# where per-operation dispatch dominates. Which devices have fused
 # kernels depends on the torch version (the CPU since torch 2.4), so support
 # is probed once per optimizer and device (see _fused_works).
 _FUSED = frozenset({torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD})

@@ -6,7 +6,7 @@ from numbers import Real
 from torch import nn
 
 from .._utils._sklearn_compat import Interval, StrOptions
-from ..base import check_unit_interval
+from ..base import _check_unit_interval
 from ._base import BaseNeuralTransformer, _checked_layer_sizes
 from ._modules import (
     AnchoredDecoder,
@@ -142,7 +142,7 @@ default="adam"
     ----------
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit, when X has string column names.
     n_iter_ : int
         Epochs trained (all ``fit``/``partial_fit`` calls since the last fit).
@@ -158,7 +158,7 @@ default="adam"
         The trained skorch net.
     module_ : torch.nn.Module
         The trained autoencoder (``net_.module_``).
-    components_ : ndarray of shape (n_units, n_features_in_)
+    components_ : ndarray of shape (n_units, ``n_features_in_``)
         Weights of the encoder's first linear layer, one row per unit (for
         plotting learned filters). Only for encoders whose first layer is
         ``nn.Linear``.
@@ -298,7 +298,7 @@ default="adam"
 
     def _check_training_values(self, X):
         if self.loss == "bce":
-            check_unit_interval(X, "loss='bce'", "loss='mse'")
+            _check_unit_interval(X, "loss='bce'", "loss='mse'")
 
     def _make_criterion(self):
         if self.sparsity > 0:

@@ -45,7 +45,7 @@ from .._utils._sklearn_compat import (
     fit_context,
     validate_params_now,
 )
-from ..base import BaseRepresentation, check_squares_fit_float32
+from ..base import BaseRepresentation, _check_squares_fit_float32
 from ._modules import ACTIVATIONS, make_conv_decoder, make_conv_encoder, make_mlp
 
 __all__ = ["BaseNeuralTransformer"]
@@ -574,7 +574,7 @@ class BaseNeuralTransformer(BaseRepresentation):
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, n_features_in_)
+        X_original : ndarray of shape (n_samples, ``n_features_in_``)
             The decoder's reconstruction, in the codes' float dtype.
         """
         codes = self._validate_codes(X)
@@ -611,7 +611,7 @@ class BaseNeuralTransformer(BaseRepresentation):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         # Squared errors of values beyond ~1e16 overflow float32: -inf, NaN.
-        check_squares_fit_float32(X, type(self).__name__)
+        _check_squares_fit_float32(X, type(self).__name__)
         return -float(np.mean(self._reconstruction_errors(X), dtype=np.float64))
 
 

@@ -17,7 +17,7 @@ from .._utils import (
     to_numpy,
 )
 from .._utils._sklearn_compat import Interval, StrOptions
-from ..base import check_squares_fit_float32, check_unit_interval
+from ..base import _check_squares_fit_float32, _check_unit_interval
 from ._base import BaseNeuralTransformer
 from ._modules import VAE
 from ._modules._vae import LOGVAR_RANGE
@@ -183,7 +183,7 @@ default="adam"
     ----------
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit, when X has string column names.
     n_iter_ : int
         Epochs trained (all ``fit``/``partial_fit`` calls since the last fit).
@@ -302,7 +302,7 @@ default="adam"
             built = getattr(self, "_built_parameters", None) or {}
             likelihood = built.get("likelihood", likelihood)
         if likelihood == "bernoulli":
-            check_unit_interval(X, "likelihood='bernoulli'", "likelihood='gaussian'")
+            _check_unit_interval(X, "likelihood='bernoulli'", "likelihood='gaussian'")
 
     def _initialize_module(self, module, X, seed):
         noise = module.noise_logvar
@@ -404,7 +404,7 @@ default="adam"
         X = self._validate_X(X, reset=False)
         self._check_likelihood_support(X, fitted=True)
         # The log-likelihood squares X: beyond ~1e16 it overflows float32.
-        check_squares_fit_float32(X, type(self).__name__)
+        _check_squares_fit_float32(X, type(self).__name__)
         n_draws = self.n_importance_samples
         if n_draws == 1:
             return self._per_row_bounds(
@@ -453,7 +453,7 @@ default="adam"
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_in_)
+        X_new : ndarray of shape (n_samples, ``n_features_in_``)
             In the float dtype of the training data.
         """
         check_is_fitted(self)

@@ -14,7 +14,8 @@ from .._utils import import_optional
 
 __all__ = ["PATCH_IMAGES", "filter_localisation", "load_patches"]
 
-# Photos shipped with scikit-learn (china, flower) and scikit-image.
+#: Names of the photos :func:`load_patches` cuts patches from: ``"china"`` and
+#: ``"flower"`` ship with scikit-learn, the others with scikit-image.
 PATCH_IMAGES = ("china", "flower", "astronaut", "chelsea", "coffee")
 
 

@@ -5,7 +5,7 @@ changing the fitted arrays."""
 import numpy as np
 
 from .._utils import as_tensor
-from ..base import check_squares_fit_float32 as check_squares_fit
+from ..base import _check_squares_fit_float32 as check_squares_fit
 
 __all__ = [
     "check_same_classes",

@@ -107,9 +107,9 @@ class DictionaryLearner(BaseRepresentation):
         a 32nd of the rows, at most 1024. A minibatch step costs mostly fixed
         per-operation overhead, so on large data, where online learning
         settles within an epoch or two, fewer and larger steps reach an
-        objective sooner (2x on 30,500 image patches); on smaller data, where
-        it takes several epochs, more and smaller steps per epoch do (README,
-        DictionaryLearner benchmark).
+        objective sooner; on smaller data, where it takes several epochs, more
+        and smaller steps per epoch do (the DictionaryLearner benchmark of the
+        documentation's benchmarks page).
         ``transform`` and ``score`` code X in chunks of at least 8192 rows:
         below that, a coder iteration's cost is mostly fixed per-operation
         overhead.
@@ -163,7 +163,8 @@ class DictionaryLearner(BaseRepresentation):
         power (Mairal et al. 2010, section 3.4). 1 is scikit-learn's schedule,
         where minibatch ``s`` weighs about ``s`` (early in training), so the
         first ones, coded with poor dictionaries, fade slowly; 0 weighs all
-        alike; 4 weighs them about like ``s**4`` (faster on digits, README).
+        alike; 4 weighs them about like ``s**4``, which forgets the first
+        minibatches sooner.
     transform_algorithm : {"lasso_fista", "lasso_lars", "lasso_cd", "omp", \
 "threshold"}, default="lasso_fista"
         Sparse coder of ``transform``. ``"lasso_fista"`` solves the lasso
@@ -185,9 +186,9 @@ class DictionaryLearner(BaseRepresentation):
     transform_tol : float, default=1e-4
         Each sample's lasso code in ``transform`` and ``score`` stops once its
         duality gap certifies an objective within a factor
-        ``1 + transform_tol`` of the optimum. ``1e-2`` (within 1%) codes
-        2-3x faster. In float32, values below ~1e-6 are rounding noise: the
-        coder then runs ``transform_max_iter`` iterations.
+        ``1 + transform_tol`` of the optimum. ``1e-2`` (within 1%) needs
+        fewer iterations, so codes faster. In float32, values below ~1e-6 are
+        rounding noise: the coder then runs ``transform_max_iter`` iterations.
     positive_code : bool, default=False
         Constrain codes to be non-negative (not available with ``"omp"``).
     positive_dict : bool, default=False
@@ -203,11 +204,11 @@ class DictionaryLearner(BaseRepresentation):
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features_in_)
+    components_ : ndarray of shape (n_components, ``n_features_in_``)
         The dictionary atoms, one per row, each of norm at most one.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit, when X has string column names.
     n_iter_ : int
         Epochs run, the last one possibly cut short by the stopping rule (all
@@ -248,8 +249,7 @@ class DictionaryLearner(BaseRepresentation):
     ``validation_fraction=0.2``) were chosen by nested cross-validation over
     the labelled data sets of ``benchmarks/bench_quality.py``
     (``benchmarks/supervised_margin.py --inner``); what depends on the scale
-    of X is measured from X. The README's DictionaryLearner section lists
-    the measurements.
+    of X is measured from X; that script prints the measurements.
 
     References
     ----------
@@ -667,7 +667,7 @@ class DictionaryLearner(BaseRepresentation):
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, n_features_in_)
+        X_original : ndarray of shape (n_samples, ``n_features_in_``)
             The reconstruction, in the codes' float dtype.
         """
         codes = self._validate_codes(X)

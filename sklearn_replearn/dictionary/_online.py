@@ -39,13 +39,12 @@ _FIT_CODER_TOL = 1e-3
 # first epoch, partial_fit), supports growing by one atom per step, each
 # sample's best code kept. A sample left uncertified (its gap above 1% of its
 # objective) goes on from that code in the next epoch. Certifying every code
-# to 0.1%, with the first-order finish (this module's coder before), cost
-# 1.7-3.3x the time of 3 epochs on digits, textures and 7x7 photo patches,
-# for objectives 0.0-0.15% lower. Two atoms per step let near-collinear atoms
-# (flat patches of a photo, standardised) enter a support together, whose
-# system then sends the Newton steps off (codes of 1e5 on 7x7 patches, the
-# first-order finish paying for it). 2 and 4 steps reached scikit-learn's
-# objectives 10-25% sooner than 3 and 6 on the quality suite.
+# with the first-order finish costs several times the time of the epochs for
+# objectives barely lower (see the what's-new page). One atom per step: two
+# let near-collinear atoms (flat patches of a photo, standardised) enter a
+# support together, whose system then sends the Newton steps off. 2 and 4
+# steps reached scikit-learn's objectives sooner than 3 and 6 on the quality
+# suite.
 _STEP_NEWTON_WARM = 2
 _STEP_NEWTON_COLD = 4
 _STEP_TOL = 1e-2
@@ -215,9 +214,9 @@ class OnlineDictionaryLearning:
             ``X`` is all the data the statistics are about: a fit, whose later
             epochs go on from this one's codes, not a ``partial_fit`` chunk,
             whose codes no later epoch revisits (those from zeros are then
-            finished to their certificate: measured, 15 epochs of 90-row
-            ``partial_fit`` calls on digits otherwise ended 22% above the
-            fit's reconstruction error, against 1% with the finish). When
+            finished to their certificate: without the finish, many small
+            ``partial_fit`` calls end well above the fit's reconstruction
+            error). When
             ``X`` is a single minibatch of a fit, each step replaces the
             statistics by those of its codes instead of adding them to the
             forgotten past: the past is the same rows, coded over older
@@ -302,8 +301,8 @@ def _even_batches(n_samples, batch_size):
 
     A short last minibatch would weigh as much as a full one in the
     statistics (each step adds its codes' mean): 257 rows in steps of 256
-    and 1 ended 18% above the objective of 256 rows (digits, 16 atoms, mean
-    of 4 seeds); two steps of 128-129 rows do not.
+    and 1 end well above the objective of 256 rows; two steps of 128-129
+    rows do not.
     """
     n_batches = max(-(-n_samples // max(batch_size, 1)), 1)
     bounds = [round(i * n_samples / n_batches) for i in range(n_batches + 1)]

@@ -19,9 +19,8 @@ cross-entropy, differentiated through the codes on their active set
   start (Jiang, Lin & Davis, 2013) to the averaged dictionary.
 
 The default settings were chosen by nested cross-validation over the labelled
-data sets of ``benchmarks/bench_quality.py`` (digits, textures, faces); the
-README's DictionaryLearner section gives the measurements, and
-``benchmarks/supervised_margin.py --inner`` reruns them.
+data sets of ``benchmarks/bench_quality.py`` (digits, textures, faces);
+``benchmarks/supervised_margin.py --inner`` reruns that selection.
 """
 
 import math

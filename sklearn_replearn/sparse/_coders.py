@@ -201,7 +201,7 @@ def lasso_fista(
         are padded with zero rows), so each sample's codes are the same
         whatever the other rows of ``X`` (``correlations``, if given, must
         then be computed the same way for every row, e.g. by
-        :func:`matmul_rows`). None: products on all rows at once.
+        ``_rows.matmul_rows``). None: products on all rows at once.
 
     Returns
     -------
@@ -394,7 +394,7 @@ def lasso_duality_gap(X, D, Z, alpha, *, positive=False, fixed_rows=None):
         The codes are constrained to be non-negative.
     fixed_rows : int, default=None
         Compute the products on chunks of this many rows (see
-        :func:`matmul_rows`), so each row's values do not depend on the
+        ``_rows.matmul_rows``), so each row's values do not depend on the
         other rows.
 
     Returns

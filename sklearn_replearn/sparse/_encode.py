@@ -14,15 +14,16 @@ from ._working_set import lasso_working_set
 
 __all__ = ["LASSO_ALGORITHMS", "TRANSFORM_ALGORITHMS", "make_coder"]
 
-# scikit-learn's names for the lasso: all are solved by the same certified
-# coder here (same problem, same solution).
+#: scikit-learn's names for the lasso (``transform_algorithm``): all are solved
+#: by the same certified coder here (same problem, same solution).
 LASSO_ALGORITHMS = frozenset({"lasso_fista", "lasso_lars", "lasso_cd"})
+#: Every ``transform_algorithm`` :func:`make_coder` accepts: the lasso names,
+#: ``"omp"`` and ``"threshold"``.
 TRANSFORM_ALGORITHMS = LASSO_ALGORITHMS | {"omp", "threshold"}
 
 # Rows per product chunk in batch-invariant mode. On the CPU the chunks of a
 # batch are multiplied in one batched product, and small chunks waste little
-# on padding (lasso on digits, k=8..256: 1.0-1.2x the time of coding without
-# fixed chunks, against 1.2-1.4x with 512 rows). A GPU multiplies the chunks
+# on padding (less than chunks of 512 rows do). A GPU multiplies the chunks
 # one by one: larger chunks there.
 _FIXED_ROWS = {"cpu": 128}
 _FIXED_ROWS_OTHER = 1024

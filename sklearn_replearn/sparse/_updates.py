@@ -97,8 +97,8 @@ def init_dictionary(X, n_components, *, positive=False):
 
 def _top_right_singular_vectors(X, n_vectors):
     """The leading ``n_vectors`` right singular vectors of ``X`` (rows), from
-    an eigendecomposition of the smaller Gram matrix: 3-5x faster than an SVD
-    of ``X`` (which cost most of a small fit's time), and as accurate for the
+    an eigendecomposition of the smaller Gram matrix: faster than an SVD of
+    ``X`` (which would cost most of a small fit's time), and as accurate for the
     leading directions, which are all an initial dictionary needs. Directions
     of (numerically) zero singular value come back as zero rows."""
     n_samples, n_features = X.shape

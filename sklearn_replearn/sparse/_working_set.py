@@ -36,8 +36,7 @@ from ._coders import (
 __all__ = ["lasso_working_set"]
 
 # Dictionaries this small run plain FISTA: there a full iteration is already
-# cheap (digits patches, k=64: working sets took 1.1-1.4x FISTA's time, while
-# at k=256 they took a sixth to a ninth of it).
+# cheap, and working sets only pay on larger dictionaries.
 _PLAIN_FISTA_MAX_ATOMS = 64
 # Most floats in one batch of (rows, width, width) working-set Gram matrices.
 _GATHER_BUDGET = 1 << 24

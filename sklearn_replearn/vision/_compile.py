@@ -17,7 +17,7 @@ __all__ = ["CompiledOrEager", "break_even_images", "should_compile"]
 
 # Images of 224 x 224 pixels from which compiling pays for itself: the compile
 # time divided by the time each image saves (`bench_pretrained.py --compiled`
-# measures both; the README's benchmarks give the figures). Per device type
+# measures both; the documentation's benchmarks page gives the figures). Per device type
 # and compute dtype: compiled bfloat16 gains much more over eager than
 # compiled float32 does. A pair missing here has no measured break-even, and
 # "auto" keeps it eager.

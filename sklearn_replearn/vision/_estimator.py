@@ -190,7 +190,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         Run the backbone in reduced precision under ``torch.autocast``:
         float16 on CUDA; bfloat16 on a CPU that computes it natively
         (AVX512-BF16 or AMX-BF16, e.g. Intel Cooper Lake, Sapphire Rapids and
-        later, AMD Zen 4 and later), about 1.8x faster there, with features
+        later, AMD Zen 4 and later), faster there, with features
         within a cosine similarity of 0.999 of float32's; float32 on other
         CPUs (where bfloat16 would be emulated, and slower) and on MPS.
         False always computes in float32. Fine-tuning trains in float32
@@ -217,7 +217,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         The resize, crop, interpolation, mean and std applied to every image.
     n_features_in_ : int
         Pixels per image, only when fit on flat rows (2-D X).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when fit on a DataFrame of flat rows.
     fine_tuned_blocks_ : list of str
         Names of the blocks trained by fine-tuning (empty when frozen).

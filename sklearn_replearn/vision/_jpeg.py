@@ -1,8 +1,8 @@
 """JPEG files decoded where the network runs: on the GPU, in batches.
 
 On a GPU, feature extraction from JPEG files is bound by decoding them on the
-CPU (about 600 images/s on the README's H200 against 6,700-12,600 from
-arrays). When ``device`` is CUDA, the JPEG files of each batch are read as
+CPU, many times slower than extraction from arrays (the benchmarks page
+gives the figures). When ``device`` is CUDA, the JPEG files of each batch are read as
 bytes and decoded together by ``torchvision.io.decode_jpeg(..., device=
 "cuda")`` (nvJPEG), then resized and cropped on the GPU. Other formats, JPEGs
 the GPU decoder rejects (CMYK, progressive files it cannot read, corrupt
