@@ -161,6 +161,8 @@ def _run_block(block, namespace, cwd):
     if block.language == "bash":
         env = dict(os.environ)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+        # One thread per library, as in the test's own process.
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
         result = subprocess.run(["bash", "-e", "-c", block.code], cwd=cwd, env=env,
                                 capture_output=True, text=True, timeout=300)
         if result.returncode:
