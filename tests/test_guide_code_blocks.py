@@ -176,6 +176,16 @@ def _run_block(block, namespace, cwd):
                     f"{block.code}", pytrace=False)
 
 
+def _reset_accelerate():
+    """Accelerate keeps one process-wide state (mixed precision, device):
+    a page's ``Accelerator`` must neither see nor leave another's."""
+    try:
+        from accelerate.state import AcceleratorState
+    except ImportError:
+        return
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("page", PAGES)
@@ -190,6 +200,7 @@ def test_guide_page_code_runs(page, tmp_path, monkeypatch):
     from threadpoolctl import threadpool_limits
 
     monkeypatch.chdir(tmp_path)
+    _reset_accelerate()
     namespace = {"__name__": "__main__"}
     runnable = [block for block in parse_blocks(page) if block.marker != "skip"
                 and (block.language == "python" or block.marker == "run")]
@@ -200,3 +211,4 @@ def test_guide_page_code_runs(page, tmp_path, monkeypatch):
                 _run_block(block, namespace, tmp_path)
     finally:
         plt.close("all")
+        _reset_accelerate()
