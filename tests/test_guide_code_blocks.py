@@ -3,14 +3,14 @@
 Each page of ``docs/guide/*.rst`` is read in order: its
 ``.. code-block:: python`` blocks run one after the other in one fresh
 namespace (``__name__ == "__main__"``, so a script's main guard runs), in a
-temporary working folder, with matplotlib's non-interactive backend, one torch thread and one BLAS
-thread (the examples' tiny models run fastest so; on a loaded machine two
-spinning threads per library made them several times slower). A
-``.. code-block:: bash`` block is shell text (an install, a launcher) and is
-not run, unless a ``.. guide-test: run`` comment precedes it: it then runs
-with ``bash -e`` in the same folder, between the page's Python blocks. A
-``.. guide-test: skip <reason>`` comment before a block leaves it out (a real
-GPU, a cluster of machines); the reason is required.
+temporary working folder, with matplotlib's non-interactive backend, one
+torch thread and one BLAS thread (the examples' tiny models run fastest so;
+on a loaded machine two spinning threads per library made them several times
+slower). A ``.. code-block:: bash`` block is shell text (an install, a
+launcher) and is not run, unless a ``.. guide-test: run`` comment precedes
+it: it then runs with ``bash -e`` in the same folder, between the page's
+Python blocks. A ``.. guide-test: skip <reason>`` comment before a block
+leaves it out (a real GPU, a cluster of machines); the reason is required.
 
 The page checks (labels, block languages, markers, images) are quick; running
 the pages is marked ``slow``.
@@ -157,7 +157,8 @@ def test_the_parser_reads_blocks_and_markers(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------- running
 def _run_block(block, namespace, cwd):
-    where = f"docs/guide/{block.page}.rst, code block {block.number} (line {block.line})"
+    where = (f"docs/guide/{block.page}.rst, code block {block.number} "
+             f"(line {block.line})")
     if block.language == "bash":
         env = dict(os.environ)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
@@ -193,11 +194,11 @@ def test_guide_page_code_runs(page, tmp_path, monkeypatch):
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     import scipy.linalg  # noqa: F401  (loads its BLAS before the limit below)
-    import sklearn_replearn  # noqa: F401
     import torch  # noqa: F401
     from threadpoolctl import threadpool_limits
+
+    import sklearn_replearn  # noqa: F401
 
     monkeypatch.chdir(tmp_path)
     _reset_accelerate()
