@@ -213,3 +213,13 @@ def test_guide_page_code_runs(page, tmp_path, monkeypatch):
     finally:
         plt.close("all")
         _reset_accelerate()
+
+
+def test_a_failing_block_names_its_page_and_number(tmp_path):
+    broken = Block("vae", 3, 42, "python", "x = 1 / 0\n", None, "")
+    with pytest.raises(pytest.fail.Exception, match=r"vae\.rst, code block 3 "
+                       r"\(line 42\)[\s\S]*ZeroDivisionError"):
+        _run_block(broken, {}, tmp_path)
+    failing_shell = Block("extract", 2, 7, "bash", "exit 3\n", "run", "")
+    with pytest.raises(pytest.fail.Exception, match="code block 2 .* exited with 3"):
+        _run_block(failing_shell, {}, tmp_path)
