@@ -1,5 +1,7 @@
 """Displays that make learned representations visible.
 
+Read more in the :ref:`User Guide <guide-plotting>`.
+
 They follow scikit-learn's Display convention: build one from a fitted
 estimator with ``XDisplay.from_estimator(estimator, ...)`` (which also plots),
 or from raw arrays with ``XDisplay(...)`` and ``.plot()``. After plotting, a

@@ -1,5 +1,7 @@
 """Helpers for running the transformers on Dask (the ``scale`` extra).
 
+Read more in the :ref:`User Guide <guide-scaling>`.
+
 Training and model selection across workers need nothing from us: the
 estimators pickle cleanly, so ``joblib.parallel_backend("dask")`` (or Ray's
 ``"ray"`` backend) around ``GridSearchCV``, ``dask_ml.wrappers.ParallelPostFit``

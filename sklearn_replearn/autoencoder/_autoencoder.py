@@ -24,6 +24,8 @@ __all__ = ["AutoencoderTransformer"]
 class AutoencoderTransformer(BaseNeuralTransformer):
     """Autoencoder whose bottleneck code is the learned representation.
 
+    Read more in the :ref:`User Guide <guide-autoencoder>`.
+
     An encoder maps each sample to ``n_components`` numbers (the code) and a
     decoder maps the code back; both are trained together to minimise the
     reconstruction error. ``transform`` returns the code, ``inverse_transform``

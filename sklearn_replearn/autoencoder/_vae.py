@@ -74,6 +74,8 @@ def _row_keyed_normal(rows, n_draws, n_components):
 class VAETransformer(BaseNeuralTransformer):
     """Variational autoencoder whose posterior mean is the learned representation.
 
+    Read more in the :ref:`User Guide <guide-vae>`.
+
     The encoder maps each sample x to a Gaussian posterior q(z | x) over
     ``n_components`` latent variables (mean ``mu`` and variance); the decoder
     maps a latent code z to the parameters of p(x | z). Both are trained

@@ -49,6 +49,8 @@ _CODING_CHUNK_ROWS = 8192
 class DictionaryLearner(BaseRepresentation):
     """Sparse dictionary learning in torch: sparse codes as features.
 
+    Read more in the :ref:`User Guide <guide-dictionary>`.
+
     Learns a dictionary of ``n_components`` atoms (rows of ``components_``,
     norm at most one) such that each sample is well approximated by a sparse
     combination of atoms, by minimising, as scikit-learn's

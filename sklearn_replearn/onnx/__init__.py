@@ -1,5 +1,7 @@
 """ONNX export: skl2onnx converters for the four estimators.
 
+Read more in the :ref:`User Guide <guide-onnx>`.
+
 Importing this module registers the converters with skl2onnx, so that
 ``skl2onnx.to_onnx`` converts a ``Pipeline`` holding them into one ONNX
 graph; :func:`to_onnx` does so with the input type read from a sample.

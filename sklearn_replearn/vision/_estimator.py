@@ -45,6 +45,8 @@ __all__ = ["PretrainedCNNFeatures"]
 class PretrainedCNNFeatures(BaseRepresentation):
     """Features of a pretrained CNN or vision transformer as a transformer.
 
+    Read more in the :ref:`User Guide <guide-pretrained>`.
+
     The transfer-learning recipe in scikit-learn terms: a network pretrained on
     a large image collection turns each image into a feature vector, and a
     simple model (``LogisticRegression``, ``SVC``, ...) is trained on those
