@@ -120,9 +120,9 @@ class VAETransformer(BaseNeuralTransformer):
         the networks, or a fixed value between ``exp(-20)`` (about 2.1e-9) and
         ``exp(10)`` (about 2.2e4) (1.0 makes the reconstruction term half the
         squared error). Ignored for ``likelihood="bernoulli"``. The learned
-        variances start at 1 and move by about ``learning_rate`` (in log)
-        per step: standardize X first (``StandardScaler``), or a fit on data
-        far from unit scale (1e-2, 1e2) ends far below its best ELBO.
+        variances start at PCA's residual variance per feature at this width
+        (probabilistic PCA's noise, floored at 1% of the data's variance), so
+        the fit follows the data's scale.
     beta : float, default=1.0
         Weight of the KL term in the training objective (beta-VAE; 1 is the
         ELBO). Scores always use the ELBO itself.
