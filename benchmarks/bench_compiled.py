@@ -36,7 +36,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sklearn_replearn import PretrainedCNNFeatures
-from sklearn_replearn.vision._autocast import _cpu_flags, autocast_dtype
+from sklearn_replearn._utils._precision import _cpu_flags, autocast_dtype
 
 
 def machine_line():

@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from test_pretrained import _shifted, _train_digit_cnn, small_cnn
 
 from sklearn_replearn import PretrainedCNNFeatures
-from sklearn_replearn.vision import _autocast
+from sklearn_replearn._utils import _precision as _autocast
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

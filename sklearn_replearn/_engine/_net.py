@@ -6,7 +6,10 @@ Compared with a plain ``skorch.NeuralNet``:
   (the loaders yield ``(X, X)``);
 * a module that defines ``loss(output, X)`` (the VAE's ELBO) computes its own
   loss (:func:`module_loss`);
-* per-batch bookkeeping is trimmed (see "skorch internals" below).
+* per-batch bookkeeping is trimmed (see "skorch internals" below);
+* training forward passes may run under ``torch.autocast`` in
+  ``training_autocast_dtype`` (bfloat16), with float32 weights, gradients and
+  loss; validation and inference stay in float32.
 
 **skorch internals.** The methods below override skorch internals to cut
 per-batch Python on small steps (``_set_training``, ``notify`` through
@@ -35,6 +38,7 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer, PassthroughScoring
 
+from .._utils import map_tensors
 from ._optimizers import CLOSURE_FREE
 
 __all__ = [
@@ -71,7 +75,22 @@ class ReconstructionNet(NeuralNet):
     ``get_loss`` asks the module for its loss when it defines
     ``loss(output, X)`` (the VAE's ELBO, for example); otherwise it applies the
     criterion to the module's output and the input.
+
+    ``training_autocast_dtype`` (an attribute, default None: float32) runs
+    the forward passes of training under ``torch.autocast`` in that dtype;
+    the outputs are cast back to float32 before the loss.
     """
+
+    training_autocast_dtype = None
+
+    def _forward(self, X):
+        """The module's output on ``X``, under autocast when training in it."""
+        dtype = self.training_autocast_dtype
+        if dtype is None or not self.module_.training:
+            return self.module_(X)
+        with torch.autocast(torch.device(self.device).type, dtype=dtype):
+            output = self.module_(X)
+        return map_tensors(output, _as_float32)
 
     @property
     def _default_callbacks(self):
@@ -203,7 +222,7 @@ class ReconstructionNet(NeuralNet):
         optimizers = [getattr(self, name + "_") for name in self._optimizers]
         for optimizer in optimizers:
             optimizer.zero_grad()
-        loss = module_loss(self.module_, self.criterion_, self.module_(X), X)
+        loss = module_loss(self.module_, self.criterion_, self._forward(X), X)
         loss.backward()
         for optimizer in optimizers:
             optimizer.step()
@@ -237,11 +256,15 @@ class ReconstructionNet(NeuralNet):
         # Batches are already tensors (on the training device): skip skorch's
         # generic conversion of dicts, arrays and frames.
         if torch.is_tensor(x) and not fit_params:
-            return self.module_(x.to(self.device))
+            return self._forward(x.to(self.device))
         return super().infer(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         return module_loss(self.module_, self.criterion_, y_pred, y_true)
+
+
+def _as_float32(tensor):
+    return tensor.float() if tensor.is_floating_point() else tensor
 
 
 class EpochMeanLoss(PassthroughScoring):

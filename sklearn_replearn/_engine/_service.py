@@ -56,7 +56,8 @@ def training_device(device, accelerator=None):
 def build_net(module, *, criterion, device, owner, max_iter, batch_size,
               learning_rate, optimizer, weight_decay, early_stopping,
               n_iter_no_change, tol, verbose, callbacks=None, valid_X=None,
-              warmup=None, accelerator=None, reference_loss=None):
+              warmup=None, accelerator=None, reference_loss=None,
+              autocast_dtype=None):
     """Build the net that trains ``module`` to reconstruct its input.
 
     Parameters mirror the estimators' (see ``AutoencoderTransformer``).
@@ -105,7 +106,9 @@ def build_net(module, *, criterion, device, owner, max_iter, batch_size,
         **fused_optimizer_kwargs(optimizer_class, device, prefix="optimizer__"),
     )
     if accelerator is None:
-        return ReconstructionNet(module, **params)
+        net = ReconstructionNet(module, **params)
+        net.training_autocast_dtype = autocast_dtype
+        return net
     from ._accelerate import AcceleratedReconstructionNet, check_accelerator
 
     check_accelerator(accelerator)

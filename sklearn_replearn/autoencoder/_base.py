@@ -38,6 +38,7 @@ from .._engine import (
     update_net,
 )
 from .._utils import check_image_shape, seeded
+from .._utils._precision import training_autocast_dtype
 from .._utils._sklearn_compat import (
     HasMethods,
     Interval,
@@ -95,6 +96,7 @@ class BaseNeuralTransformer(BaseRepresentation):
         "tol": [Interval(Real, 0, None, closed="left"), None],
         "callbacks": [list, None],
         "device": [str, torch.device],
+        "autocast": ["boolean"],
         "accelerator": [HasMethods(["prepare", "unwrap_model", "autocast"]), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -108,7 +110,7 @@ class BaseNeuralTransformer(BaseRepresentation):
         "image_shape", "encoder", "decoder", "max_iter", "batch_size",
         "learning_rate", "optimizer", "weight_decay", "early_stopping",
         "validation_fraction", "n_iter_no_change", "tol", "callbacks", "device",
-        "accelerator", "random_state", "verbose",
+        "autocast", "accelerator", "random_state", "verbose",
     )
 
     # Parameters that shape the network or its loss: partial_fit continues
@@ -453,6 +455,8 @@ class BaseNeuralTransformer(BaseRepresentation):
             warmup=self._training_warmup(),
             accelerator=self.accelerator,
             reference_loss=reference_loss,
+            autocast_dtype=(None if self.accelerator is not None else
+                            training_autocast_dtype(device, self.autocast)),
         )
 
     def _record(self, record, warn_if_not_converged, max_epochs=None):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .._utils import iter_row_batches, to_numpy
-from ._autocast import inference_autocast
+from .._utils._precision import inference_autocast
 from ._inputs import ArrayImages
 from ._jpeg import decoded_batches, use_device_decoding
 
@@ -44,7 +44,7 @@ def run_batches(images, module, postprocess, preprocess, *, batch_size, num_work
     device : torch.device
     autocast : bool
         Run under ``torch.autocast``: float16 on CUDA, bfloat16 on a CPU
-        with native bfloat16 (``_autocast.autocast_dtype``).
+        with native bfloat16 (``_utils._precision.autocast_dtype``).
     out_dtype : numpy dtype
         dtype of the returned array.
     verbose : int, default=0

@@ -40,7 +40,7 @@ def break_even_images(device, image_size, dtype=None):
     image_size : tuple of int or None
         ``(height, width)`` of the images the network sees (None: 224 x 224).
     dtype : torch.dtype or None, default=None
-        The autocast dtype (``_autocast.autocast_dtype``); None: float32.
+        The autocast dtype (``_utils._precision.autocast_dtype``); None: float32.
 
     Returns
     -------

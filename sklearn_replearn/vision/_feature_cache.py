@@ -9,7 +9,7 @@ backbone's weights or layers change.
 
 import torch
 
-from ._autocast import autocast_dtype
+from .._utils._precision import autocast_dtype
 from ._compile import CompiledOrEager, should_compile
 from ._folding import fold_batch_norms
 from ._layers import cut_at

@@ -1,10 +1,17 @@
-"""Reduced precision for inference: float16 on CUDA, bfloat16 on capable CPUs.
+"""Reduced precision where the hardware computes it natively.
 
-``autocast=True`` runs the backbone under ``torch.autocast``: float16 on CUDA
-(tensor cores), bfloat16 on a CPU whose instruction set computes it natively
-(AVX512-BF16 or AMX-BF16, through oneDNN), and nothing elsewhere: on other
-CPUs bfloat16 is emulated in float32 and is slower than float32 itself (and
-on MPS autocast's coverage differs by torch version), so float32 is kept.
+Inference (``PretrainedCNNFeatures(autocast=True)``) runs the backbone under
+``torch.autocast``: float16 on CUDA (tensor cores), bfloat16 on a CPU whose
+instruction set computes it natively (AVX512-BF16 or AMX-BF16, through
+oneDNN), and nothing elsewhere: on other CPUs bfloat16 is emulated in float32
+and is slower than float32 itself (and on MPS autocast's coverage differs by
+torch version), so float32 is kept.
+
+Training (``AutoencoderTransformer(autocast=True)`` and the VAE) runs the
+forward pass in bfloat16 on the same CPUs and on CUDA devices that support
+it, with float32 weights, gradients and loss. bfloat16 keeps float32's
+exponent range, so no loss scaling is needed (float16 training would need
+it, and is not used).
 """
 
 import functools
@@ -14,7 +21,12 @@ from contextlib import nullcontext
 
 import torch
 
-__all__ = ["autocast_dtype", "cpu_has_native_bfloat16", "inference_autocast"]
+__all__ = [
+    "autocast_dtype",
+    "cpu_has_native_bfloat16",
+    "inference_autocast",
+    "training_autocast_dtype",
+]
 
 # /proc/cpuinfo flags of the instructions that compute bfloat16 dot products.
 _BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -95,3 +107,34 @@ def inference_autocast(device, enabled):
     if dtype is None:
         return nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def training_autocast_dtype(device, enabled):
+    """The dtype training's forward passes run in under ``autocast=enabled``.
+
+    Parameters
+    ----------
+    device : torch.device
+    enabled : bool
+        The estimator's ``autocast`` parameter.
+
+    Returns
+    -------
+    torch.dtype or None
+        ``torch.bfloat16`` on a CPU with native bfloat16 or on a CUDA device
+        that supports it; None (float32) otherwise or when not ``enabled``.
+
+    Examples
+    --------
+    >>> training_autocast_dtype(torch.device("cpu"), False) is None
+    True
+    >>> training_autocast_dtype(torch.device("mps"), True) is None
+    True
+    """
+    if not enabled:
+        return None
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and cpu_has_native_bfloat16():
+        return torch.bfloat16
+    return None

@@ -1,0 +1,116 @@
+"""Choose the autoencoder's regularisation defaults by nested cross-validation.
+
+The candidates (weight decay, denoising, early stopping) are scored on each
+quality-suite set (``bench_quality.py``: digits, textures, faces, patches) by
+an inner K-fold on the set's training rows: held-out reconstruction MSE
+relative to PCA at the same width, fitted on the same inner fold. The
+default is the candidate with the lowest mean inner ratio across the sets
+(each set counts once, whatever its size). The outer test split, never seen
+by the choice, then reports the chosen candidate beside every other one.
+
+Usage::
+
+    python benchmarks/bench_regularisation.py [--folds 2] [--max-train 1000]
+        [--sets digits,textures,faces,patches] [--hidden 128] [--threads 2]
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+from bench_quality import load
+from sklearn.decomposition import PCA
+from sklearn.model_selection import KFold
+
+from sklearn_replearn import AutoencoderTransformer
+from sklearn_replearn._utils._precision import _cpu_flags
+
+CANDIDATES = {
+    "wd 0, early stop (default)": dict(weight_decay=0.0),
+    "wd 1e-5": dict(weight_decay=1e-5),
+    "wd 1e-4": dict(weight_decay=1e-4),
+    "wd 1e-3": dict(weight_decay=1e-3),
+    "denoising 0.1": dict(denoising=0.1),
+    "no early stopping": dict(early_stopping=False),
+}
+WIDTH = 16
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _mse(model, X):
+    return float(np.mean((model.inverse_transform(model.transform(X)) - X) ** 2))
+
+
+def _ratio(params, hidden, X_fit, X_eval, seed):
+    model = AutoencoderTransformer(n_components=WIDTH, hidden_layer_sizes=hidden,
+                                   random_state=seed, **params).fit(X_fit)
+    return _mse(model, X_eval) / _mse(PCA(WIDTH).fit(X_fit), X_eval)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="digits,textures,faces,patches")
+    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--max-train", type=int, default=1000)
+    parser.add_argument("--hidden", default="128",
+                        help="hidden layer sizes, comma-separated")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    flags = sorted(_cpu_flags() & {"avx512f", "avx512_bf16", "amx_bf16"})
+    print(f"# python {' '.join(sys.argv)}")
+    print(f"# {_cpu_model()}; flags: {', '.join(flags) or 'no avx512/bf16/amx'}; "
+          f"{os.cpu_count()} CPUs; torch {torch.__version__}, {args.threads} "
+          f"threads; load average {os.getloadavg()}")
+    print(f"# AutoencoderTransformer width {WIDTH}, hidden {hidden}; inner "
+          f"{args.folds}-fold on at most {args.max_train} training rows; "
+          "ratios are held-out MSE / PCA's at the same width")
+    sets = args.sets.split(",")
+    inner = {name: {} for name in CANDIDATES}
+    outer = {name: {} for name in CANDIDATES}
+    start = time.perf_counter()
+    for data_name in sets:
+        X_train, X_test = load(data_name, args.max_train, 1000)[:2]
+        folds = KFold(args.folds, shuffle=True, random_state=0).split(X_train)
+        folds = list(folds)
+        for name, params in CANDIDATES.items():
+            inner[name][data_name] = np.mean([
+                _ratio(params, hidden, X_train[fit], X_train[held], seed=k)
+                for k, (fit, held) in enumerate(folds)])
+            outer[name][data_name] = _ratio(params, hidden, X_train, X_test, 0)
+        print(f"# done {data_name} after {time.perf_counter() - start:.0f} s",
+              flush=True)
+    chosen = min(CANDIDATES, key=lambda name: np.mean(list(inner[name].values())))
+    header = f"{'candidate':28}" + "".join(f"{s:>10}" for s in sets) + f"{'mean':>8}"
+    for title, table in (("inner CV (chooses)", inner), ("outer test", outer)):
+        print(f"\n## {title}: MSE / PCA")
+        print(header)
+        for name in CANDIDATES:
+            row = [table[name][s] for s in sets]
+            mark = "  <- chosen" if name == chosen else ""
+            print(f"{name:28}" + "".join(f"{v:10.3f}" for v in row)
+                  + f"{np.mean(row):8.3f}{mark}")
+    total = time.perf_counter() - start
+    print(f"\n# chosen by inner CV: {chosen}; total {total:.0f} s; "
+          f"load average at end {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
