@@ -20,6 +20,7 @@ Run::
 
     python benchmarks/bench_autoencoder.py            # full (a few minutes)
     python benchmarks/bench_autoencoder.py --quick    # smaller, for a smoke run
+    python benchmarks/bench_autoencoder.py --threads 1 --save   # the docs' report
 """
 
 import argparse
@@ -27,6 +28,7 @@ import statistics
 import time
 import warnings
 
+import _report
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
@@ -134,14 +136,24 @@ def main():
     parser.add_argument("--quick", action="store_true", help="5000 rows, 2 repeats")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice)")
+    _report.add_save_argument(parser)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with _report.report(args.save, device="cpu"):
+        run(args)
+
+
+def run(args):
     n_samples = 5000 if args.quick else 20000
     repeats = args.repeats or (2 if args.quick else 3)
     X = make_data(n_samples)
     peak = matmul_gflops()
     print(f"# {n_samples}x{N_FEATURES} float32, {args.epochs} epochs, "
-          f"{repeats} interleaved repeats, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; fp32 matmul peak {peak:.1f} GFLOP/s")
+          f"{repeats} interleaved repeats, medians; fp32 matmul peak "
+          f"{peak:.1f} GFLOP/s")
     print("| batch | contender | fit s (median) | / torch loop | train MSE "
           "| GFLOP/s | of peak |")
     print("|---:|---|---:|---:|---:|---:|---:|")

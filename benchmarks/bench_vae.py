@@ -29,6 +29,7 @@ Run::
     python benchmarks/bench_vae.py --quick      # fewer epochs and rows
     python benchmarks/bench_vae.py --device cuda
     python benchmarks/bench_vae.py --threads 1 --only digits
+    python benchmarks/bench_vae.py --quick --threads 1 --save   # the docs' report
 
 Tiny models on many CPU threads time noisily (each small op wakes the thread
 pool): ratios moved by up to 0.1 between runs on one quiet 16-core machine, so
@@ -53,6 +54,7 @@ from sklearn_replearn import VAETransformer
 from sklearn_replearn._engine import fused_optimizer_kwargs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _report  # noqa: E402
 from bench_autoencoder import make_data  # noqa: E402
 
 LOG_2PI = math.log(2 * math.pi)
@@ -169,13 +171,18 @@ def main():
                         "whose name starts with this")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice)")
+    _report.add_save_argument(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    with _report.report(args.save, device=args.device, variant=args.only):
+        run(args)
+
+
+def run(args):
     device = torch.device(args.device)
     repeats = args.repeats or (2 if args.quick else 5)
-    print(f"# {repeats} interleaved repeats after a warm-up, medians; torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    print(f"# {repeats} interleaved repeats after a warm-up, medians")
     print("| problem | epochs | contender | fit s (median) | / torch loop "
           "| held-out ELBO | score |")
     print("|---|---:|---|---:|---:|---:|---:|")
