@@ -117,8 +117,8 @@ class _Tee:
 
 
 def code_version():
-    """The library's version and the checkout's commit, ``+`` when tracked
-    files other than the saved reports differ from it."""
+    """The library's version and the checkout's commit, ``+`` when the
+    library's or the benchmarks' tracked files differ from it."""
     import subprocess
 
     import sklearn_replearn
@@ -129,8 +129,8 @@ def code_version():
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        if git("status", "--porcelain", "--untracked-files=no", "--", ".",
-               f":(exclude){RESULTS.relative_to(ROOT)}"):
+        if git("status", "--porcelain", "--untracked-files=no", "--",
+               "sklearn_replearn", "benchmarks"):
             commit += "+"
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown commit"
