@@ -142,7 +142,8 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    with _report.report(args.save, device="cpu"):
+    with _report.report(args.save, device="cpu",
+                        variant="quick" if args.quick else None):
         run(args)
 
 

@@ -303,7 +303,8 @@ def main(argv=None):
         return
     if args.threads:
         torch.set_num_threads(args.threads)
-    variant = "memory" if args.memory else "compiled" if args.compiled else None
+    variant = ("memory" if args.memory else "compiled" if args.compiled else
+               "quick" if args.quick else None)
     with _report.report(args.save, device=args.device, variant=variant):
         if args.memory:
             memory_table(args.backbones[0])

@@ -175,7 +175,9 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    with _report.report(args.save, device=args.device, variant=args.only):
+    variant = "-".join(part for part in (args.only, args.quick and "quick")
+                       if part)
+    with _report.report(args.save, device=args.device, variant=variant or None):
         run(args)
 
 
