@@ -36,6 +36,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
+from threadpoolctl import threadpool_limits
 
 from sklearn_replearn import AutoencoderTransformer
 from sklearn_replearn._engine import fused_optimizer_kwargs
@@ -142,11 +143,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's choice)")
+                        help="torch and BLAS threads (MLPRegressor and PCA run "
+                        "on numpy's BLAS); default: the libraries' choice")
     _report.add_save_argument(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)
     with _report.report(args.save, device="cpu",
                         variant="quick" if args.quick else None):
         run(args)
