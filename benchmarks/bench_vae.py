@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from sklearn_replearn import VAETransformer
@@ -171,11 +172,14 @@ def main():
     parser.add_argument("--only", default=None, help="run only problems "
                         "whose name starts with this")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice)")
+                        help="torch CPU threads and numpy's BLAS threads (the "
+                        "learned noise variance starts from a PCA); default: "
+                        "the libraries' choice")
     _report.add_save_argument(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)
     variant = "-".join(part for part in (args.only, args.quick and "quick")
                        if part)
     with _report.report(args.save, device=args.device, variant=variant or None):
