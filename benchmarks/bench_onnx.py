@@ -20,14 +20,14 @@ AMX, float32 elsewhere); the ONNX graph always computes in float32.
 
     python benchmarks/bench_onnx.py             # 5 repeats
     python benchmarks/bench_onnx.py --quick     # 3 repeats, no resnet50
+    python benchmarks/bench_onnx.py --quick --threads 1 --save   # docs' report
 """
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
+import _report
 import numpy as np
 import onnxruntime as ort
 import torch
@@ -40,24 +40,6 @@ from sklearn_replearn import (
     VAETransformer,
 )
 from sklearn_replearn.onnx import to_onnx
-
-
-def cpu_description():
-    """CPU model and the flags that decide bfloat16 speed."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name") and model in ("", platform.machine(),
-                                                               platform.processor()):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    present = [flag for flag in wanted if flag in flags]
-    return f"{model}; flags: {' '.join(present) or 'none of ' + ' '.join(wanted)}"
 
 
 def session(model, threads):
@@ -122,14 +104,19 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=None)
+    _report.add_save_argument(parser)
     args = parser.parse_args(argv)
-    repeats = args.repeats or (3 if args.quick else 5)
     torch.set_num_threads(args.threads)
-    print(f"# {cpu_description()}; {os.cpu_count()} CPUs")
-    print(f"# torch {torch.__version__}, onnxruntime {ort.__version__}, "
-          f"{args.threads} threads each (ONNX Runtime intra-op), {repeats} "
-          "interleaved repeats after a warm-up, medians")
-    print(f"# load average at start: {os.getloadavg()}")
+    with _report.report(args.save, device="cpu",
+                        variant="quick" if args.quick else None):
+        run(args)
+
+
+def run(args):
+    repeats = args.repeats or (3 if args.quick else 5)
+    print(f"# onnxruntime {ort.__version__}, {args.threads} threads each (ONNX "
+          f"Runtime intra-op), {repeats} interleaved repeats after a warm-up, "
+          "medians")
     print(f"{'estimator':<26} {'batch':>5} {'transform/s':>12} {'onnx/s':>12} "
           f"{'onnx/transform':>14}")
     exported = {}
@@ -159,7 +146,6 @@ def main(argv=None):
             print(f"{label:<26} {size:>5} {rate['transform']:12.1f} "
                   f"{rate['onnx']:12.1f} {rate['onnx'] / rate['transform']:14.2f}",
                   flush=True)
-    print(f"# load average at end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ on a shared one the numbers are noisy::
     python benchmarks/bench_pretrained.py --memory   # peak memory, not speed
     python benchmarks/bench_pretrained.py --compiled --images 96 --backbones resnet18
     python benchmarks/bench_pretrained.py --backbones timm:convnext_tiny hf:vit-small
+    python benchmarks/bench_pretrained.py --quick --save   # the docs' report
 
 ``timm:<name>`` rows compare with ``timm.create_model(name, num_classes=0)``
 and timm's preprocessing; ``hf:vit-small`` builds a random ViT-S/16 (the
@@ -59,6 +60,7 @@ import sys
 import tempfile
 import time
 
+import _report
 import numpy as np
 import torch
 import torchvision
@@ -293,31 +295,38 @@ def main(argv=None):
     parser.add_argument("--memory", action="store_true",
                         help="peak memory against images and batch size instead")
     parser.add_argument("--_peak", nargs=4, help=argparse.SUPPRESS)
+    _report.add_save_argument(parser)
     args = parser.parse_args(argv)
     if args._peak:
         folder, n_images, batch_size, backbone = args._peak
         print(peak_growth(folder, int(n_images), int(batch_size), backbone))
         return
-    if args.memory:
-        memory_table(args.backbones[0])
-        return
-    n_images = args.images or (32 if args.quick else 128)
-    args.repeats = 3 if args.quick else 5
     if args.threads:
         torch.set_num_threads(args.threads)
+    variant = ("memory" if args.memory else "compiled" if args.compiled else
+               "quick" if args.quick else None)
+    with _report.report(args.save, device=args.device, variant=variant):
+        if args.memory:
+            memory_table(args.backbones[0])
+        else:
+            run(args)
+
+
+def run(args):
+    n_images = args.images or (32 if args.quick else 128)
+    args.repeats = 3 if args.quick else 5
     images = make_images(n_images)
     if args.compiled:
         from bench_compiled import compiled_table
 
-        print(f"torch {torch.__version__}, {n_images} images 224x224 -> resize 256 "
-              f"/ crop 224, batch {args.batch_size}, {args.repeats} interleaved "
-              "repeats, medians (images/s)")
+        print(f"# {n_images} images 224x224 -> resize 256 / crop 224, batch "
+              f"{args.batch_size}, {args.repeats} interleaved repeats, medians "
+              "(images/s)")
         compiled_table(args.backbones, images, args, reference, fold)
         return
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; {n_images} "
-          f"images 224x224 -> resize 256 / crop 224, batch {args.batch_size}, "
-          f"{args.repeats} interleaved repeats, medians (images/s)")
+    print(f"# torchvision {torchvision.__version__}; {n_images} images 224x224 "
+          f"-> resize 256 / crop 224, batch {args.batch_size}, {args.repeats} "
+          "interleaved repeats, medians (images/s)")
     with tempfile.TemporaryDirectory() as folder:
         paths = []
         for index, image in enumerate(images):

@@ -56,6 +56,7 @@ Run::
     python benchmarks/bench_quality.py               # full (a few minutes)
     python benchmarks/bench_quality.py --quick       # smoke run (< 1 min)
     python benchmarks/bench_quality.py --seeds 0-4 --datasets digits,faces
+    python benchmarks/bench_quality.py --save       # the docs' report
 """
 
 import os
@@ -66,9 +67,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import platform
-import shlex
-import subprocess
 import sys
 import time
 import warnings
@@ -249,22 +247,6 @@ def evaluate(rep, data, n_components, seed):
 
 
 # ---------------------------------------------------------------- report
-def _load_average():
-    try:
-        one, five, fifteen = os.getloadavg()
-    except OSError:
-        return "load average unknown"
-    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
-
-
-def _uptime():
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return _load_average()
-
-
 def _mean_std(values, fmt):
     values = [v for v in values if v is not None]
     if not values:
@@ -302,6 +284,11 @@ def main(argv=None):
     parser.add_argument("--max-test", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (default 2)")
+    # Imported here: the tests load this file by path, without the
+    # benchmarks folder on sys.path (a script's own folder is on it).
+    import _report
+
+    _report.add_save_argument(parser)
     args = parser.parse_args(argv)
     datasets = [name.strip() for name in args.datasets.split(",") if name.strip()]
     unknown = sorted(set(datasets) - set(DATASETS))
@@ -320,13 +307,15 @@ def main(argv=None):
     # take 0.1-2.8 s instead of 0.01 s. The data here are small.
     threadpool_limits(1, user_api="blas")
 
+    with _report.report(args.save, device="cpu",
+                        variant="quick" if args.quick else None):
+        run(args, datasets, chosen, seeds, max_train)
+
+
+def run(args, datasets, chosen, seeds, max_train):
     run_start = time.perf_counter()
-    print("# " + " ".join(["python"] + [shlex.quote(a) for a in sys.argv]))
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads "
-          f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), BLAS 1 thread, "
-          f"{os.cpu_count()} CPUs, cuda available: {torch.cuda.is_available()}, "
-          f"python {platform.python_version()}")
-    print(f"# at start: {_uptime()}")
+    print(f"# OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, BLAS 1 "
+          f"thread, cuda available: {torch.cuda.is_available()}")
     print(f"# width {args.n_components} for every representation; seeds "
           f"{seeds}; training rows capped at {max_train}, test rows at "
           f"{args.max_test}; library defaults otherwise")
@@ -374,8 +363,6 @@ def main(argv=None):
     print("|---|---|---:|---:|---:|---:|---:|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print(f"# total {time.perf_counter() - run_start:.0f} s; at end: "
-          f"{_load_average()}")
 
 
 if __name__ == "__main__":

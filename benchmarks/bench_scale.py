@@ -1,7 +1,7 @@
 """Scaling out on Dask: grid search on 2 workers vs n_jobs=1, and transform
 throughput of ParallelPostFit / dask_transform vs in-memory.
 
-    python benchmarks/bench_scale.py [--quick] [--repeats N]
+    python benchmarks/bench_scale.py [--quick] [--repeats N] [--save [PATH]]
 
 Grid search: ``GridSearchCV(Pipeline([AutoencoderTransformer(),
 LogisticRegression()]))`` on the digits, timed (a) with ``n_jobs=1`` and torch's
@@ -21,12 +21,11 @@ a shared machine are noisy: rerun on a quiet machine before quoting them.
 """
 
 import argparse
-import os
-import platform
 import statistics
 import time
 import warnings
 
+import _report
 import numpy as np
 
 
@@ -69,9 +68,16 @@ def main(argv=None):
                         help="smaller data and fewer epochs (about a minute)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="interleaved repetitions (default 3, quick 2)")
+    _report.add_save_argument(parser)
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 3)
     warnings.simplefilter("ignore")
+    with _report.report(args.save, device="cpu",
+                        variant="quick" if args.quick else None):
+        run(args)
+
+
+def run(args):
+    repeats = args.repeats or (2 if args.quick else 3)
 
     import joblib
     import torch
@@ -83,9 +89,6 @@ def main(argv=None):
     from sklearn_replearn.scale import dask_transform
 
     default_threads = torch.get_num_threads()
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__} ({default_threads} threads by default), "
-          f"load average {os.getloadavg()[0]:.1f}")
     start_s, cluster = _timed(lambda: LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None))
     client = Client(cluster)
@@ -169,7 +172,6 @@ def main(argv=None):
     finally:
         client.close()
         cluster.close()
-    print("\nTimings on a shared machine are noisy; rerun on a quiet one.")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ optimizer (Adam, lr 1e-3), batch size (128), epochs and likelihood:
 Contenders, interleaved (one of each per repeat, after one warm-up fit each),
 medians reported:
 
-* ``replearn``: ``VAETransformer`` (skorch engine, whole-batch fetching);
+* ``replearn``: ``VAETransformer`` (skorch engine, whole-batch fetching) with
+  ``early_stopping=False``, trained on all rows as the loop;
 * ``torch loop``: a hand-written torch loop of the same model (the floor);
 * ``torch loop, fused Adam``: the same loop with ``Adam(fused=True)``, which
   ``VAETransformer``'s engine uses: the like-for-like comparison.
@@ -29,6 +30,7 @@ Run::
     python benchmarks/bench_vae.py --quick      # fewer epochs and rows
     python benchmarks/bench_vae.py --device cuda
     python benchmarks/bench_vae.py --threads 1 --only digits
+    python benchmarks/bench_vae.py --quick --threads 1 --save   # the docs' report
 
 Tiny models on many CPU threads time noisily (each small op wakes the thread
 pool): ratios moved by up to 0.1 between runs on one quiet 16-core machine, so
@@ -47,12 +49,14 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from sklearn_replearn import VAETransformer
 from sklearn_replearn._engine import fused_optimizer_kwargs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _report  # noqa: E402
 from bench_autoencoder import make_data  # noqa: E402
 
 LOG_2PI = math.log(2 * math.pi)
@@ -109,9 +113,9 @@ def fit_replearn(X, problem, device):
     model = VAETransformer(
         n_components=problem["n_latent"], hidden_layer_sizes=(problem["hidden"],),
         likelihood=problem["likelihood"], max_iter=problem["epochs"],
-        batch_size=problem["batch_size"], tol=None, device=str(device),
-        random_state=0,
-    ).fit(X)
+        batch_size=problem["batch_size"], tol=None, early_stopping=False,
+        device=str(device), random_state=0,
+    ).fit(X)  # on all rows, as the loop (early stopping holds out 10%)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return model
@@ -168,14 +172,24 @@ def main():
     parser.add_argument("--only", default=None, help="run only problems "
                         "whose name starts with this")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice)")
+                        help="torch CPU threads and numpy's BLAS threads (the "
+                        "learned noise variance starts from a PCA); default: "
+                        "the libraries' choice")
+    _report.add_save_argument(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)
+    variant = "-".join(part for part in (args.only, args.quick and "quick")
+                       if part)
+    with _report.report(args.save, device=args.device, variant=variant or None):
+        run(args)
+
+
+def run(args):
     device = torch.device(args.device)
     repeats = args.repeats or (2 if args.quick else 5)
-    print(f"# {repeats} interleaved repeats after a warm-up, medians; torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    print(f"# {repeats} interleaved repeats after a warm-up, medians")
     print("| problem | epochs | contender | fit s (median) | / torch loop "
           "| held-out ELBO | score |")
     print("|---|---:|---|---:|---:|---:|---:|")

@@ -49,6 +49,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _report  # noqa: E402
 
 DATASETS = ("digits", "textures", "faces")
 
@@ -190,14 +191,20 @@ def main(argv=None):
                         help='settings to compare, e.g. "defaults;'
                              'supervision_weight=10,input_noise=0.1"')
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE")
+    _report.add_save_argument(parser)
     args = parser.parse_args(argv)
+    variant = "inner" if args.inner else "oracle" if args.oracle else None
+    with _report.report(args.save, device="cpu", threads=1, variant=variant):
+        run(args)
+
+
+def run(args):
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     seeds = args.seeds or ([0, 1] if args.inner else [0, 1, 2])
     base = _params(args.set)
     start = time.perf_counter()
     kind = ("inner CV (inside the training splits)" if args.inner else
             "test splits" + (" (oracle: chosen on them)" if args.oracle else ""))
-    print(f"# python {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"# {kind}; seeds {seeds}; n_components=16, defaults"
           + (f" with {base}" if base else "") + "; one torch thread per job")
     results = margins(names, seeds, args.grid, inner=args.inner, jobs=args.jobs,
