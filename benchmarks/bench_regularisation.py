@@ -15,12 +15,10 @@ Usage::
 """
 
 import argparse
-import os
-import platform
-import sys
 import time
 import warnings
 
+import _report
 import numpy as np
 import torch
 from bench_quality import load
@@ -28,7 +26,6 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import KFold
 
 from sklearn_replearn import AutoencoderTransformer
-from sklearn_replearn._utils._precision import _cpu_flags
 
 CANDIDATES = {
     "wd 0, early stop (default)": dict(weight_decay=0.0),
@@ -40,16 +37,6 @@ CANDIDATES = {
 }
 WIDTH = 16
 
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _mse(model, X):
@@ -70,15 +57,16 @@ def main(argv=None):
     parser.add_argument("--hidden", default="128",
                         help="hidden layer sizes, comma-separated")
     parser.add_argument("--threads", type=int, default=2)
+    _report.add_save_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     hidden = tuple(int(h) for h in args.hidden.split(","))
-    flags = sorted(_cpu_flags() & {"avx512f", "avx512_bf16", "amx_bf16"})
-    print(f"# python {' '.join(sys.argv)}")
-    print(f"# {_cpu_model()}; flags: {', '.join(flags) or 'no avx512/bf16/amx'}; "
-          f"{os.cpu_count()} CPUs; torch {torch.__version__}, {args.threads} "
-          f"threads; load average {os.getloadavg()}")
+    with _report.report(args.save, threads=args.threads):
+        run(args, hidden)
+
+
+def run(args, hidden):
     print(f"# AutoencoderTransformer width {WIDTH}, hidden {hidden}; inner "
           f"{args.folds}-fold on at most {args.max_train} training rows; "
           "ratios are held-out MSE / PCA's at the same width")
@@ -108,8 +96,7 @@ def main(argv=None):
             print(f"{name:28}" + "".join(f"{v:10.3f}" for v in row)
                   + f"{np.mean(row):8.3f}{mark}")
     total = time.perf_counter() - start
-    print(f"\n# chosen by inner CV: {chosen}; total {total:.0f} s; "
-          f"load average at end {os.getloadavg()}")
+    print(f"\n# chosen by inner CV: {chosen}; {total:.0f} s")
 
 
 if __name__ == "__main__":

@@ -20,30 +20,18 @@ Usage::
 
 import argparse
 import os
-import platform
-import sys
 import time
 import warnings
 
+import _report
 import numpy as np
 import torch
 from bench_quality import load
 
 from sklearn_replearn import AutoencoderTransformer, VAETransformer
-from sklearn_replearn._utils._precision import _cpu_flags
 
 os.environ["SKLEARN_REPLEARN_CPU_BF16"] = "1"
 
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _quality(model, X_test):
@@ -59,14 +47,15 @@ def main(argv=None):
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    _report.add_save_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
-    flags = sorted(_cpu_flags() & {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
-    print(f"# python {' '.join(sys.argv)}")
-    print(f"# {_cpu_model()}; flags: {', '.join(flags) or 'no avx512/bf16/amx'}; "
-          f"{os.cpu_count()} CPUs; torch {torch.__version__}, "
-          f"{args.threads} threads; load average {os.getloadavg()}")
+    with _report.report(args.save, threads=args.threads):
+        run(args)
+
+
+def run(args):
     print("# bfloat16 forced (SKLEARN_REPLEARN_CPU_BF16=1): emulated where the "
           "flags lack avx512_bf16/amx_bf16")
     print(f"{'set':9} {'estimator':23} {'seed':>4} {'fp32':>10} {'bf16':>10} "
@@ -89,8 +78,7 @@ def main(argv=None):
                 print(f"{name:9} {Estimator.__name__:23} {seed:>4} {q32:10.5g} "
                       f"{q16:10.5g} {q16 / q32:9.3f} {e32:>8}/{e16:<7} "
                       f"{t32 / t16:14.2f}", flush=True)
-    print(f"# time ratio: seconds per epoch, float32 / bfloat16; "
-          f"load average at end {os.getloadavg()}")
+    print("# time ratio: seconds per epoch, float32 / bfloat16")
 
 
 if __name__ == "__main__":
