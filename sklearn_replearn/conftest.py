@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 # The ONNX export modules import onnx and skl2onnx at the top: without the
-# ``onnx`` extra they are not collected (their tests skip in tests/test_onnx.py).
+# ``onnx`` extra they are not collected (their tests skip in tests/onnx/test_onnx.py).
 collect_ignore = [] if all(
     importlib.util.find_spec(name) is not None
     for name in ("onnx", "skl2onnx", "onnxruntime", "onnxscript")) else ["onnx"]

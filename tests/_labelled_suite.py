@@ -1,6 +1,6 @@
 """The labelled data sets of the quality suite, and its classifier pipeline.
 
-For ``tests/test_supervised_margin.py``: the fixed splits of
+For ``tests/dictionary/test_task_driven.py``: the fixed splits of
 ``benchmarks/bench_quality.py`` (digits, textures, faces; training rows capped
 at 2000 and test rows at 1000 by a fixed stratified subsample), loaded from
 ``sklearn_replearn.datasets._suite``, which the benchmark imports too, and the

@@ -61,7 +61,7 @@ EXPECTED_FAILED_CHECKS = {
             "the backbone parameter is a torch module, and joblib.hash of a module "
             "differs from that of its deepcopy (tensor pickles are not "
             "content-addressed); fit copies the module and never changes it, which "
-            "tests/test_pretrained.py checks on its state_dict"
+            "tests/vision/test_estimator.py checks on its state_dict"
         ),
         "check_transformer_n_iter": (
             "max_iter counts fine-tuning epochs; the default frozen backbone "

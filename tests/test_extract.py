@@ -136,3 +136,29 @@ def test_unreadable_images_fail_the_run_unless_skipped(images, tmp_path, capsys)
     skipped = read_path_list(tmp_path / "f.skipped.jsonl")
     assert [os.path.basename(item["path"]) for item in skipped] == ["broken.png"]
     assert skipped[0]["error"]
+
+
+# ---------------------------------------------------------- a 16-bit PNG
+def _status(argv):
+    """Exit status of the extract command (it exits through argparse on errors)."""
+    try:
+        return extract_main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_extract_names_the_file_of_a_16_bit_png_and_can_skip_it(tmp_path, capsys):
+    # A 16-bit PNG failed the whole run with "X[1] is a PIL image in mode
+    # 'I;16' ...": no path named, and --skip-unreadable did not skip it.
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.RandomState(0)
+    Image.fromarray(rng.randint(0, 256, (20, 24, 3), np.uint8)).save(folder / "a.png")
+    deep = folder / "b16.png"
+    Image.fromarray((rng.rand(20, 24) * 60000).astype(np.uint16)).save(deep)
+    assert Image.open(deep).mode == "I;16"
+    out = tmp_path / "features.npy"
+    assert _status([str(folder), *FAST, "--out", str(out)]) != 0
+    assert "b16.png" in capsys.readouterr().err
+    assert _status([str(folder), *FAST, "--skip-unreadable", "--out", str(out)]) == 0
+    assert np.load(out).shape == (1, 512)

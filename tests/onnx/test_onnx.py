@@ -371,7 +371,7 @@ def _readme_example():
     """The two code blocks of the README's section on ONNX export."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("## Serving features without Python", 1)[1]
     blocks = [block.split("```", 1)[0] for block in section.split("```python\n")[1:3]]
     assert "to_onnx" in blocks[0] and "onnxruntime" in blocks[1]

@@ -12,10 +12,10 @@ from sklearn.datasets import load_digits, load_sample_images
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from test_pretrained import _shifted, _train_digit_cnn, small_cnn
 
 from sklearn_replearn import PretrainedCNNFeatures
 from sklearn_replearn.vision import _autocast
+from tests.vision.test_estimator import _shifted, _train_digit_cnn, small_cnn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

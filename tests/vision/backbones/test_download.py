@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from test_pretrained import _Exploit, _seeded_resnet18_state
 
 from sklearn_replearn import PretrainedCNNFeatures
+from tests.vision.test_estimator import _Exploit, _seeded_resnet18_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

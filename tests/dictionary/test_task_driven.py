@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("skimage")
-import _labelled_suite as suite  # noqa: E402
-
 from sklearn_replearn.datasets import _suite  # noqa: E402
+from tests import _labelled_suite as suite  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,7 +33,7 @@ def test_the_test_data_are_the_benchmark_suites(monkeypatch):
     # loaders, as the tests do, not a copy of them. The benchmark script is
     # loaded from its file (it is not a package, and nothing is put on
     # sys.path); it sets OMP_WAIT_POLICY if unset, which is undone here.
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_quality.py"
     if not path.is_file():
         pytest.skip("no benchmarks folder (an installed or sdist copy)")
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
