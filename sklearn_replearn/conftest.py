@@ -15,10 +15,17 @@ _DOCTEST_REQUIRES = {
 }
 
 
+# Examples that run for seconds (the quick tour trains every estimator): the
+# quick loop, ``pytest -m "not slow"``, leaves them out.
+_SLOW_DOCTESTS = {"sklearn_replearn._tour.run_tour"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if not isinstance(item, pytest.DoctestItem):
             continue
+        if item.name in _SLOW_DOCTESTS:
+            item.add_marker(pytest.mark.slow)
         missing = [
             name for name in _DOCTEST_REQUIRES.get(item.name, ())
             if importlib.util.find_spec(name) is None

@@ -33,6 +33,7 @@ def test_dictionary_learner_needs_neither_skorch_nor_torchvision():
     assert _modules_after("from sklearn_replearn import DictionaryLearner") == []
 
 
+@pytest.mark.slow  # two fresh interpreters that import torch
 def test_each_estimator_loads_only_what_it_uses():
     assert _modules_after(
         "from sklearn_replearn import AutoencoderTransformer") == ["skorch"]
