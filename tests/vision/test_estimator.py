@@ -89,6 +89,7 @@ def test_chosen_layer_width_pooling_and_feature_maps(photos):
     assert avg.feature_maps(X, layer="layer1").shape == (2, 64, 16, 16)
 
 
+@pytest.mark.slow
 def test_default_features_are_the_classifier_input():
     """The penultimate features equal torchvision's model with fc = Identity."""
     images = np.random.RandomState(1).randint(0, 256, (3, 64, 64, 3), np.uint8)
@@ -119,6 +120,7 @@ def features_seed(random_state):
 
 
 # ---------------------------------------------------------------- exactness
+@pytest.mark.slow
 def test_one_image_alone_equals_the_same_image_in_a_batch(photos):
     X, paths = photos
     rng = np.random.RandomState(0)
@@ -134,6 +136,7 @@ def test_one_image_alone_equals_the_same_image_in_a_batch(photos):
                                   features.transform(floats[1:2])[0])
 
 
+@pytest.mark.slow
 def test_arrays_pil_images_and_paths_give_the_same_features(photos):
     X, paths = photos
     features = resnet18().fit(X)
@@ -158,6 +161,7 @@ def test_arrays_pil_images_and_paths_give_the_same_features(photos):
     np.testing.assert_allclose(as_float, expected, atol=0.05)
 
 
+@pytest.mark.slow
 def test_mixed_sizes_grayscale_rgba_and_flat_rows(photos):
     X, _ = photos
     features = resnet18().fit(X)
@@ -438,6 +442,7 @@ def test_user_modules_that_cannot_be_folded_safely_give_their_own_features(
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_features_follow_weights_changed_in_place_after_fit(photos):
     X, _ = photos
     features = resnet18().fit(X)
@@ -450,6 +455,7 @@ def test_features_follow_weights_changed_in_place_after_fit(photos):
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_feature_cache_is_reused_kept_by_pickling_and_rebuilt_on_change(
         photos, monkeypatch):
     import sklearn_replearn.vision._feature_cache as pretrained
