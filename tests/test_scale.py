@@ -106,6 +106,7 @@ def test_grid_search_on_dask_workers_matches_n_jobs_1(client, digits):
     np.testing.assert_array_equal(parallel.predict(X), serial.predict(X))
 
 
+@pytest.mark.slow
 def test_estimators_round_trip_through_a_worker(client, digits):
     X, _ = digits
     ae = AutoencoderTransformer(n_components=3, max_iter=3, tol=None,
@@ -292,6 +293,7 @@ def image_files(tmp_path_factory):
     return paths
 
 
+@pytest.mark.slow
 def test_extract_features_over_files_on_workers(client, image_files, tmp_path):
     cnn = PretrainedCNNFeatures(_tiny_backbone(), weights=None, image_size=24,
                                 batch_size=4, device="cpu").fit(image_files[:1])
