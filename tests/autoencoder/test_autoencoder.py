@@ -72,6 +72,7 @@ def test_default_autoencoder_beats_pca(digits, n_components):
     assert ae.score(X_test) == pytest.approx(-heldout_mse(ae, X_test), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_partial_fit_over_chunks_reaches_fit(digits):
     X_train, X_test, _, _ = digits
     epochs = 40
@@ -179,6 +180,7 @@ def test_sparse_loss_is_sparse_coding_and_blind_to_rescaling():
     torch.testing.assert_close(deep.loss(deep(x), x), before)
 
 
+@pytest.mark.slow
 def test_sparsity_makes_codes_sparser_at_a_bounded_cost(digits):
     X_train, X_test, _, _ = digits
     # init="random": the two models differ only by the penalty (the plain
@@ -266,6 +268,7 @@ def test_pipeline_grid_search_and_cross_val_score(digits):
     assert scores.mean() > 0.8
 
 
+@pytest.mark.slow
 def test_grid_search_without_labels_uses_reconstruction_score(digits):
     X_train, _, _, _ = digits
     search = GridSearchCV(fast_ae(), {"n_components": [1, 8]}, cv=3).fit(X_train)
@@ -317,6 +320,7 @@ def test_seeding_touches_no_other_device_generator(monkeypatch):
     assert calls == []
 
 
+@pytest.mark.slow
 def test_same_random_state_same_codes_and_global_rng_untouched(digits):
     X_train, X_test, _, _ = digits
     torch.manual_seed(123)
@@ -329,6 +333,7 @@ def test_same_random_state_same_codes_and_global_rng_untouched(digits):
     assert not np.allclose(codes_a, codes_c)
 
 
+@pytest.mark.slow
 def test_sparse_input_streams_batches_and_matches_dense(digits):
     X_train, X_test, _, _ = digits
     dense = fast_ae().fit(X_train)
@@ -337,6 +342,7 @@ def test_sparse_input_streams_batches_and_matches_dense(digits):
                                dense.transform(X_test), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_transform_runs_in_batches(digits):
     X_train, X_test, _, _ = digits
     ae = fast_ae(batch_size=64).fit(X_train)
@@ -412,6 +418,7 @@ def test_fused_support_is_probed_not_assumed():
         "optimizer__fused": True}
 
 
+@pytest.mark.slow
 def test_early_stopping_restores_best_weights(digits):
     X_train, _, _, _ = digits
     ae = fast_ae(early_stopping=True, n_iter_no_change=3, max_iter=300,
@@ -662,6 +669,7 @@ def _fit_codes(X, seed):
     return ae.fit(X).transform(X)
 
 
+@pytest.mark.slow
 def test_same_seed_same_model_when_fits_run_in_threads(digits_300):
     # "same random_state always gives the same result" (utils.seeded), and the
     # README's grid search on Dask workers "the same seeded fits, run

@@ -70,6 +70,7 @@ def test_unsupervised_objective_no_worse_than_sklearn(digits):
     assert ours.loss_curve_[-1] < ours.loss_curve_[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["lasso_fista", "lasso_lars", "lasso_cd"])
 def test_transform_lasso_matches_sparse_encode(digits, algorithm):
     X, _ = digits
@@ -115,6 +116,7 @@ def test_positive_constraints(digits):
     assert dl.transform(X[:50]).min() >= 0
 
 
+@pytest.mark.slow
 def test_same_random_state_same_result_and_pickle(digits):
     X, y = digits
     X, y = X[:300], y[:300]
@@ -133,6 +135,7 @@ def test_same_random_state_same_result_and_pickle(digits):
     np.testing.assert_array_equal(restored.transform(X), first.transform(X))
 
 
+@pytest.mark.slow
 def test_supervised_head_and_attributes(digits):
     X, y = digits
     dl = DictionaryLearner(n_components=20, alpha=0.3, max_iter=4, tol=None,
