@@ -347,6 +347,7 @@ def test_early_stopping_on_the_validation_elbo(digits):
     assert vae.best_validation_score_ == max(vae.validation_scores_)
 
 
+@pytest.mark.slow
 def test_conv_architecture_on_digit_images(digits):
     X_train, X_test, _, _ = digits
     params = dict(architecture="conv", image_shape=(1, 8, 8),
