@@ -15,9 +15,14 @@ _DOCTEST_REQUIRES = {
 }
 
 
-# Examples that run for seconds (the quick tour trains every estimator): the
-# quick loop, ``pytest -m "not slow"``, leaves them out.
-_SLOW_DOCTESTS = {"sklearn_replearn._tour.run_tour"}
+# Examples that run for seconds (the quick tour trains every estimator, the
+# ONNX exports trace a model): the quick loop, ``pytest -m "not slow"``,
+# leaves them out.
+_SLOW_DOCTESTS = {
+    "sklearn_replearn._tour.run_tour",
+    "sklearn_replearn.onnx._neural.decoder_to_onnx",
+    "sklearn_replearn.onnx._register.to_onnx",
+}
 
 
 def pytest_collection_modifyitems(config, items):

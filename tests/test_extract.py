@@ -38,6 +38,7 @@ def test_path_list_survives_newlines_and_rows_match(images, tmp_path):
     assert X.shape == (3, 512)
 
 
+@pytest.mark.slow
 def test_random_weights_are_reproducible_with_random_state(images, tmp_path):
     first, second = tmp_path / "1.npy", tmp_path / "2.npy"
     extract_main([str(images), *FAST, "--out", str(first)])
@@ -45,6 +46,7 @@ def test_random_weights_are_reproducible_with_random_state(images, tmp_path):
     np.testing.assert_array_equal(np.load(first), np.load(second))
 
 
+@pytest.mark.slow
 def test_csv_values_round_trip_to_float32_exactly(images, tmp_path, capsys):
     extract_main([str(images), *FAST, "--out", str(tmp_path / "f.npy")])
     expected = np.load(tmp_path / "f.npy")
@@ -147,6 +149,7 @@ def _status(argv):
         return exc.code
 
 
+@pytest.mark.slow
 def test_extract_names_the_file_of_a_16_bit_png_and_can_skip_it(tmp_path, capsys):
     # A 16-bit PNG failed the whole run with "X[1] is a PIL image in mode
     # 'I;16' ...": no path named, and --skip-unreadable did not skip it.

@@ -187,6 +187,7 @@ def photo():
     return load_sample_image("china.jpg")[::8, ::8]  # a real photo, 54 x 80
 
 
+@pytest.mark.slow
 def test_feature_maps_of_a_cnn_layer(photo):
     from sklearn_replearn import PretrainedCNNFeatures
 

@@ -100,6 +100,7 @@ def test_command_line_prints_the_table():
     assert "[1/" in result.stderr  # progress lines go to stderr
 
 
+@pytest.mark.slow
 def test_command_line_rejects_bad_arguments():
     result = subprocess.run(
         [sys.executable, "-m", "sklearn_replearn", "--n-components", "0"],

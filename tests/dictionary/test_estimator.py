@@ -196,6 +196,7 @@ def test_supervised_input_noise_is_set_once_from_the_data(digits):
     assert dl.fit(X[:300])._input_noise_std is None
 
 
+@pytest.mark.slow
 def test_supervised_input_noise_is_seeded_and_used(digits):
     X, y = digits
     params = dict(n_components=16, alpha=0.3, max_iter=2, tol=None,
@@ -473,6 +474,7 @@ def test_supervised_partial_fit_continues_adam_across_calls(digits):
     assert chunked.fit(X[:300])._optimizer_state is None
 
 
+@pytest.mark.slow
 def test_transform_tol_bounds_the_objective(digits):
     X, _ = digits
     dl = DictionaryLearner(n_components=64, alpha=0.3, max_iter=3, tol=None,
@@ -589,6 +591,7 @@ def test_fit_quality_does_not_depend_on_the_scale_of_x(digits, scale):
     assert scores[1] == pytest.approx(scores[0], rel=0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_one_row_tail_minibatch_does_not_degrade_the_fit(digits):
     # 257 rows with batch_size="auto" (256) made each epoch one 256-row step
@@ -860,6 +863,7 @@ def test_supervised_fit_needs_two_classes(digits_300):
 
 
 # ----------------------------------------------- item 10: skops persistence
+@pytest.mark.slow
 @pytest.mark.parametrize("supervised", [False, True])
 @pytest.mark.parametrize("continued", [False, True])
 def test_skops_round_trip_trusts_only_our_class(digits_300, supervised, continued):

@@ -107,6 +107,7 @@ def test_supervision_does_no_harm_when_labels_carry_little_signal():
     assert unsupervised > 0.7
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factor", [10.0, 255.0])
 def test_supervised_fit_does_not_depend_on_the_scale_of_x(factor):
     # Everything scale-dependent (task weight, input noise, head penalty,
