@@ -1037,6 +1037,7 @@ def _ours(types):
     return all(name.startswith("sklearn_replearn.") for name in types)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "params", [{}, {"layer": "layer3", "pooling": "max"},
                {"fine_tune_layers": 1, "max_iter": 1, "learning_rate": 1e-3}],
@@ -1132,6 +1133,7 @@ def png(tmp_path, rgb):
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["max", "cls", None])
 def test_pooling_of_vectors_at_layer_none_is_refused_not_ignored(rgb, pooling):
     # With layer=None a ResNet's features are its classifier's input, already
@@ -1240,6 +1242,7 @@ def test_a_file_that_is_not_a_state_dict_is_not_called_an_unsafe_pickle(
             tiny(rgb_cnn(), weights=str(tmp_path / name)).fit(rgb)
 
 
+@pytest.mark.slow
 def test_tampered_skops_backbone_name_is_refused_in_our_words():
     import io
     import json
