@@ -73,15 +73,28 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits, load_sample_images
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from sklearn_replearn import AutoencoderTransformer, DictionaryLearner, VAETransformer
+
+# The suite's data and splits live in the package (the tests use them too);
+# supervised_margin.py and bench_dictionary.py reach them through this script.
+from sklearn_replearn.datasets._suite import (  # noqa: F401
+    DATA_SEED,
+    LOADERS,
+    PATCH_IMAGES,
+    TEXTURE_IMAGES,
+    load,
+)
+from sklearn_replearn.datasets._suite import block_mean as _block_mean  # noqa: F401
+from sklearn_replearn.datasets._suite import gray as _gray  # noqa: F401
+from sklearn_replearn.datasets._suite import (  # noqa: F401
+    patches_from_halves as _patches_from_halves,
+)
 
 DATASETS = ("digits", "textures", "faces", "patches")
 REPRESENTATIONS = ("raw", "PCA", "AE", "AE linear", "AE deep", "VAE", "DL",
@@ -89,114 +102,6 @@ REPRESENTATIONS = ("raw", "PCA", "AE", "AE linear", "AE deep", "VAE", "DL",
 # Run unless --representations names them (the deep AE is slow on 2 cores).
 OPT_IN = ("AE deep",)
 DEEP_SHAPE = (1000, 500, 250)  # Hinton & Salakhutdinov (2006)
-TEXTURE_IMAGES = ("brick", "grass", "gravel", "moon", "coins", "cell", "camera")
-PATCH_IMAGES = ("astronaut", "chelsea", "coffee")
-DATA_SEED = 0  # fixes splits, patch positions and subsamples, whatever --seeds
-
-
-# ------------------------------------------------------------------ data
-def _gray(image):
-    """An image as 2-d float64 in [0, 1]."""
-    from skimage.color import rgb2gray
-    from skimage.util import img_as_float
-
-    image = img_as_float(image)
-    return rgb2gray(image) if image.ndim == 3 else image
-
-
-def _patches_from_halves(image, size, n_train, n_test, rng):
-    """Random ``size x size`` patches: training ones wholly in the left half of
-    ``image``, test ones wholly in the right half."""
-    height, width = image.shape
-    half = width // 2
-
-    def cut(n, x_low, x_high):
-        ys = rng.randint(0, height - size + 1, n)
-        xs = rng.randint(x_low, x_high - size + 1, n)
-        return np.stack([image[y:y + size, x:x + size] for y, x in zip(ys, xs)])
-
-    return cut(n_train, 0, half), cut(n_test, half, width)
-
-
-def _block_mean(patches, factor):
-    n, height, width = patches.shape
-    return patches.reshape(n, height // factor, factor, width // factor,
-                           factor).mean(axis=(2, 4))
-
-
-def _cap(X, y, n_max, rng):
-    """At most ``n_max`` rows, by a fixed (stratified when labelled) subsample."""
-    if len(X) <= n_max:
-        return X, y
-    if y is None:
-        keep = np.sort(rng.choice(len(X), n_max, replace=False))
-        return X[keep], None
-    keep, _ = train_test_split(np.arange(len(X)), train_size=n_max, stratify=y,
-                               random_state=rng.randint(2**31 - 1))
-    keep = np.sort(keep)
-    return X[keep], y[keep]
-
-
-def load_digits_split():
-    X, y = load_digits(return_X_y=True)
-    return train_test_split(X / 16.0, y, test_size=0.3, stratify=y,
-                            random_state=DATA_SEED)
-
-
-def load_textures_split(n_train_per_image=300, n_test_per_image=150):
-    import skimage.data
-
-    rng = np.random.RandomState(DATA_SEED)
-    parts = {"train": ([], []), "test": ([], [])}
-    for label, name in enumerate(TEXTURE_IMAGES):
-        image = _gray(getattr(skimage.data, name)())
-        train, test = _patches_from_halves(image, 24, n_train_per_image,
-                                           n_test_per_image, rng)
-        for key, patches in (("train", train), ("test", test)):
-            small = _block_mean(patches, 2)
-            parts[key][0].append(small.reshape(len(small), -1))
-            parts[key][1].append(np.full(len(small), label))
-    (X_train, y_train), (X_test, y_test) = (
-        (np.concatenate(xs), np.concatenate(ys)) for xs, ys in parts.values())
-    return X_train, X_test, y_train, y_test
-
-
-def load_faces_split():
-    import skimage.data
-
-    images = skimage.data.lfw_subset()
-    X = images.reshape(len(images), -1).astype(np.float64)
-    y = np.r_[np.ones(100, dtype=int), np.zeros(100, dtype=int)]  # faces first
-    return train_test_split(X, y, test_size=0.5, stratify=y,
-                            random_state=DATA_SEED)
-
-
-def load_patches_split(n_train_per_image=500, n_test_per_image=250):
-    import skimage.data
-
-    rng = np.random.RandomState(DATA_SEED)
-    images = list(load_sample_images().images)
-    images += [getattr(skimage.data, name)() for name in PATCH_IMAGES]
-    train, test = [], []
-    for image in images:
-        a, b = _patches_from_halves(_gray(image), 8, n_train_per_image,
-                                    n_test_per_image, rng)
-        train.append(a.reshape(len(a), -1))
-        test.append(b.reshape(len(b), -1))
-    return np.concatenate(train), np.concatenate(test), None, None
-
-
-LOADERS = {"digits": load_digits_split, "textures": load_textures_split,
-           "faces": load_faces_split, "patches": load_patches_split}
-
-
-def load(name, max_train, max_test):
-    X_train, X_test, y_train, y_test = LOADERS[name]()
-    rng = np.random.RandomState(DATA_SEED)
-    X_train, y_train = _cap(X_train, y_train, max_train, rng)
-    X_test, y_test = _cap(X_test, y_test, max_test, rng)
-    return (X_train.astype(np.float32), X_test.astype(np.float32), y_train,
-            y_test)
 
 
 # ------------------------------------------------------- representations

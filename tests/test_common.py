@@ -26,6 +26,18 @@ ESTIMATORS = [
     VAETransformer(max_iter=20, hidden_layer_sizes=(8,), random_state=0, device="cpu"),
     DictionaryLearner(n_components=3, alpha=0.1, max_iter=5, random_state=0,
                       device="cpu"),
+    # Rows of any width are read as 1 x n images (image_shape=(1, 1, -1)), resized
+    # to 4 x 4 and fed to a tiny CNN; its features are the input of its Linear head.
+    PretrainedCNNFeatures(
+        nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)),
+        weights=None, image_shape=(1, 1, -1), image_size=(4, 4), normalize=False,
+        device="cpu"),
+]
+
+# Other settings of the same estimators, checked in the full suite (slow): the
+# quick loop (-m "not slow") checks one setting per estimator (ESTIMATORS).
+MORE_SETTINGS = [
     # More DictionaryLearner settings: one atom and one epoch, each other coder,
     # non-negative codes and atoms (the checks' y makes many fits supervised).
     DictionaryLearner(n_components=1, max_iter=1, random_state=0, device="cpu"),
@@ -34,14 +46,7 @@ ESTIMATORS = [
     DictionaryLearner(n_components=8, alpha=0.1, max_iter=2,
                       transform_algorithm="threshold", positive_code=True,
                       positive_dict=True, random_state=0, device="cpu"),
-    # Rows of any width are read as 1 x n images (image_shape=(1, 1, -1)), resized
-    # to 4 x 4 and fed to a tiny CNN; its features are the input of its Linear head.
-    PretrainedCNNFeatures(
-        nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
-                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)),
-        weights=None, image_shape=(1, 1, -1), image_size=(4, 4), normalize=False,
-        device="cpu"),
-    # Other settings of the same kind: a chosen layer with max pooling one image
+    # Other PretrainedCNNFeatures settings: a chosen layer with max pooling one image
     # per batch, and the flattened map of a non-square resize in odd batches.
     PretrainedCNNFeatures(
         nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
@@ -61,7 +66,7 @@ EXPECTED_FAILED_CHECKS = {
             "the backbone parameter is a torch module, and joblib.hash of a module "
             "differs from that of its deepcopy (tensor pickles are not "
             "content-addressed); fit copies the module and never changes it, which "
-            "tests/test_pretrained.py checks on its state_dict"
+            "tests/vision/test_estimator.py checks on its state_dict"
         ),
         "check_transformer_n_iter": (
             "max_iter counts fine-tuning epochs; the default frozen backbone "
@@ -80,7 +85,18 @@ def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda est: type(est).__name__)
+@pytest.mark.slow
+@parametrize_with_checks(MORE_SETTINGS,
+                         expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_on_more_settings(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    ESTIMATORS + [pytest.param(estimator, marks=pytest.mark.slow)
+                  for estimator in MORE_SETTINGS],
+    ids=lambda est: type(est).__name__)
 @pytest.mark.parametrize(
     "check",
     [

@@ -38,6 +38,7 @@ def test_path_list_survives_newlines_and_rows_match(images, tmp_path):
     assert X.shape == (3, 512)
 
 
+@pytest.mark.slow
 def test_random_weights_are_reproducible_with_random_state(images, tmp_path):
     first, second = tmp_path / "1.npy", tmp_path / "2.npy"
     extract_main([str(images), *FAST, "--out", str(first)])
@@ -45,6 +46,7 @@ def test_random_weights_are_reproducible_with_random_state(images, tmp_path):
     np.testing.assert_array_equal(np.load(first), np.load(second))
 
 
+@pytest.mark.slow
 def test_csv_values_round_trip_to_float32_exactly(images, tmp_path, capsys):
     extract_main([str(images), *FAST, "--out", str(tmp_path / "f.npy")])
     expected = np.load(tmp_path / "f.npy")
@@ -136,3 +138,30 @@ def test_unreadable_images_fail_the_run_unless_skipped(images, tmp_path, capsys)
     skipped = read_path_list(tmp_path / "f.skipped.jsonl")
     assert [os.path.basename(item["path"]) for item in skipped] == ["broken.png"]
     assert skipped[0]["error"]
+
+
+# ---------------------------------------------------------- a 16-bit PNG
+def _status(argv):
+    """Exit status of the extract command (it exits through argparse on errors)."""
+    try:
+        return extract_main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.slow
+def test_extract_names_the_file_of_a_16_bit_png_and_can_skip_it(tmp_path, capsys):
+    # A 16-bit PNG failed the whole run with "X[1] is a PIL image in mode
+    # 'I;16' ...": no path named, and --skip-unreadable did not skip it.
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.RandomState(0)
+    Image.fromarray(rng.randint(0, 256, (20, 24, 3), np.uint8)).save(folder / "a.png")
+    deep = folder / "b16.png"
+    Image.fromarray((rng.rand(20, 24) * 60000).astype(np.uint16)).save(deep)
+    assert Image.open(deep).mode == "I;16"
+    out = tmp_path / "features.npy"
+    assert _status([str(folder), *FAST, "--out", str(out)]) != 0
+    assert "b16.png" in capsys.readouterr().err
+    assert _status([str(folder), *FAST, "--skip-unreadable", "--out", str(out)]) == 0
+    assert np.load(out).shape == (1, 512)

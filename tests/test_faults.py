@@ -5,7 +5,7 @@ ValueError/TypeError (or its own exception) whose message names the problem,
 or with the same result as for the clean input: never a raw torch, numpy or
 skorch error, never NaN output from finite input, and never a changed model
 after a failed call. The estimator-specific suites go deeper
-(tests/test_dictionary_faults.py, tests/test_vision_faults.py,
+(tests/dictionary/test_estimator.py, tests/vision/test_estimator.py,
 tests/test_extract.py); this one runs one table against all of them.
 """
 

@@ -20,7 +20,7 @@ dask_ml_wrappers = pytest.importorskip("dask_ml.wrappers")
 pytest.importorskip("psutil")
 
 import joblib  # noqa: E402
-from _processes import assert_processes_end, descendants  # noqa: E402
+from sklearn.base import BaseEstimator, TransformerMixin  # noqa: E402
 from sklearn.datasets import load_digits, load_sample_images  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
@@ -39,6 +39,7 @@ from sklearn_replearn.scale import (  # noqa: E402
     extract_features,
     load_features,
 )
+from tests._processes import assert_processes_end, descendants  # noqa: E402
 
 ParallelPostFit = dask_ml_wrappers.ParallelPostFit
 Incremental = dask_ml_wrappers.Incremental
@@ -105,6 +106,7 @@ def test_grid_search_on_dask_workers_matches_n_jobs_1(client, digits):
     np.testing.assert_array_equal(parallel.predict(X), serial.predict(X))
 
 
+@pytest.mark.slow
 def test_estimators_round_trip_through_a_worker(client, digits):
     X, _ = digits
     ae = AutoencoderTransformer(n_components=3, max_iter=3, tol=None,
@@ -291,6 +293,7 @@ def image_files(tmp_path_factory):
     return paths
 
 
+@pytest.mark.slow
 def test_extract_features_over_files_on_workers(client, image_files, tmp_path):
     cnn = PretrainedCNNFeatures(_tiny_backbone(), weights=None, image_size=24,
                                 batch_size=4, device="cpu").fit(image_files[:1])
@@ -407,3 +410,39 @@ def test_extract_features_refuses_a_scheduler_of_the_wrong_type(
     files = extract_features(tiny_cnn, image_files[:4], tmp_path / "out",
                              scheduler="SYNC")
     assert len(files) == 1
+
+
+# ----------------------------- a partition file left behind by a killed task
+class _PathLength(TransformerMixin, BaseEstimator):
+    """Features of a file path (no files read): its length and char sum."""
+
+    def fit(self, X=None, y=None):
+        self.fitted_ = True
+        return self
+
+    def transform(self, paths):
+        return np.array([[len(p), sum(map(ord, p))] for p in paths], np.float32)
+
+
+def test_leftover_temporary_file_does_not_break_resume_or_load(tmp_path):
+    # extract_features writes "features-NNNNN.<pid>.tmp.npy" then renames it,
+    # "so that a task killed halfway never leaves a truncated file behind",
+    # and "a rerun resumes a job that was interrupted". But the leftover
+    # temporary file of a killed task matches _existing_parts' pattern
+    # (features-*.npy): the rerun refuses the folder ("1 feature file(s)
+    # beyond the partitions") and load_features looks for its .paths.jsonl.
+    pytest.importorskip("dask")
+    from sklearn_replearn.scale import extract_features, load_features
+
+    estimator = _PathLength().fit()
+    paths = [f"img_{i}.png" for i in range(10)]
+    extract_features(estimator, paths, tmp_path, partition_size=3,
+                     scheduler="sync")
+    # What a task killed between np.save and os.replace leaves.
+    np.save(os.path.join(tmp_path, "features-00001.4242.tmp.npy"),
+            np.zeros((3, 2), np.float32))
+    extract_features(estimator, paths, tmp_path, partition_size=3,
+                     scheduler="sync")
+    X, X_paths = load_features(tmp_path)
+    assert X_paths == paths
+    np.testing.assert_array_equal(X, estimator.transform(paths))

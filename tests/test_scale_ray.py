@@ -19,13 +19,13 @@ ray_joblib = pytest.importorskip("ray.util.joblib")
 pytest.importorskip("psutil")
 
 import joblib  # noqa: E402
-from _processes import assert_processes_end, descendants  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
 from sklearn_replearn import AutoencoderTransformer  # noqa: E402
+from tests._processes import assert_processes_end, descendants  # noqa: E402
 
 # Measured on the 2-core development machine (shared, loaded): ray.init ~6 s.
 RAY_INIT_BUDGET_S = 60

@@ -18,11 +18,14 @@ from sklearn_replearn.datasets import filter_localisation, load_patches
 CNN = "PretrainedCNNFeatures (trained here)"
 
 
+# The tour itself (the quick_tour fixture, the command line, the patch tour)
+# runs for seconds and is marked slow; the argument and data checks are quick.
 @pytest.fixture(scope="module")
 def quick_tour():
     return run_tour(n_components=8, quick=True)
 
 
+@pytest.mark.slow
 def test_tour_measures_every_model(quick_tour):
     rows, X_test, _ = quick_tour
     by_model = {row["model"]: row for row in rows}
@@ -54,6 +57,7 @@ def _roughness(kernels):
     return float(np.mean(mean_squared / (2 * kernels.var(axis=(1, 2)))))
 
 
+@pytest.mark.slow
 def test_tour_cnn_is_trained_from_its_random_initialisation(quick_tour):
     """The CNN's kernels are learned: smoother than the random ones they left."""
     rows, X_test, _ = quick_tour
@@ -69,6 +73,7 @@ def test_tour_cnn_is_trained_from_its_random_initialisation(quick_tour):
     assert maps.shape == (2, 16, 16, 16)
 
 
+@pytest.mark.slow
 def test_tour_writes_figures(quick_tour, tmp_path):
     rows, X_test, y_test = quick_tour
     paths = write_figures(rows, X_test, y_test, tmp_path)
@@ -83,6 +88,7 @@ def test_tour_writes_figures(quick_tour, tmp_path):
     assert image.shape[1] > image.shape[0] > 50  # a wide two-row grid
 
 
+@pytest.mark.slow
 def test_command_line_prints_the_table():
     result = subprocess.run(
         [sys.executable, "-m", "sklearn_replearn", "--quick", "--n-components", "4"],
@@ -94,6 +100,7 @@ def test_command_line_prints_the_table():
     assert "[1/" in result.stderr  # progress lines go to stderr
 
 
+@pytest.mark.slow
 def test_command_line_rejects_bad_arguments():
     result = subprocess.run(
         [sys.executable, "-m", "sklearn_replearn", "--n-components", "0"],
@@ -103,6 +110,7 @@ def test_command_line_rejects_bad_arguments():
     assert "--n-components must be >= 1" in result.stderr
 
 
+@pytest.mark.slow
 def test_tour_uses_its_random_state(quick_tour):
     """Issue 14.11: another random_state changes the split and the models."""
     rows, X_test, _ = quick_tour
@@ -143,6 +151,7 @@ def test_load_patches_rejects_too_large_patches():
         load_patches(200, 10, images=("camera",))
 
 
+@pytest.mark.slow
 def test_patch_tour_command_line(tmp_path, capsys):
     """``--data patches``: the table, with filter localisation, and figures."""
     assert main(["--data", "patches", "--quick", "--n-components", "16",

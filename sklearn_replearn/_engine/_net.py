@@ -17,7 +17,7 @@ per-batch Python on small steps (``_set_training``, ``notify`` through
 ``infer``, and :class:`EpochMeanLoss` for ``PassthroughScoring``). They are
 the only overrides of skorch's training loop, are written for the skorch
 versions pinned in ``pyproject.toml``, and
-``tests/test_engine.py::test_skorch_internals_are_as_overridden`` fails loudly
+``tests/engine/test_net.py::test_skorch_internals_are_as_overridden`` fails loudly
 if a new skorch changes what they replace.
 
 **The plain step.** When nothing can observe the difference (no callback on

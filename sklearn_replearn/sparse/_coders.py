@@ -20,7 +20,7 @@ treats each row on its own: no step size, width or stopping decision depends
 on the other rows, and the remaining operations are elementwise or reduce
 within one row, which torch computes the same way at any batch size. A row's
 codes are then the same whether it is coded alone, in any subset, or in the
-whole set (bit for bit; checked by tests/test_sparse_coders.py).
+whole set (bit for bit; checked by tests/sparse/test_coders.py).
 """
 
 import torch

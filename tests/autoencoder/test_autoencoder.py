@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
@@ -18,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
 from skorch.callbacks import Callback
+from torch import nn
 
 from sklearn_replearn import AutoencoderTransformer
 from sklearn_replearn.exceptions import TrainingDivergedError
@@ -70,6 +72,7 @@ def test_default_autoencoder_beats_pca(digits, n_components):
     assert ae.score(X_test) == pytest.approx(-heldout_mse(ae, X_test), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_partial_fit_over_chunks_reaches_fit(digits):
     X_train, X_test, _, _ = digits
     epochs = 40
@@ -177,6 +180,7 @@ def test_sparse_loss_is_sparse_coding_and_blind_to_rescaling():
     torch.testing.assert_close(deep.loss(deep(x), x), before)
 
 
+@pytest.mark.slow
 def test_sparsity_makes_codes_sparser_at_a_bounded_cost(digits):
     X_train, X_test, _, _ = digits
     # init="random": the two models differ only by the penalty (the plain
@@ -264,6 +268,7 @@ def test_pipeline_grid_search_and_cross_val_score(digits):
     assert scores.mean() > 0.8
 
 
+@pytest.mark.slow
 def test_grid_search_without_labels_uses_reconstruction_score(digits):
     X_train, _, _, _ = digits
     search = GridSearchCV(fast_ae(), {"n_components": [1, 8]}, cv=3).fit(X_train)
@@ -315,6 +320,7 @@ def test_seeding_touches_no_other_device_generator(monkeypatch):
     assert calls == []
 
 
+@pytest.mark.slow
 def test_same_random_state_same_codes_and_global_rng_untouched(digits):
     X_train, X_test, _, _ = digits
     torch.manual_seed(123)
@@ -327,6 +333,7 @@ def test_same_random_state_same_codes_and_global_rng_untouched(digits):
     assert not np.allclose(codes_a, codes_c)
 
 
+@pytest.mark.slow
 def test_sparse_input_streams_batches_and_matches_dense(digits):
     X_train, X_test, _, _ = digits
     dense = fast_ae().fit(X_train)
@@ -335,6 +342,7 @@ def test_sparse_input_streams_batches_and_matches_dense(digits):
                                dense.transform(X_test), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_transform_runs_in_batches(digits):
     X_train, X_test, _, _ = digits
     ae = fast_ae(batch_size=64).fit(X_train)
@@ -410,6 +418,7 @@ def test_fused_support_is_probed_not_assumed():
         "optimizer__fused": True}
 
 
+@pytest.mark.slow
 def test_early_stopping_restores_best_weights(digits):
     X_train, _, _, _ = digits
     ae = fast_ae(early_stopping=True, n_iter_no_change=3, max_iter=300,
@@ -645,3 +654,101 @@ def test_batches_are_padded_to_whole_tiles_not_to_batch_size(digits):
     seen.clear()
     assert np.isfinite(ae.score(X_test[:3]))
     assert seen == [("encode", 16), ("decode", 16)]
+
+
+# ---------------- seeded fits in threads, user modules, one-row batches
+@pytest.fixture(scope="module")
+def digits_300():
+    return (load_digits().data[:300] / 16.0).astype(np.float32)
+
+
+def _fit_codes(X, seed):
+    ae = AutoencoderTransformer(n_components=4, hidden_layer_sizes=(32,),
+                                max_iter=3, tol=None, batch_size=16,
+                                random_state=seed)
+    return ae.fit(X).transform(X)
+
+
+@pytest.mark.slow
+def test_same_seed_same_model_when_fits_run_in_threads(digits_300):
+    # "same random_state always gives the same result" (utils.seeded), and the
+    # README's grid search on Dask workers "the same seeded fits, run
+    # elsewhere": fits running concurrently in threads (joblib's threading
+    # backend, Dask threads) share torch's global RNG, which seeded() seeds,
+    # draws from and restores, so they draw each other's numbers.
+    sequential = [_fit_codes(digits_300, seed) for seed in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        threaded = Parallel(n_jobs=4, backend="threading")(
+            delayed(_fit_codes)(digits_300, seed) for seed in range(4))
+    for expected, got in zip(sequential, threaded):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_pickle_loads_after_set_params_of_encoder(digits_300):
+    # README: saved models are "rebuilt on load from the structure it was
+    # fitted with", so a changed structural parameter "no longer writes a
+    # file that cannot load". encoder/decoder are not in
+    # _STRUCTURAL_PARAMETERS, so the module is rebuilt from the new encoder.
+    ae = AutoencoderTransformer(encoder=nn.Linear(64, 4), decoder=nn.Linear(4, 64),
+                                max_iter=2, random_state=0).fit(digits_300)
+    codes = ae.transform(digits_300)
+    ae.set_params(encoder=nn.Sequential(nn.Linear(64, 8), nn.ReLU(),
+                                        nn.Linear(8, 4)))
+    loaded = pickle.loads(pickle.dumps(ae))
+    np.testing.assert_array_equal(loaded.transform(digits_300), codes)
+
+
+def test_partial_fit_refuses_a_changed_encoder(digits_300):
+    # README: parameters that shape the model "cannot change after the first
+    # call, and changing them is an error that names the parameter"; a new
+    # encoder is silently ignored instead.
+    ae = AutoencoderTransformer(encoder=nn.Linear(64, 4), decoder=nn.Linear(4, 64),
+                                max_iter=2, random_state=0).fit(digits_300)
+    ae.set_params(encoder=nn.Sequential(nn.Linear(64, 8), nn.ReLU(),
+                                        nn.Linear(8, 4)))
+    with pytest.raises(ValueError, match="encoder"):
+        ae.partial_fit(digits_300)
+
+
+@pytest.mark.parametrize("encoder, decoder", [
+    (nn.Linear(10, 4), nn.Linear(4, 64)),   # encoder reads 10 features, X has 64
+    (nn.Linear(64, 4), nn.Linear(5, 64)),   # decoder reads 5 values, code has 4
+])
+def test_custom_module_width_mismatch_is_a_clear_error(digits_300, encoder, decoder):
+    # README: bad input is a ValueError/TypeError "never a torch or skorch
+    # traceback"; the probe in _checked_module lets torch's RuntimeError
+    # ("mat1 and mat2 shapes cannot be multiplied") through.
+    ae = AutoencoderTransformer(encoder=encoder, decoder=decoder, max_iter=1)
+    with pytest.raises(ValueError):
+        ae.fit(digits_300)
+
+
+@pytest.mark.parametrize("hidden", [(128,), (64, 32), (50,), (13,)])
+def test_one_row_code_equals_its_code_in_a_batch(digits_300, hidden):
+    # Batches run at whole 16-row tiles: with hidden widths that are
+    # multiples of 16 (the default 128) a row's code alone is bit-identical
+    # to its code in a batch. With other widths the CPU's matmul kernels
+    # split a tile by its inner sizes too, and codes differ by float32
+    # rounding (measured up to ~3e-8): the README says so.
+    ae = AutoencoderTransformer(n_components=8, hidden_layer_sizes=hidden,
+                                max_iter=1, tol=None, random_state=0).fit(digits_300)
+    full = ae.transform(digits_300)
+    alone = np.vstack([ae.transform(digits_300[i:i + 1]) for i in range(0, 200, 5)])
+    if all(width % 16 == 0 for width in hidden):
+        np.testing.assert_array_equal(alone, full[0:200:5])
+    else:
+        np.testing.assert_allclose(alone, full[0:200:5], rtol=0, atol=1e-6)
+
+
+def test_custom_batchnorm_module_trains_when_last_batch_has_one_row(digits_300):
+    # 257 valid rows with batch_size=128 leave a last training batch of one
+    # row, on which a user's BatchNorm1d raises torch's ValueError ("Expected
+    # more than 1 value per channel when training") in the middle of fit.
+    encoder = nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                            nn.Linear(32, 4))
+    decoder = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 64))
+    ae = AutoencoderTransformer(encoder=encoder, decoder=decoder, max_iter=2,
+                                random_state=0)
+    ae.fit(digits_300[:257])
+    assert ae.n_iter_ == 2

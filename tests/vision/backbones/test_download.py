@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from test_pretrained import _Exploit, _seeded_resnet18_state
 
 from sklearn_replearn import PretrainedCNNFeatures
+from tests.vision.test_estimator import _Exploit, _seeded_resnet18_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -62,6 +62,7 @@ def _state_bytes(tmp_path, state):
     return path.read_bytes()
 
 
+@pytest.mark.slow
 def test_named_weights_are_downloaded_on_first_use(server, tmp_path, monkeypatch,
                                                    capsys):
     folder, url = server
@@ -84,6 +85,7 @@ def test_named_weights_are_downloaded_on_first_use(server, tmp_path, monkeypatch
                           device="cpu").fit(IMAGES)
 
 
+@pytest.mark.slow
 def test_a_file_whose_hash_does_not_match_is_refused_and_not_kept(
         server, tmp_path, monkeypatch):
     folder, url = server

@@ -34,6 +34,7 @@ def _estimator(backbone, **params):
 
 
 # -------------------------------------------------------------------- timm
+@pytest.mark.slow
 def test_timm_backbone_uses_timms_preprocessing_and_pre_logits(images):
     timm = pytest.importorskip("timm")
     features = _estimator("timm:resnet18").fit(images[:1])
@@ -55,6 +56,7 @@ def test_timm_backbone_uses_timms_preprocessing_and_pre_logits(images):
     np.testing.assert_allclose(X_new, expected.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_timm_pipeline_weights_file_instance_batches_and_pickle(images, tmp_path):
     timm = pytest.importorskip("timm")
     y = np.array([0, 1, 0, 1, 0, 1])
@@ -81,6 +83,7 @@ def test_timm_pipeline_weights_file_instance_batches_and_pickle(images, tmp_path
     np.testing.assert_array_equal(again.transform(images), X_new)
 
 
+@pytest.mark.slow
 def test_timm_vision_transformer_pooling_cls_and_mean(images):
     timm = pytest.importorskip("timm")
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False,
@@ -124,6 +127,7 @@ def vit_folder(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_hf_vit_features_are_its_class_token_or_mean_patch_token(images,
                                                                  vit_folder):
     transformers = pytest.importorskip("transformers")
@@ -148,6 +152,7 @@ def test_hf_vit_features_are_its_class_token_or_mean_patch_token(images,
     assert not np.allclose(random.transform(images), cls.transform(images))
 
 
+@pytest.mark.slow
 def test_hf_pipeline_paths_batches_pickle_and_extract(images, vit_folder,
                                                        tmp_path):
     pytest.importorskip("transformers")
@@ -184,6 +189,7 @@ def test_hf_missing_folder_is_a_clear_error(images, tmp_path):
     assert os.path.isdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_fine_tuning_hf_and_timm_trains_only_their_last_blocks(images,
                                                                vit_folder):
     pytest.importorskip("timm")

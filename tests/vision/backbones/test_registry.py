@@ -71,7 +71,10 @@ def test_built_in_sources_are_registered():
     assert list_backbone_sources() == sorted(list_backbone_sources())
 
 
-@pytest.mark.parametrize("prefix", ["torchvision", "timm", "hf", "module"])
+# timm and Hugging Face build larger models: slow (the full suite checks them).
+@pytest.mark.parametrize("prefix", [
+    "torchvision", pytest.param("timm", marks=pytest.mark.slow),
+    pytest.param("hf", marks=pytest.mark.slow), "module"])
 def test_every_source_follows_the_protocol(prefix, request):
     source = get_backbone_source(prefix)
     assert isinstance(source, BackboneSource)
@@ -162,6 +165,7 @@ def toy():
     unregister_backbone_source("toy")
 
 
+@pytest.mark.slow
 def test_a_toy_source_registered_here_drives_the_estimator(toy):
     sio = pytest.importorskip("skops.io")
     X = np.random.RandomState(0).randint(0, 256, (4, 24, 24, 3), np.uint8)

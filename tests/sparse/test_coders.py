@@ -46,6 +46,7 @@ def _objective(X, D, Z, alpha):
     return 0.5 * ((X - Z @ D) ** 2).sum(1) + alpha * np.abs(Z).sum(1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [0.1, 1.0])
 @pytest.mark.parametrize("positive", [False, True])
 def test_fista_matches_lasso_lars_objective(digits_problem, alpha, positive):
@@ -104,6 +105,7 @@ def test_fista_duality_gap_certifies_the_objective(digits_problem):
     assert lasso_fista(X, D, 0.3, tol=1e-2)[1] < lasso_fista(X, D, 0.3, tol=1e-6)[1]
 
 
+@pytest.mark.slow
 def test_fista_float64_is_exact_to_tolerance(digits_problem):
     X, D = digits_problem
     reference = sparse_encode(X, D, algorithm="lasso_lars", alpha=0.5)
@@ -126,6 +128,7 @@ def overcomplete_problem():
     return X, D
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("positive", [False, True])
 def test_working_set_lasso_matches_lasso_lars_and_certifies_each_sample(
         overcomplete_problem, positive):
@@ -150,6 +153,7 @@ def test_working_set_lasso_matches_lasso_lars_and_certifies_each_sample(
     assert fista_iter > 100 and n_iter < fista_iter
 
 
+@pytest.mark.slow
 def test_working_set_lasso_delegates_small_problems_and_finishes_hard_ones(
         digits_problem, overcomplete_problem):
     X, D = map(torch.tensor, digits_problem)  # 48 atoms: plain FISTA
@@ -184,6 +188,7 @@ def test_working_set_lasso_on_symmetric_atoms_and_within_max_iter():
     assert lasso_working_set(X, D, 0.5, tol=1e-12, max_iter=50)[1] <= 50
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("positive", [False, True])
 @pytest.mark.parametrize("problem", ["digits_problem", "overcomplete_problem"])
 def test_active_set_lasso_matches_lasso_lars_cold_and_warm(request, problem,
@@ -382,6 +387,7 @@ def test_dictionary_update_positive_and_resampling():
     assert float(similarity) > 0.99
 
 
+@pytest.mark.slow
 def test_implicit_gradient_matches_finite_differences():
     g = torch.Generator().manual_seed(0)
     D = torch.nn.functional.normalize(torch.randn(6, 12, generator=g,
@@ -459,6 +465,7 @@ def _invariant_coders(D, fixed_rows):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("coder", list(_invariant_coders(None, None)))
 @pytest.mark.parametrize("problem", ["digits_problem", "overcomplete_problem"])
 def test_coders_with_fixed_rows_are_batch_invariant(request, problem, coder):
@@ -482,6 +489,7 @@ def test_coders_with_fixed_rows_are_batch_invariant(request, problem, coder):
         torch.testing.assert_close(code(X[rows]), full[rows], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_fixed_rows_codes_solve_the_same_problem(overcomplete_problem):
     # Batch invariance costs no accuracy: the lasso codes are certified to the
     # same tolerance, and OMP and thresholding agree with the whole-batch
@@ -497,6 +505,7 @@ def test_fixed_rows_codes_solve_the_same_problem(overcomplete_problem):
                                threshold_codes(X, D, 0.5), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_batch_invariance_holds_with_several_threads(overcomplete_problem):
     # Threads split the products and reductions: still the same codes.
     X, D = (torch.tensor(a[:100], dtype=torch.float32) for a in overcomplete_problem)

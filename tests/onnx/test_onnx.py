@@ -91,6 +91,7 @@ def test_autoencoder_pipeline_is_one_graph_with_the_same_predictions(
                                   codes)
 
 
+@pytest.mark.slow
 def test_skl2onnx_to_onnx_converts_after_import(ae_pipeline, digits):
     from skl2onnx import to_onnx
 
@@ -114,6 +115,7 @@ def test_vae_pipeline_and_decoder(digits):
     assert_relative(decoded, vae.inverse_transform(codes), 1e-4)
 
 
+@pytest.mark.slow
 def test_conv_autoencoder_float64_input_and_decoder(digits):
     X, _, X_test, _ = digits
     ae = AutoencoderTransformer(n_components=6, architecture="conv",
@@ -141,6 +143,7 @@ class _QREncoder(torch.nn.Module):
                                                 )[0]
 
 
+@pytest.mark.slow
 def test_user_module_that_cannot_be_exported_names_the_operation(digits):
     X, _, _, _ = digits
     ae = AutoencoderTransformer(encoder=_QREncoder(),
@@ -255,6 +258,7 @@ def test_dictionary_lasso_with_working_sets_within_tolerance(scaled_digits):
     assert_relative(codes, expected, 2e-3)
 
 
+@pytest.mark.slow
 def test_dictionary_pipeline_and_omp_refused(dictionary, scaled_digits, digits):
     X, y, X_test = scaled_digits
     pipe = make_pipeline(pickle.loads(pickle.dumps(dictionary)),
@@ -335,6 +339,7 @@ def test_resize_crop_grey_and_alpha_within_documented_tolerance(crops):
         assert_relative(got, cnn.transform(X), 1e-2)
 
 
+@pytest.mark.slow
 def test_preprocessing_pixels_differ_by_at_most_one_grey_level():
     from torchvision.transforms import InterpolationMode
 
@@ -371,7 +376,7 @@ def _readme_example():
     """The two code blocks of the README's section on ONNX export."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("## Serving features without Python", 1)[1]
     blocks = [block.split("```", 1)[0] for block in section.split("```python\n")[1:3]]
     assert "to_onnx" in blocks[0] and "onnxruntime" in blocks[1]

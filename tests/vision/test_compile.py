@@ -141,6 +141,7 @@ def test_auto_compiles_once_the_work_repays_it_then_reuses_it(monkeypatch, crops
     assert len(fake.calls) == 1 and compiled_modules(estimator) == []
 
 
+@pytest.mark.slow
 def test_pickle_and_skops_keep_no_compiled_module(monkeypatch, crops):
     monkeypatch.setattr(torch, "compile", RecordingCompile())
     estimator = PretrainedCNNFeatures("resnet18", weights=None, image_size=32,

@@ -111,6 +111,7 @@ def test_training_is_the_plain_torch_loop(digits):
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_heldout_elbo_matches_plain_torch_vae(digits, fitted):
     X_train, X_test, _, _ = digits
     encoder, decoder = fit_plain_torch_vae(X_train, REFERENCE_EPOCHS, seed=0)
@@ -212,6 +213,7 @@ def test_gaussian_likelihood_density():
                                rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("noise_variance", ["learned", 1.0])
 def test_gaussian_vae_on_standardized_data(digits, noise_variance):
     X_train, X_test, _, _ = digits
@@ -230,6 +232,7 @@ def test_gaussian_vae_on_standardized_data(digits, noise_variance):
 
 
 # ------------------------------------------------------- model selection
+@pytest.mark.slow
 def test_grid_search_without_labels_selects_by_elbo(digits):
     X_train, _, _, _ = digits
     estimator = bernoulli_vae(max_iter=20, learning_rate=1e-2)
@@ -344,6 +347,7 @@ def test_early_stopping_on_the_validation_elbo(digits):
     assert vae.best_validation_score_ == max(vae.validation_scores_)
 
 
+@pytest.mark.slow
 def test_conv_architecture_on_digit_images(digits):
     X_train, X_test, _, _ = digits
     params = dict(architecture="conv", image_shape=(1, 8, 8),

@@ -12,10 +12,10 @@ from sklearn.datasets import load_digits, load_sample_images
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from test_pretrained import _shifted, _train_digit_cnn, small_cnn
 
 from sklearn_replearn import PretrainedCNNFeatures
 from sklearn_replearn._utils import _precision as _autocast
+from tests.vision.test_estimator import _shifted, _train_digit_cnn, small_cnn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -67,6 +67,7 @@ def test_autocast_dtype_follows_the_device_the_flag_and_the_cpu(monkeypatch):
             torch.bfloat16 if native else None), flags
 
 
+@pytest.mark.slow
 def test_bfloat16_features_agree_with_float32(bf16, images):
     fp32 = _resnet18(autocast=False).fit(images).transform(images)
     model = _resnet18().fit(images)
@@ -85,6 +86,7 @@ def test_bfloat16_features_agree_with_float32(bf16, images):
     assert model.transform(images.astype(np.float64) / 255).dtype == np.float64
 
 
+@pytest.mark.slow
 def test_bfloat16_one_image_alone_equals_the_same_image_in_a_batch(bf16, images):
     features = _resnet18().fit(images)
     together = features.transform(images)
@@ -93,6 +95,7 @@ def test_bfloat16_one_image_alone_equals_the_same_image_in_a_batch(bf16, images)
                                       together[index])
 
 
+@pytest.mark.slow
 def test_bfloat16_transfer_accuracy_matches_float32(bf16):
     digits = load_digits()
     images, labels = digits.images / 16.0, digits.target
