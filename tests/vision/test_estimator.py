@@ -257,14 +257,14 @@ def test_unsafe_pickle_file_is_refused(tmp_path, monkeypatch):
     unsafe = tmp_path / "unsafe.pth"
     torch.save(state, unsafe)
     images = np.zeros((1, 32, 32, 3), np.uint8)
-    with pytest.raises(ValueError, match="Refused to load.*arbitrary code"):
+    with pytest.raises(ValueError, match="Will not load.*arbitrary code"):
         resnet18(weights=unsafe).fit(images)
     # The same file in the hub cache, asked for by name.
     checkpoints = tmp_path / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     os.replace(unsafe, checkpoints / "resnet18-f37072fd.pth")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(ValueError, match="Refused to load"):
+    with pytest.raises(ValueError, match="Will not load"):
         resnet18(weights="DEFAULT").fit(images)
     assert not marker.exists()
 
@@ -1238,7 +1238,7 @@ def test_a_file_that_is_not_a_state_dict_is_not_called_an_unsafe_pickle(
     with open(tmp_path / "plain.pth", "wb") as handle:
         pickle.dump({"model": _NotWeights()}, handle)
     for name in ("objects.pth", "plain.pth"):
-        with pytest.raises(ValueError, match="Refused to load.*arbitrary code"):
+        with pytest.raises(ValueError, match="Will not load.*arbitrary code"):
             tiny(rgb_cnn(), weights=str(tmp_path / name)).fit(rgb)
 
 

@@ -60,7 +60,7 @@ def safe_load(path):
         if not _is_pickle(path):
             raise _not_a_torch_file(path, None) from exc
         raise ValueError(
-            f"Refused to load {path!r}: it is a pickle holding Python objects beyond "
+            f"Will not load {path!r}: it is a pickle holding Python objects beyond "
             "tensors, and unpickling it could run arbitrary code "
             "(torch.load(weights_only=True) rejected it). Save only the state dict "
             "(torch.save(model.state_dict(), path)) or use a .safetensors file."

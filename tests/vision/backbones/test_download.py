@@ -108,7 +108,7 @@ def test_an_unsafe_pickle_with_a_valid_name_is_refused(server, tmp_path,
     state["fc.extra"] = _Exploit(str(marker))
     name = _serve(folder, _state_bytes(tmp_path, state))  # its own, valid hash
     _point_weights_at(monkeypatch, f"{url}/{name}")
-    with pytest.raises(ValueError, match="refused and removed.*Refused to load"
+    with pytest.raises(ValueError, match="refused and removed.*Will not load"
                                          ".*arbitrary code"):
         PretrainedCNNFeatures("resnet18", device="cpu").fit(IMAGES)
     assert not marker.exists()
