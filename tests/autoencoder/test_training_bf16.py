@@ -68,7 +68,8 @@ def test_training_dtype_follows_the_flag_the_device_and_the_cpu(monkeypatch):
 def test_forward_passes_of_training_run_in_bfloat16_weights_stay_float32(
         Estimator, digits, bf16):
     X_train, _ = digits
-    model = Estimator(n_components=4, max_iter=3, tol=None, random_state=0)
+    model = Estimator(n_components=4, max_iter=3, tol=None, autocast=True,
+                      random_state=0)
     dtypes = _linear_output_dtypes(model)
     model.fit(X_train[:300])
     assert dtypes == {torch.bfloat16}
@@ -119,6 +120,15 @@ def test_autocast_is_a_parameter_that_clones_and_pickles(digits, bf16):
     np.testing.assert_array_equal(restored.transform(X_test),
                                   model.transform(X_test))
     restored.partial_fit(X_train[:64])  # trains on after loading
+
+
+def test_the_vae_trains_in_float32_unless_asked(digits, bf16):
+    # Its default is off: bfloat16 training reached a lower held-out ELBO.
+    model = VAETransformer(n_components=4, max_iter=2, tol=None, random_state=0)
+    dtypes = _linear_output_dtypes(model)
+    model.fit(digits[0][:200])
+    assert model.autocast is False
+    assert dtypes == {torch.float32}
 
 
 def test_autocast_must_be_a_boolean(digits):
