@@ -372,23 +372,31 @@ def test_cnn_export_needs_uint8_images(crops):
         sro.to_onnx(cnn, images[:2].astype(np.float32) / 255)
 
 
-def _readme_example():
-    """The two code blocks of the README's section on ONNX export."""
+def _guide_example():
+    """The export and serving code blocks of the ONNX guide page."""
+    import textwrap
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## Serving features without Python", 1)[1]
-    blocks = [block.split("```", 1)[0] for block in section.split("```python\n")[1:3]]
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "guide" / "onnx.rst")
+    section = guide.read_text().split("Export, then serve", 1)[1]
+    blocks = []
+    for part in section.split(".. code-block:: python\n")[1:3]:
+        lines = []
+        for line in part.splitlines()[1:]:  # the blank line after the directive
+            if line and not line.startswith("   "):
+                break  # the block ends at the first unindented line
+            lines.append(line)
+        blocks.append(textwrap.dedent("\n".join(lines)))
     assert "to_onnx" in blocks[0] and "onnxruntime" in blocks[1]
     return blocks
 
 
 @pytest.mark.slow
-def test_readme_example_serves_in_a_process_without_torch_or_sklearn(
+def test_guide_example_serves_in_a_process_without_torch_or_sklearn(
         tmp_path, monkeypatch):
-    export, serve = _readme_example()
+    export, serve = _guide_example()
     monkeypatch.chdir(tmp_path)
-    exec(compile(export, "README export", "exec"), {})
+    exec(compile(export, "guide export", "exec"), {})
     check = serve + (
         "import sys\n"
         "print(sorted(m for m in ('torch', 'sklearn', 'sklearn_replearn') "
