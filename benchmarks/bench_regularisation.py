@@ -1,7 +1,7 @@
 """Choose the autoencoder's regularisation defaults by nested cross-validation.
 
-The candidates (weight decay, denoising, early stopping) are scored on each
-quality-suite set (``bench_quality.py``: digits, textures, faces, patches) by
+The candidates (weight decay, denoising, early stopping and its patience)
+are scored on each quality-suite set (``bench_quality.py``: digits, textures, faces, patches) by
 an inner K-fold on the set's training rows: held-out reconstruction MSE
 relative to PCA at the same width, fitted on the same inner fold. The
 default is the candidate with the lowest mean inner ratio across the sets
@@ -28,7 +28,7 @@ from sklearn.model_selection import KFold
 
 from sklearn_replearn import AutoencoderTransformer
 
-DEFAULT = "wd 0, early stop (default)"
+DEFAULT = "wd 0, patience 30 (default)"
 CANDIDATES = {
     DEFAULT: dict(weight_decay=0.0),
     "wd 1e-5": dict(weight_decay=1e-5),
@@ -36,6 +36,7 @@ CANDIDATES = {
     "wd 1e-3": dict(weight_decay=1e-3),
     "denoising 0.1": dict(denoising=0.1),
     "no early stopping": dict(early_stopping=False),
+    "patience 10": dict(n_iter_no_change=10),
 }
 WIDTH = 16
 

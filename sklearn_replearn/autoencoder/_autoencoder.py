@@ -116,8 +116,11 @@ default="adam"
         falling long after the held-out error has turned up.
     validation_fraction : float in (0, 1), default=0.1
         Share held out when ``early_stopping=True``.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int, default=30
         Epochs without a relative improvement of ``tol`` before stopping.
+        With the PCA start, the nonlinear refinement can take tens of epochs
+        before its validation error passes PCA's: a short patience keeps PCA
+        where training on would have beaten it.
     tol : float or None, default=1e-4
         Relative improvement of the monitored loss (validation loss with early
         stopping, else training loss) that counts as progress. None trains
@@ -235,7 +238,7 @@ default="adam"
         weight_decay=0.0,
         early_stopping=True,
         validation_fraction=0.1,
-        n_iter_no_change=10,
+        n_iter_no_change=30,
         tol=1e-4,
         callbacks=None,
         device="auto",
