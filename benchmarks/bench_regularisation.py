@@ -1,13 +1,14 @@
 """Choose the autoencoder's regularisation defaults by nested cross-validation.
 
 The candidates (weight decay, denoising, early stopping and its patience)
-are scored on each quality-suite set (``bench_quality.py``: digits, textures, faces, patches) by
-an inner K-fold on the set's training rows: held-out reconstruction MSE
-relative to PCA at the same width, fitted on the same inner fold. The
-default is the candidate with the lowest mean inner ratio across the sets
-(each set counts once, whatever its size), if it beats the current default by
-more than 1%; otherwise the default stays. The outer test split, never seen
-by the choice, then reports the chosen candidate beside every other one.
+are scored on each quality-suite set (``bench_quality.py``: digits,
+textures, faces, patches) by an inner K-fold on the set's training rows:
+held-out reconstruction MSE relative to PCA at the same width, fitted on the
+same inner fold. The default is the candidate with the lowest mean inner
+ratio across the sets (each set counts once, whatever its size), if it beats
+the current default by more than 1%; otherwise the default stays. The outer
+test split, never seen by the choice, then reports the chosen candidate
+beside every other one.
 
 Usage::
 
