@@ -121,6 +121,15 @@ def test_default_autoencoder_beats_pca_on_digits(digits):
     assert ratio_to_pca(ae, X_train, X_test, 16) < 0.8
 
 
+@pytest.mark.slow
+def test_default_patience_lets_the_refinement_pass_pca_on_few_rows(digits):
+    # On 600 rows the refinement's validation error passes PCA's only after
+    # tens of epochs; a patience of 10 stops at the PCA start (ratio 1.0).
+    X_train, X_test = digits
+    ae = AutoencoderTransformer(16, random_state=0, device="cpu").fit(X_train[:600])
+    assert ratio_to_pca(ae, X_train[:600], X_test, 16) < 0.8
+
+
 def test_pca_bound_holds_in_any_units(faces):
     """X in other units (x 1000, shifted) gives the same relative error, and
     inverse_transform returns those units."""
