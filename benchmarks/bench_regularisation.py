@@ -50,7 +50,7 @@ def _mse(model, X):
 def _ratio(params, hidden, X_fit, X_eval, seed):
     model = AutoencoderTransformer(n_components=WIDTH, hidden_layer_sizes=hidden,
                                    random_state=seed, **params).fit(X_fit)
-    return _mse(model, X_eval) / _mse(PCA(WIDTH).fit(X_fit), X_eval)
+    return _mse(model, X_eval) / _mse(PCA(WIDTH, svd_solver="full").fit(X_fit), X_eval)
 
 
 def main(argv=None):

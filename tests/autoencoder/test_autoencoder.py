@@ -50,7 +50,7 @@ def fast_ae(**params):
 def test_linear_autoencoder_matches_pca(digits, n_components):
     """PCA is the optimal linear autoencoder: a linear AE must reach it."""
     X_train, X_test, _, _ = digits
-    pca = PCA(n_components).fit(X_train)
+    pca = PCA(n_components, svd_solver="full").fit(X_train)
     ae = AutoencoderTransformer(
         n_components, activation="identity", max_iter=300, random_state=0
     ).fit(X_train)
@@ -62,7 +62,7 @@ def test_linear_autoencoder_matches_pca(digits, n_components):
 @pytest.mark.slow
 def test_default_autoencoder_beats_pca(digits, n_components):
     X_train, X_test, _, _ = digits
-    pca = PCA(n_components).fit(X_train)
+    pca = PCA(n_components, svd_solver="full").fit(X_train)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ae = AutoencoderTransformer(n_components, random_state=0).fit(X_train)
