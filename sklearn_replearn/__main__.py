@@ -13,7 +13,7 @@ def main(argv=None):
         from ._extract import main as extract_main
 
         return extract_main(argv[1:])
-    from ._tour import main as tour_main
+    from ._tour_cli import main as tour_main
 
     return tour_main(argv)
 

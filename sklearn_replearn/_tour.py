@@ -19,9 +19,7 @@ part. No download is needed: the digits and the photos ship with
 scikit-learn and scikit-image.
 """
 
-import argparse
 import re
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -46,7 +44,6 @@ __all__ = [
     "TOUR_MODELS",
     "format_patch_table",
     "format_table",
-    "main",
     "run_patch_tour",
     "run_tour",
     "write_figures",
@@ -457,56 +454,3 @@ def write_patch_figures(rows, X_test, to_pixels, directory, patch_size=12):
 
 
 # ------------------------------------------------------------ command line
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m sklearn_replearn",
-        description="Tour of representation learners on data that ships offline. "
-        "--data digits (default): each representation on sklearn's 8x8 digits, "
-        "then StandardScaler + LogisticRegression; prints held-out "
-        "reconstruction error, accuracy and fit time. --data patches: "
-        "dictionary and (sparse) autoencoder filters learned on natural-image "
-        "patches, with their held-out reconstruction error and how localised "
-        "they are. Subcommand: 'extract' (CNN features from image files).",
-    )
-    parser.add_argument("--data", choices=("digits", "patches"), default="digits",
-                        help="which part of the tour to run (default digits)")
-    parser.add_argument("--n-components", type=int, default=None,
-                        help="width of every representation (default 16 for "
-                        "digits, 64 filters for patches)")
-    parser.add_argument("--quick", action="store_true",
-                        help="few training epochs (a smoke run)")
-    parser.add_argument("--random-state", type=int, default=0)
-    parser.add_argument("--plot", metavar="DIR", default=None,
-                        help="also write PNG figures (components, reconstructions, "
-                        "latent spaces, loss curves, samples, CNN kernels and "
-                        "feature maps; filters for patches) into DIR; needs "
-                        "matplotlib (the 'plot' extra)")
-    args = parser.parse_args(argv)
-    n_components = args.n_components
-    if n_components is None:
-        n_components = 64 if args.data == "patches" else 16
-    if n_components < 1:
-        parser.error(f"--n-components must be >= 1, got {n_components}")
-
-    def log(line):
-        print(line, file=sys.stderr, flush=True)
-
-    if args.data == "patches":
-        rows, X_test, to_pixels = run_patch_tour(
-            n_components, quick=args.quick, random_state=args.random_state, log=log)
-        print(format_patch_table(rows, n_components))
-        paths = []
-        if args.plot:
-            log(f"writing figures to {args.plot} ...")
-            paths = write_patch_figures(rows, X_test, to_pixels, args.plot)
-    else:
-        rows, X_test, y_test = run_tour(n_components, quick=args.quick,
-                                        random_state=args.random_state, log=log)
-        print(format_table(rows, n_components))
-        paths = []
-        if args.plot:
-            log(f"writing figures to {args.plot} ...")
-            paths = write_figures(rows, X_test, y_test, args.plot)
-    for path in paths:
-        log(f"  {path}")
-    return 0

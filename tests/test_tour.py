@@ -9,10 +9,10 @@ import pytest
 
 from sklearn_replearn._tour import (
     CNN_FEATURE_MAPS_LAYER,
-    main,
     run_tour,
     write_figures,
 )
+from sklearn_replearn._tour_cli import main
 from sklearn_replearn.datasets import filter_localisation, load_patches
 
 CNN = "PretrainedCNNFeatures (trained here)"
@@ -100,14 +100,18 @@ def test_command_line_prints_the_table():
     assert "[1/" in result.stderr  # progress lines go to stderr
 
 
-@pytest.mark.slow
-def test_command_line_rejects_bad_arguments():
-    result = subprocess.run(
-        [sys.executable, "-m", "sklearn_replearn", "--n-components", "0"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 2
-    assert "--n-components must be >= 1" in result.stderr
+def test_command_line_rejects_bad_arguments_before_loading_torch():
+    # A fresh interpreter: the wrong argument is answered before torch loads.
+    code = ("import sys\n"
+            "from sklearn_replearn.__main__ import main\n"
+            "try:\n"
+            "    main(['--n-components', '0'])\n"
+            "except SystemExit as stop:\n"
+            "    print('exit', stop.code, 'torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                            text=True, timeout=120)
+    assert "--n-components must be >= 1, got 0" in result.stderr
+    assert result.stdout.split() == ["exit", "2", "False"]
 
 
 @pytest.mark.slow
