@@ -106,12 +106,12 @@ def main(argv=None):
 
 def _table(title, sets, rows, fmt, chosen, extra=None):
     print(f"\n## {title}")
-    print(f"{'candidate':24}" + "".join(f"{s:>10}" for s in sets)
+    print(f"{'candidate':28}" + "".join(f"{s:>10}" for s in sets)
           + (f"{extra[0]:>10}" if extra else ""))
     for name in CANDIDATES:
         tail = f"{extra[1][name]:10.4f}" if extra else ""
         mark = "  <- chosen" if name == chosen else ""
-        print(f"{name:24}" + "".join(fmt(rows[name][s]) for s in sets)
+        print(f"{name:28}" + "".join(fmt(rows[name][s]) for s in sets)
               + tail + mark)
 
 
