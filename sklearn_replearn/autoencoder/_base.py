@@ -113,6 +113,10 @@ class BaseNeuralTransformer(BaseRepresentation):
         "autocast", "accelerator", "random_state", "verbose",
     )
 
+    # max_iter="auto"'s gradient steps (an estimator whose objective needs
+    # more steps raises it).
+    _auto_steps = _AUTO_STEPS
+
     # Parameters that shape the network or its loss: partial_fit continues
     # the network built by fit, so they cannot change between the two.
     # (Training settings such as learning_rate and batch_size can.)
@@ -208,7 +212,7 @@ class BaseNeuralTransformer(BaseRepresentation):
 
     def _epoch_budget(self, n_train):
         """Most epochs of a fit on ``n_train`` rows: ``max_iter``, or for
-        ``max_iter="auto"`` the epochs that make about ``_AUTO_STEPS``
+        ``max_iter="auto"`` the epochs that make about ``_auto_steps``
         gradient steps, within ``_AUTO_EPOCHS`` (``n_train=None``: the most).
         """
         if self.max_iter != "auto":
@@ -217,7 +221,7 @@ class BaseNeuralTransformer(BaseRepresentation):
         if n_train is None:
             return high
         steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
-        return int(min(max(math.ceil(_AUTO_STEPS / steps_per_epoch), low), high))
+        return int(min(max(math.ceil(self._auto_steps / steps_per_epoch), low), high))
 
     def _training_warmup(self):
         """``(module attribute, final value, epochs)`` to anneal, or None.
