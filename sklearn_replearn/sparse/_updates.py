@@ -159,8 +159,8 @@ def update_inner_stats(A, B, Z, X, step, *, forget_exponent=1.0):
     else:
         theta = batch_size**2 + step + 1 - batch_size
     beta = ((theta + 1 - batch_size) / (theta + 1)) ** forget_exponent
-    A.mul_(beta).add_(Z.T @ Z, alpha=1.0 / batch_size)
-    B.mul_(beta).add_(Z.T @ X, alpha=1.0 / batch_size)
+    A.addmm_(Z.T, Z, beta=beta, alpha=1.0 / batch_size)
+    B.addmm_(Z.T, X, beta=beta, alpha=1.0 / batch_size)
 
 
 def update_dictionary(D, A, B, X, Z=None, *, positive=False):
