@@ -315,13 +315,16 @@ def _sweep_by_solves(D, A, A_off, B, used):
 def _sweep_numpy(D, A_off, B, diagonal, used, positive):
     """:func:`_sweep` on NumPy arrays (``D`` written in place)."""
     update = np.empty(D.shape[1], dtype=D.dtype)
+    # Row views and functions bound once: the loop's cost is its calls.
+    atoms, A_rows, B_rows = list(D), list(A_off), list(B)
+    dot, subtract, divide, sqrt = np.dot, np.subtract, np.divide, math.sqrt
     for j in used:
-        np.dot(A_off[j], D, out=update)
-        np.subtract(B[j], update, out=update)
+        dot(A_rows[j], D, out=update)
+        subtract(B_rows[j], update, out=update)
         if positive:
             np.maximum(update, 0, out=update)
-        scale = max(math.sqrt(float(np.dot(update, update))), diagonal[j])
-        np.divide(update, scale, out=D[j])
+        divide(update, max(sqrt(float(dot(update, update))), diagonal[j]),
+               out=atoms[j])
 
 
 def _noisy_samples(X, n_atoms):
