@@ -144,7 +144,7 @@ class OnlineDictionaryLearning:
             The batch's summed lasso objective.
         """
         D = self.dictionary
-        Z, objective = self._step_codes(X, codes[index],
+        Z, objective = self._step_codes(X, codes.index_select(0, index),
                                         finish_cold=self._finish_cold)
         batch_loss = float(objective.sum())
         update_inner_stats(self.A, self.B, Z, X, self.n_steps,
@@ -169,7 +169,7 @@ class OnlineDictionaryLearning:
         Z, _, objective = active_set_codes(
             X, self.dictionary, self.alpha, init=init, max_iter=max_iter,
             tol=_STEP_TOL, positive=self.positive_code, max_newton=n_newton,
-            max_new_atoms=1,
+            max_new_atoms=1, gram_gaps=True,
         )
         return Z, objective
 
@@ -255,7 +255,7 @@ class OnlineDictionaryLearning:
                 if refresh:
                     self.A.zero_()
                     self.B.zero_()
-                batch_loss = self.step(X[index], codes, index)
+                batch_loss = self.step(X.index_select(0, index), codes, index)
                 # Per sample: the same scale for every batch size, so the
                 # session's explosion rule compares like with like.
                 session.check_batch_loss(batch_loss / index.shape[0])

@@ -119,7 +119,7 @@ def lasso_active_set(
 
 def active_set_codes(X, D, alpha, *, init, max_iter, tol, positive, gram=None,
                      correlations=None, lipschitz=None, max_newton=8,
-                     max_new_atoms=2):
+                     max_new_atoms=2, gram_gaps=False):
     """:func:`lasso_active_set`, which see, and each returned code's objective.
 
     Every row takes the Newton steps together, whether solved or not: a
@@ -127,6 +127,15 @@ def active_set_codes(X, D, alpha, *, init, max_iter, tol, positive, gram=None,
     certified, and its later steps are discarded. On minibatches of a few
     hundred rows, compacting the unsolved rows after each step cost more
     operations than the rows it saved.
+
+    With ``gram_gaps``, the Newton steps' objectives and duality gaps come
+    from the Gram matrix and the correlations alone (``k``-sized work per
+    row, and the product ``Z @ G`` shared with the next step's guess),
+    instead of from the residuals ``X - Z @ D`` (``p``-sized): the squared
+    residual is then ``||x||^2 - 2 z.c + z G z``, whose float32 rounding
+    (about ``1e-7 ||x||^2``) makes gaps below about ``1e-5`` of the
+    objective meaningless. Made for the online steps' loose ``tol``; the
+    first-order finish, if any, certifies exactly as always.
 
     Returns
     -------
@@ -148,32 +157,49 @@ def active_set_codes(X, D, alpha, *, init, max_iter, tol, positive, gram=None,
             n_iter = 0
         return Z, n_iter, lasso_objective(X, D, Z, alpha)
     layout = _Layout(gram)
-    best = Z  # each sample's lowest-objective code so far
-    best_objective = lasso_objective(X, D, Z, alpha)
-    codes, objective = Z, best_objective  # the certified codes, once certified
+    if gram_gaps:
+        norms = torch.linalg.vecdot(X, X)
+        _, best_objective, residual = _gram_gap(norms, correlations, Z, Z @ gram,
+                                                alpha, positive)
+    else:
+        norms = residual = None
+        best_objective = lasso_objective(X, D, Z, alpha)
+    # Each sample's lowest-objective code so far, until the step that
+    # certifies it; from then on, that certified code. Its code is kept, not
+    # a best code of lower objective: both are within tol of the optimum,
+    # but only this one carries its proof.
+    best = Z
     solved = torch.zeros_like(best_objective, dtype=torch.bool)
     n_newton = min(max_newton, max_iter)
     n_steps = 0
     for n_steps in range(1, n_newton + 1):
         Z = _newton_step(Z, correlations, gram, alpha, positive, max_new_atoms,
-                         layout)
-        gap, step_objective = lasso_duality_gap(X, D, Z, alpha, positive=positive)
-        improved = step_objective <= best_objective  # False for NaN codes
-        best = torch.where(improved[:, None], Z, best)
-        best_objective = torch.where(improved, step_objective, best_objective)
-        # A certified step solves its sample (NaN gaps are not certified).
-        # Its code is kept, not a best code of lower objective: both are
-        # within tol of the optimum, but only this one carries its proof.
-        certified = (gap <= tol * step_objective) & ~solved
-        codes = torch.where(certified[:, None], Z, codes)
-        objective = torch.where(certified, step_objective, objective)
-        solved = solved | certified
+                         layout, residual)
+        if gram_gaps:
+            gap, step_objective, residual = _gram_gap(
+                norms, correlations, Z, Z @ gram, alpha, positive)
+        else:
+            gap, step_objective = lasso_duality_gap(X, D, Z, alpha,
+                                                    positive=positive)
+        # A certified step solves its sample (NaN gaps are not certified);
+        # a solved sample's later steps are discarded.
+        unsolved = ~solved
+        certified = (gap <= tol * step_objective).logical_and_(unsolved)
+        keep = (step_objective <= best_objective).logical_and_(unsolved)  # not NaN
+        keep.logical_or_(certified)
+        best = torch.where(keep[:, None], Z, best)
+        best_objective = torch.where(keep, step_objective, best_objective)
+        solved.logical_or_(certified)
         if n_steps == n_newton or bool(solved.all()):  # one host sync a step
             break
-        # A failed step (NaN) restarts that sample from its best code.
-        Z = torch.where(torch.isfinite(Z).all(dim=1, keepdim=True), Z, best)
-    codes = torch.where(solved[:, None], codes, best)
-    objective = torch.where(solved, objective, best_objective)
+        # A failed step (a NaN or infinite code, hence objective) restarts
+        # that sample from its best code.
+        failed = ~torch.isfinite(step_objective)
+        if bool(failed.any()):
+            Z = torch.where(failed[:, None], best, Z)
+            if gram_gaps:
+                residual = correlations - Z @ gram
+    codes, objective = best, best_objective
     if n_steps >= max_iter:
         return codes, n_steps, objective
     rows = torch.nonzero(~solved).squeeze(1)
@@ -197,29 +223,34 @@ def active_set_codes(X, D, alpha, *, init, max_iter, tol, positive, gram=None,
 class _Layout:
     """What the support systems of one dictionary are gathered from.
 
-    ``first``/``last`` rank the atoms of a support first, each group in atom
-    order (a row's ``topk`` of ``where(active, first, last)`` lists its
-    support, then the padding atoms); ``padded`` is the Gram matrix with an
-    identity block appended, whose atoms ``k + i`` fill padding slot ``i``:
-    one ``take`` then gathers every system with identity rows in its padding.
+    A row's slots list its support in atom order, then padding atoms: atom
+    ``k + i`` fills padding slot ``i``. ``padded`` is the Gram matrix with an
+    identity block appended, so one ``take`` gathers every system with
+    identity rows in its padding. ``slots`` holds ``k + i`` for ``i <
+    2k``: a row's slots before its support is scattered in (the slots past
+    its width take the scattered inactive atoms, and are dropped).
     """
 
     def __init__(self, gram):
         k = gram.shape[0]
-        index = torch.arange(k, device=gram.device)
-        self.first = 2 * k - index
-        self.last = -index
-        self.padding = k + index
+        self.atoms = torch.arange(k, device=gram.device)
+        self.slots = k + torch.arange(2 * k, device=gram.device)
         self.size = 2 * k
         self.padded = torch.block_diag(gram, torch.eye(k, dtype=gram.dtype,
                                                        device=gram.device))
 
 
-def _newton_step(Z, C, gram, alpha, positive, max_new_atoms, layout):
-    """One primal-dual active-set step for every row: guess, then solve."""
+def _newton_step(Z, C, gram, alpha, positive, max_new_atoms, layout,
+                 residual=None):
+    """One primal-dual active-set step for every row: guess, then solve
+    (``residual``: the residual's correlations ``C - Z @ gram``, if
+    already computed)."""
     # A unit gradient step (atoms have norm at most one, so the Gram
     # diagonal is at most one): its entries beyond alpha are the guess.
-    guess = torch.addmm(C, Z, gram, alpha=-1.0).add_(Z)
+    if residual is None:
+        guess = torch.addmm(C, Z, gram, alpha=-1.0).add_(Z)
+    else:
+        guess = residual + Z
     excess = guess - alpha if positive else guess.abs().sub_(alpha)
     active = excess > 0
     limit = min(max_new_atoms, Z.shape[1])
@@ -227,19 +258,20 @@ def _newton_step(Z, C, gram, alpha, positive, max_new_atoms, layout):
         # Keep only the largest few new violations per sample.
         nonzero = Z != 0
         candidates = excess.masked_fill_(nonzero, -torch.inf)
-        top = (candidates.argmax(dim=1, keepdim=True) if limit == 1
-               else candidates.topk(limit, dim=1).indices)
-        allowed = torch.zeros_like(active).scatter_(
-            1, top, candidates.gather(1, top) > 0)
+        largest, top = (candidates.max(dim=1, keepdim=True) if limit == 1
+                        else candidates.topk(limit, dim=1))
+        allowed = torch.zeros_like(active).scatter_(1, top, largest > 0)
         active = active.logical_and_(nonzero).logical_or_(allowed)
     rhs = C - alpha if positive else torch.sub(C, torch.sign(guess), alpha=alpha)
-    width = max(int(active.sum(dim=1).max()), 1)
+    # Each active atom's slot, plus one (its rank in the row's support).
+    rank = active.cumsum(dim=1)
+    width = max(int(rank[:, -1].max()), 1)
     chunk = max(1, _GATHER_BUDGET // (width * width))
     if Z.shape[0] <= chunk:
-        Z_new = _solve_gathered(layout, active, rhs, width)
+        Z_new = _solve_gathered(layout, active, rhs, width, rank)
     else:
         Z_new = torch.cat([
-            _solve_gathered(layout, active[part], rhs[part], width)
+            _solve_gathered(layout, active[part], rhs[part], width, rank[part])
             for part in torch.arange(Z.shape[0], device=Z.device).split(chunk)
         ])
     if positive:
@@ -253,24 +285,57 @@ def _solve_supports(C, gram, active, signs, alpha, width):
     return _solve_gathered(_Layout(gram), active, C - alpha * signs, width)
 
 
-def _solve_gathered(layout, active, rhs, width):
+def _solve_gathered(layout, active, rhs, width, rank=None):
     """``(G_SS + ridge I) z_S = rhs_S`` on each row's support, by batched
     Cholesky, zero elsewhere (the ridge relative to the system's largest
-    diagonal entry).
+    diagonal entry). ``rank``: ``active.cumsum(dim=1)``, if computed.
 
     Rows whose system is not positive definite come back as NaN (and restart
     from their best code).
     """
-    slots = torch.where(active, layout.first, layout.last).topk(width, dim=1).indices
-    padding = ~active.gather(1, slots)                                 # (m, w)
-    gathered = torch.where(padding, layout.padding[:width], slots)
-    system = layout.padded.take(gathered[:, :, None] * layout.size
-                                + gathered[:, None, :])                # (m, w, w)
+    n, k = active.shape
+    if rank is None:
+        rank = active.cumsum(dim=1)
+    # Each row's support, in atom order, scattered into its first slots; the
+    # inactive atoms go to distinct slots past the width (distinct targets:
+    # a deterministic scatter on every device).
+    target = torch.where(active, rank - 1, width + layout.atoms)
+    slots = layout.slots[:width + k].expand(n, -1).clone().scatter_(
+        1, target, layout.atoms.expand(n, k))[:, :width]               # (m, w)
+    padding = slots >= k
+    system = layout.padded.take(slots[:, :, None] * layout.size
+                                + slots[:, None, :])                   # (m, w, w)
     diagonal = torch.diagonal(system, dim1=1, dim2=2)
     ridge = diagonal.masked_fill(padding, 0).amax(dim=1, keepdim=True)
     diagonal.add_(ridge.mul_(_RIDGE).masked_fill(padding, 0))
-    right = rhs.gather(1, slots).masked_fill_(padding, 0).unsqueeze(-1)
+    # Zero right-hand sides in the padding (rhs padded with zero columns).
+    right = torch.nn.functional.pad(rhs, (0, width)).gather(1, slots).unsqueeze(-1)
     factor, info = torch.linalg.cholesky_ex(system)
     solution = torch.cholesky_solve(right, factor).squeeze(-1)
     solution = solution.masked_fill_((info != 0).unsqueeze(1), torch.nan)
-    return torch.zeros_like(rhs).scatter_(1, slots, solution)
+    # The padding's (zero) solutions land in the columns dropped.
+    return rhs.new_zeros((n, k + width)).scatter_(1, slots, solution)[:, :k]
+
+
+def _gram_gap(norms, C, Z, ZG, alpha, positive):
+    """:func:`lasso_duality_gap` from ``norms = ||x||^2``, ``C = X @ D.T``
+    and ``ZG = Z @ G`` (no product with ``D``): the residual ``r`` has
+    correlations ``D r = C - ZG``, ``x.r = ||x||^2 - z.c`` and
+    ``||r||^2 = x.r - z.(D r)``.
+
+    Returns
+    -------
+    gap, objective : torch.Tensor of shape (n,)
+    residual : torch.Tensor of shape (n, k)
+        ``C - ZG``.
+    """
+    residual = C - ZG
+    x_r = norms - (Z * C).sum(dim=1)
+    residual_sq = torch.sub(x_r, (Z * residual).sum(dim=1)).clamp_(min=0)
+    primal = (0.5 * residual_sq).add_(Z.abs().sum(dim=1), alpha=alpha)
+    worst = residual.amax(dim=1) if positive else residual.abs().amax(dim=1)
+    # The residual scaled into the dual feasible set, |D theta| <= alpha.
+    scale = worst.clamp_(min=torch.finfo(Z.dtype).tiny).reciprocal_().mul_(
+        alpha).clamp_(max=1.0)
+    dual = torch.sub(x_r, scale * residual_sq, alpha=0.5).mul_(scale)
+    return primal.sub(dual).clamp_(min=0), primal, residual

@@ -159,8 +159,8 @@ def update_inner_stats(A, B, Z, X, step, *, forget_exponent=1.0):
     else:
         theta = batch_size**2 + step + 1 - batch_size
     beta = ((theta + 1 - batch_size) / (theta + 1)) ** forget_exponent
-    A.mul_(beta).add_(Z.T @ Z, alpha=1.0 / batch_size)
-    B.mul_(beta).add_(Z.T @ X, alpha=1.0 / batch_size)
+    A.addmm_(Z.T, Z, beta=beta, alpha=1.0 / batch_size)
+    B.addmm_(Z.T, X, beta=beta, alpha=1.0 / batch_size)
 
 
 def update_dictionary(D, A, B, X, Z=None, *, positive=False):
@@ -315,13 +315,16 @@ def _sweep_by_solves(D, A, A_off, B, used):
 def _sweep_numpy(D, A_off, B, diagonal, used, positive):
     """:func:`_sweep` on NumPy arrays (``D`` written in place)."""
     update = np.empty(D.shape[1], dtype=D.dtype)
+    # Row views and functions bound once: the loop's cost is its calls.
+    atoms, A_rows, B_rows = list(D), list(A_off), list(B)
+    dot, subtract, divide, sqrt = np.dot, np.subtract, np.divide, math.sqrt
     for j in used:
-        np.dot(A_off[j], D, out=update)
-        np.subtract(B[j], update, out=update)
+        dot(A_rows[j], D, out=update)
+        subtract(B_rows[j], update, out=update)
         if positive:
             np.maximum(update, 0, out=update)
-        scale = max(math.sqrt(float(np.dot(update, update))), diagonal[j])
-        np.divide(update, scale, out=D[j])
+        divide(update, max(sqrt(float(dot(update, update))), diagonal[j]),
+               out=atoms[j])
 
 
 def _noisy_samples(X, n_atoms):

@@ -274,6 +274,64 @@ def test_active_set_lasso_keeps_best_codes_and_limits_new_atoms(digits_problem):
                      <= lasso_objective(X, D, start, 0.1) + 1e-12).all())
 
 
+@pytest.mark.parametrize("positive", [False, True])
+def test_active_set_gram_gaps_agree_with_residual_gaps(digits_problem, positive):
+    # The online steps' objectives and gaps from the Gram matrix (no product
+    # with D) are the residuals' ones up to float32 rounding: the same codes
+    # from the same Newton steps, objectives within 1e-5, and a sample is
+    # certified by one exactly when by the other (tol far above rounding).
+    X, D = (torch.tensor(a, dtype=torch.float32) for a in digits_problem)
+    warm, _ = lasso_fista(X, D, 0.1, max_iter=30, tol=0.0, positive=positive)
+    for init in (None, warm):
+        results = [
+            _active_set.active_set_codes(
+                X, D, 0.1, init=init, max_iter=2, tol=1e-2, positive=positive,
+                max_newton=2, max_new_atoms=1, gram_gaps=gram_gaps)
+            for gram_gaps in (False, True)]
+        (Z_exact, n_exact, obj_exact), (Z_gram, n_gram, obj_gram) = results
+        assert n_exact == n_gram
+        torch.testing.assert_close(Z_gram, Z_exact, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(obj_gram, lasso_objective(X, D, Z_gram, 0.1),
+                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(obj_gram, obj_exact, rtol=1e-5, atol=1e-5)
+    # Gaps, on codes near and far from the optimum.
+    norms = torch.linalg.vecdot(X, X)
+    C = X @ D.T
+    for Z in (warm, torch.zeros_like(warm), 2 * warm):
+        gap, primal, residual = _active_set._gram_gap(
+            norms, C, Z, Z @ (D @ D.T), 0.1, positive)
+        gap_ref, primal_ref = lasso_duality_gap(X, D, Z, 0.1, positive=positive)
+        torch.testing.assert_close(primal, primal_ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gap, gap_ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(residual, (X - Z @ D) @ D.T, rtol=1e-4,
+                                   atol=1e-5)
+
+
+def test_support_systems_solve_each_rows_support():
+    # Each row's support system, gathered with identity padding up to the
+    # batch's widest support, solves as a dense system on that support does:
+    # rows with supports of different sizes (and an empty one) side by side.
+    g = torch.Generator().manual_seed(0)
+    D = torch.nn.functional.normalize(torch.randn(7, 12, generator=g), dim=1)
+    gram = D @ D.T
+    active = torch.tensor([[True, False, True, False, False, True, False],
+                           [False] * 7,
+                           [False, True, False, False, False, False, True]])
+    rhs = torch.randn(3, 7, generator=g)
+    width = int(active.sum(dim=1).max())
+    solution = _active_set._solve_gathered(_active_set._Layout(gram), active, rhs,
+                                           width)
+    for row in range(3):
+        support = torch.nonzero(active[row]).squeeze(1)
+        expected = torch.zeros(7)
+        if support.numel():
+            system = gram[support][:, support]
+            system = system + _active_set._RIDGE * system.diagonal().max() * \
+                torch.eye(support.numel())
+            expected[support] = torch.linalg.solve(system, rhs[row, support])
+        torch.testing.assert_close(solution[row], expected, rtol=1e-4, atol=1e-5)
+
+
 def _sparse_problem(n_samples=300, n_features=100, n_components=50, n_nonzero=5,
                     seed=0):
     rng = np.random.RandomState(seed)
