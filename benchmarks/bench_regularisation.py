@@ -38,6 +38,8 @@ CANDIDATES = {
     "denoising 0.1": dict(denoising=0.1),
     "no early stopping": dict(early_stopping=False),
     "patience 10": dict(n_iter_no_change=10),
+    "dropout 0.1": dict(dropout=0.1),
+    "dropout 0.2": dict(dropout=0.2),
 }
 WIDTH = 16
 
