@@ -77,6 +77,19 @@ class AutoencoderTransformer(BaseNeuralTransformer):
         autoencoder's filters stay as spread out as random ones. Too large a
         value shuts the code off (every sample reconstructed as the mean).
         0 trains a plain autoencoder, with no extra work per batch.
+    dropout : float in [0, 1), default=0.0
+        Probability of zeroing each hidden unit's output during training
+        (``nn.Dropout`` after every hidden activation of the built-in MLP,
+        encoder and decoder; none on the input or the code). It regularises
+        a network with many more weights than training rows, which otherwise
+        learns to reconstruct its training rows far better than held-out
+        ones. The default was chosen by nested cross-validation on the
+        quality suite (``benchmarks/bench_regularisation.py``). Like
+        ``hidden_layer_sizes``, it shapes the built-in MLP only: the
+        convolutions of ``architecture="conv"`` and your own
+        ``encoder``/``decoder`` (put ``nn.Dropout`` in them) are built
+        without it. With ``hidden_layer_sizes=()`` there is no hidden unit
+        to drop. 0 adds no dropout layer.
     init : {"pca", "random"}, default="pca"
         How the built-in MLP (``architecture="mlp"``, ``loss="mse"``,
         ``sparsity=0``, ``denoising=0``, no ``encoder``/``decoder`` of yours)
@@ -214,6 +227,7 @@ default="adam"
         "loss": [StrOptions({"mse", "bce"})],
         "denoising": [Interval(Real, 0, 1, closed="left")],
         "sparsity": [Interval(Real, 0, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
         "init": [StrOptions({"pca", "random"})],
     }
 
@@ -230,6 +244,7 @@ default="adam"
         loss="mse",
         denoising=0.0,
         sparsity=0.0,
+        dropout=0.0,
         init="pca",
         max_iter="auto",
         batch_size=128,
@@ -251,11 +266,12 @@ default="adam"
         self.loss = loss
         self.denoising = denoising
         self.sparsity = sparsity
+        self.dropout = dropout
         self.init = init
 
     _STRUCTURAL_PARAMETERS = (
         *BaseNeuralTransformer._STRUCTURAL_PARAMETERS, "loss", "denoising",
-        "sparsity", "init",
+        "sparsity", "dropout", "init",
     )
 
     # ---------------------------------------------------------------- hooks
@@ -266,14 +282,21 @@ default="adam"
                 and self.decoder is None)
 
     def _encoder_and_decoder(self, n_features):
-        if not self._starts_at_pca():
+        # Dropout, like the layer widths, shapes the built-in MLP only.
+        builtin_mlp = (self.architecture == "mlp" and self.encoder is None
+                       and self.decoder is None)
+        if not builtin_mlp or (self.dropout == 0 and not self._starts_at_pca()):
             return super()._encoder_and_decoder(n_features)
         hidden = _checked_layer_sizes(self.hidden_layer_sizes)
         k = self.n_components
-        encoder_path = decoder_path = None
-        if hidden:
-            encoder_path = make_mlp((n_features, *hidden, k), self.activation)
-            decoder_path = make_mlp((k, *hidden[::-1], n_features), self.activation)
+        encoder_path = make_mlp((n_features, *hidden, k), self.activation,
+                                self.dropout)
+        decoder_path = make_mlp((k, *hidden[::-1], n_features), self.activation,
+                                self.dropout)
+        if not self._starts_at_pca():
+            return encoder_path, decoder_path
+        if not hidden:
+            encoder_path = decoder_path = None
         return (AnchoredEncoder(n_features, k, encoder_path),
                 AnchoredDecoder(k, n_features, decoder_path))
 

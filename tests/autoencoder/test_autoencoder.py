@@ -251,6 +251,53 @@ def test_bad_sparsity(digits, sparsity):
         fast_ae(sparsity=sparsity).fit(X_train)
 
 
+def test_dropout_layers_follow_hidden_activations_only(digits):
+    X_train, X_test, _, _ = digits
+    for init in ("pca", "random"):
+        ae = fast_ae(dropout=0.25, hidden_layer_sizes=(32, 16), init=init,
+                     max_iter=2).fit(X_train)
+        drops = [m for m in ae.module_.modules() if isinstance(m, nn.Dropout)]
+        # One after each of the two hidden activations, encoder and decoder.
+        assert len(drops) == 4 and all(m.p == 0.25 for m in drops)
+        # Off at inference: transform is deterministic.
+        np.testing.assert_array_equal(ae.transform(X_test), ae.transform(X_test))
+    plain = fast_ae(max_iter=1, dropout=0.0).fit(X_train)
+    assert not any(isinstance(m, nn.Dropout) for m in plain.module_.modules())
+
+
+def test_dropout_is_structural_and_survives_pickle_and_clone(digits):
+    X_train, X_test, _, _ = digits
+    ae = fast_ae(dropout=0.2, max_iter=2).fit(X_train)
+    assert clone(ae).get_params()["dropout"] == 0.2
+    loaded = pickle.loads(pickle.dumps(ae))
+    np.testing.assert_array_equal(loaded.transform(X_test), ae.transform(X_test))
+    assert any(isinstance(m, nn.Dropout) for m in loaded.module_.modules())
+    loaded.partial_fit(X_train)
+    assert loaded.n_iter_ == 3
+    loaded.set_params(dropout=0.0)
+    with pytest.raises(ValueError, match="dropout=0.2, but dropout is now 0.0"):
+        loaded.partial_fit(X_train)
+    assert loaded.n_iter_ == 3
+
+
+@pytest.mark.parametrize("dropout", [-0.1, 1.0, "half"])
+def test_bad_dropout(digits, dropout):
+    X_train, _, _, _ = digits
+    with pytest.raises(ValueError, match="dropout"):
+        fast_ae(dropout=dropout).fit(X_train)
+
+
+def test_dropout_shapes_only_the_builtin_mlp(digits):
+    X_train, _, _, _ = digits
+    own = fast_ae(encoder=nn.Linear(64, 4), decoder=nn.Linear(4, 64),
+                  max_iter=1).fit(X_train)
+    conv = fast_ae(architecture="conv", image_shape=(1, 8, 8),
+                   hidden_layer_sizes=(4,), max_iter=1).fit(X_train)
+    for ae in (own, conv):
+        assert ae.dropout > 0  # the default
+        assert not any(isinstance(m, nn.Dropout) for m in ae.module_.modules())
+
+
 # -------------------------------------------------------- sklearn workflow
 @pytest.mark.slow
 def test_pipeline_grid_search_and_cross_val_score(digits):

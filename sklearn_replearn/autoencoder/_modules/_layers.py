@@ -23,7 +23,7 @@ def make_activation(name):
     return ACTIVATIONS[name]()
 
 
-def make_mlp(sizes, activation):
+def make_mlp(sizes, activation, dropout=0.0):
     """A stack of ``Linear`` layers with ``activation`` between them.
 
     The last layer is linear (no activation): autoencoder bottlenecks and output
@@ -35,6 +35,9 @@ def make_mlp(sizes, activation):
         Layer widths, input first, e.g. ``(64, 128, 8)``.
     activation : str
         A key of :data:`ACTIVATIONS`.
+    dropout : float in [0, 1), default=0.0
+        Probability of ``nn.Dropout`` after each hidden activation (none on
+        the input or the output); 0 adds no dropout layer.
 
     Examples
     --------
@@ -50,6 +53,8 @@ def make_mlp(sizes, activation):
     for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         if index > 0:
             layers.append(make_activation(activation))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(n_in, n_out))
     return nn.Sequential(*layers)
 
