@@ -6,8 +6,9 @@ digits, textures, faces, patches) by an inner K-fold on the set's training
 rows, repeated with other shuffles (``--repeats``; each fit of a repeat has
 its own model seed): held-out reconstruction MSE relative to PCA at the same
 width, fitted on the same inner fold. The default is the candidate with the
-lowest mean inner ratio across the sets (each set counts once, whatever its size), if it beats
-the current default by more than 1%; otherwise the default stays. The outer
+lowest mean inner ratio across the sets (each set counts once, whatever its
+size), if it beats the current default by more than 1%; otherwise the
+default stays. The outer
 test split, never seen by the choice, then reports the chosen candidate
 beside every other one.
 
