@@ -77,7 +77,7 @@ class AutoencoderTransformer(BaseNeuralTransformer):
         autoencoder's filters stay as spread out as random ones. Too large a
         value shuts the code off (every sample reconstructed as the mean).
         0 trains a plain autoencoder, with no extra work per batch.
-    dropout : float in [0, 1), default=0.0
+    dropout : float in [0, 1), default=0.1
         Probability of zeroing each hidden unit's output during training
         (``nn.Dropout`` after every hidden activation of the built-in MLP,
         encoder and decoder; none on the input or the code). It regularises
@@ -244,7 +244,7 @@ default="adam"
         loss="mse",
         denoising=0.0,
         sparsity=0.0,
-        dropout=0.0,
+        dropout=0.1,
         init="pca",
         max_iter="auto",
         batch_size=128,
