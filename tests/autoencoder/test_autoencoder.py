@@ -244,11 +244,14 @@ def test_sparse_model_round_trips_through_skops_and_pickle(digits):
     np.testing.assert_array_equal(loaded.transform(X_test), ae.transform(X_test))
 
 
-@pytest.mark.parametrize("sparsity", [-0.1, "high"])
-def test_bad_sparsity(digits, sparsity):
+@pytest.mark.parametrize("name, value", [
+    ("sparsity", -0.1), ("sparsity", "high"),
+    ("dropout", -0.1), ("dropout", 1.0), ("dropout", "half"),
+])
+def test_bad_regulariser(digits, name, value):
     X_train, _, _, _ = digits
-    with pytest.raises(ValueError, match="sparsity"):
-        fast_ae(sparsity=sparsity).fit(X_train)
+    with pytest.raises(ValueError, match=name):
+        fast_ae(**{name: value}).fit(X_train)
 
 
 def test_dropout_layers_follow_hidden_activations_only(digits):
@@ -278,13 +281,6 @@ def test_dropout_is_structural_and_survives_pickle_and_clone(digits):
     with pytest.raises(ValueError, match="dropout=0.2, but dropout is now 0.0"):
         loaded.partial_fit(X_train)
     assert loaded.n_iter_ == 3
-
-
-@pytest.mark.parametrize("dropout", [-0.1, 1.0, "half"])
-def test_bad_dropout(digits, dropout):
-    X_train, _, _, _ = digits
-    with pytest.raises(ValueError, match="dropout"):
-        fast_ae(dropout=dropout).fit(X_train)
 
 
 def test_dropout_shapes_only_the_builtin_mlp(digits):
