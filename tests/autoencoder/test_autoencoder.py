@@ -58,16 +58,20 @@ def test_linear_autoencoder_matches_pca(digits, n_components):
     assert ratio < 1.02, ratio
 
 
-@pytest.mark.parametrize("n_components", [2, 4, 8, 16])
+@pytest.mark.parametrize("n_components, bound", [(2, 0.75), (4, 0.7), (8, 0.7),
+                                                 (16, 0.7)])
 @pytest.mark.slow
-def test_default_autoencoder_beats_pca(digits, n_components):
+def test_default_autoencoder_beats_pca(digits, n_components, bound):
+    # A clear margin below PCA at every width. The default dropout (chosen
+    # at width 16) costs a 2-wide code a little: 0.70 of PCA's error here,
+    # against 0.67 without it (and 0.49 against 0.55 at width 16).
     X_train, X_test, _, _ = digits
     pca = PCA(n_components, svd_solver="full").fit(X_train)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ae = AutoencoderTransformer(n_components, random_state=0).fit(X_train)
     ratio = heldout_mse(ae, X_test) / heldout_mse(pca, X_test)
-    assert ratio <= 0.7, ratio
+    assert ratio <= bound, ratio
     # score is minus the mean squared reconstruction error.
     assert ae.score(X_test) == pytest.approx(-heldout_mse(ae, X_test), rel=1e-5)
 
