@@ -20,8 +20,10 @@ import tempfile
 
 import numpy as np
 
-from ._utils import read_path_list, write_json_lines, write_path_list
-from .vision._inputs import IMAGE_EXTENSIONS
+# Torch-free imports only: the arguments and the output folder are checked
+# before torch and torchvision load (seconds), with the estimator in main.
+from ._image_files import IMAGE_EXTENSIONS
+from ._path_lists import read_path_list, write_json_lines, write_path_list
 
 __all__ = ["main", "read_path_list"]
 
@@ -209,8 +211,6 @@ def _commit(targets, writers):
 
 def main(argv=None):
     """Run the ``extract`` command; returns the exit status."""
-    from .vision import PretrainedCNNFeatures
-
     parser = _parser()
     args = parser.parse_args(argv)
     extension = os.path.splitext(args.out)[1].lower()
@@ -226,6 +226,8 @@ def main(argv=None):
         if not files:
             parser.exit(1, f"error: none of the {len(skipped)} image files could "
                         "be read\n")
+    from .vision import PretrainedCNNFeatures
+
     weights = None if args.weights.lower() == "none" else args.weights
     features = PretrainedCNNFeatures(
         args.backbone, weights=weights, layer=args.layer,

@@ -3,6 +3,8 @@ writes, file names of any kind, unreadable images, seeds and CSV precision."""
 
 import csv
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -27,6 +29,28 @@ def images(tmp_path):
         Image.fromarray(rng.randint(0, 256, (20, 24, 3), np.uint8)).save(
             folder / name)
     return folder
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--out", "features.txt", "photos"], "must end in .npy or .csv"),
+    (["--image-size", "1", "photos"], "must be at least 2"),
+    (["no-such-folder"], "is neither an image file nor a folder"),
+])
+def test_bad_arguments_are_answered_before_torch_loads(tmp_path, arguments,
+                                                       message):
+    # A fresh interpreter: a usage error must not wait seconds for torch.
+    code = ("import sys\n"
+            "from sklearn_replearn.__main__ import main\n"
+            "try:\n"
+            f"    main(['extract', *{arguments!r}])\n"
+            "except SystemExit as stop:\n"
+            "    print('exit', stop.code, 'torch' in sys.modules)\n")
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "photos" / "a.png")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert message in result.stderr
+    assert result.stdout.split() == ["exit", "2", "False"]
 
 
 def test_path_list_survives_newlines_and_rows_match(images, tmp_path):

@@ -1,9 +1,9 @@
 """Utilities shared by the estimators: device, dtype, seeding, array<->tensor,
 optional imports, scikit-learn compatibility, the training policy."""
 
+from .._path_lists import read_path_list, write_json_lines, write_path_list
 from ._image_shape import check_image_shape
 from ._optional import import_optional
-from ._path_lists import read_path_list, write_json_lines, write_path_list
 from ._torch import (
     as_tensor,
     batched_apply,

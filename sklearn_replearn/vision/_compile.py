@@ -3,17 +3,21 @@
 A compiled module (``torch.compile`` with inductor's ``freezing``: the frozen
 weights become constants, so batch norms, convolutions and their layouts are
 folded and prepacked once) runs faster than the eager one, but building it
-takes seconds to tens of seconds. ``compile="auto"`` therefore compiles only
-when the work is large enough to repay that time (:func:`should_compile`),
-and a module that fails to compile runs eagerly instead
-(:class:`CompiledOrEager`).
+takes seconds to tens of seconds, and on some CPUs the compiled module is
+no faster at all (float32 on an AVX2 CPU, see the benchmarks page).
+``compile="auto"`` therefore compiles only when the work is large enough to
+repay that time (:func:`should_compile`), then times the compiled module
+against the eager one before using it (:meth:`CompiledOrEager.speedup`), and
+a module that fails to compile runs eagerly instead (:class:`CompiledOrEager`).
 """
 
+import time
 import warnings
 
 import torch
 
-__all__ = ["CompiledOrEager", "break_even_images", "should_compile"]
+__all__ = ["CompiledOrEager", "break_even_images", "record_no_gain",
+           "should_compile"]
 
 # Images of 224 x 224 pixels from which compiling pays for itself: the compile
 # time divided by the time each image saves (`bench_pretrained.py --compiled`
@@ -27,8 +31,16 @@ _REFERENCE_PIXELS = 224 * 224
 # Device types on which a compilation failed in this process: "auto" stops
 # trying there (each try costs the tracing time before the failure).
 _FAILED_DEVICE_TYPES = set()
+# (device type, dtype, backbone class) whose compiled module ran no faster
+# than the eager one in this process: "auto" keeps them eager (each verdict
+# costs a compilation).
+_NO_GAIN = set()
 # One warning per process about falling back to eager.
 _WARNED = []
+# Timed calls of each module when "auto" compares them (after one warm-up
+# call each, the compiled one's compiling): the faster of two, so that one
+# call slowed by another process does not decide.
+_TIMED_CALLS = 2
 
 
 def break_even_images(device, image_size, dtype=None):
@@ -65,7 +77,7 @@ def break_even_images(device, image_size, dtype=None):
 
 
 def should_compile(compile, device, image_size, *, n_images, n_done=0,
-                   compiled=False, dtype=None):
+                   compiled=False, dtype=None, family=None):
     """Whether a transform of ``n_images`` runs the compiled module.
 
     Parameters
@@ -83,6 +95,10 @@ def should_compile(compile, device, image_size, *, n_images, n_done=0,
         Whether this estimator already holds a compiled module.
     dtype : torch.dtype or None, default=None
         The autocast dtype; None: float32.
+    family : str, default=None
+        The backbone's class name: where its compiled module ran no faster
+        than the eager one in this process (:func:`record_no_gain`), "auto"
+        stays eager.
 
     Returns
     -------
@@ -92,7 +108,8 @@ def should_compile(compile, device, image_size, *, n_images, n_done=0,
         (:func:`break_even_images`): compiling then costs at most the time
         already spent eagerly, so the total is at most twice that of the
         better choice made in hindsight. False where a compilation failed on
-        this device type in this process.
+        this device type in this process, or where the compiled module of
+        this backbone class, device type and dtype ran no faster.
 
     Examples
     --------
@@ -108,7 +125,16 @@ def should_compile(compile, device, image_size, *, n_images, n_done=0,
         return True
     if device.type in _FAILED_DEVICE_TYPES:
         return False
+    if (device.type, dtype, family) in _NO_GAIN:
+        return False
     return n_images + n_done >= break_even_images(device, image_size, dtype)
+
+
+def record_no_gain(device, dtype, family):
+    """Remember that ``family``'s compiled module ran no faster than its eager
+    one on ``device`` in ``dtype``: :func:`should_compile` then keeps
+    ``"auto"`` eager there for the rest of the process."""
+    _NO_GAIN.add((device.type, dtype, family))
 
 
 def compile_frozen(module):
@@ -156,6 +182,34 @@ class CompiledOrEager:
                 self._fall_back(exc)
         return self.eager(batch)
 
+    def speedup(self, batch, autocast):
+        """How many times faster the compiled module runs ``batch`` than the
+        eager one (0 if it fails to compile).
+
+        Each module runs ``batch`` once to warm up (the compiled one
+        compiles), then :data:`_TIMED_CALLS` times, interleaved; the fastest
+        call of each counts. Run on a batch of the shape the transform will
+        use: compiled modules are specialised to it.
+
+        Parameters
+        ----------
+        batch : torch.Tensor
+            A batch of ``batch_size`` images on the module's device.
+        autocast : context manager
+            The autocast the transform runs under.
+        """
+        device = batch.device
+        with torch.inference_mode(), autocast:
+            self.eager(batch)
+            self(batch)
+            if self.compiled is None:
+                return 0.0
+            eager_s, compiled_s = [], []
+            for _ in range(_TIMED_CALLS):
+                eager_s.append(_seconds(self.eager, batch, device))
+                compiled_s.append(_seconds(self.compiled, batch, device))
+        return min(eager_s) / max(min(compiled_s), 1e-12)
+
     def _fall_back(self, exc):
         self.compiled, self.failed = None, True
         device = next((p.device.type for p in self.eager.parameters()), "cpu")
@@ -170,3 +224,14 @@ class CompiledOrEager:
                 "(inductor needs one on CPUs).",
                 RuntimeWarning, stacklevel=3,
             )
+
+
+def _seconds(module, batch, device):
+    """Wall seconds of ``module(batch)``, the device's queue drained."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    module(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start

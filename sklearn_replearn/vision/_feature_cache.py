@@ -4,13 +4,14 @@ Building it cuts the backbone at the layer, folds its batch norms (checked on
 a random image) and, when compiling pays (``_compile.should_compile``),
 compiles it with frozen weights: too slow to repeat at every ``transform``,
 so both are kept in a dict per (layer, device) and rebuilt only when the
-backbone's weights or layers change.
+backbone's weights or layers change. Under ``compile="auto"`` a compiled
+module is used only if it ran faster than the eager one.
 """
 
 import torch
 
-from .._utils._precision import autocast_dtype
-from ._compile import CompiledOrEager, should_compile
+from .._utils._precision import autocast_dtype, inference_autocast
+from ._compile import CompiledOrEager, record_no_gain, should_compile
 from ._folding import fold_batch_norms
 from ._layers import cut_at
 
@@ -18,14 +19,18 @@ __all__ = ["cached_feature_module"]
 
 
 def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
-                          n_images=None, autocast=False):
+                          n_images=None, autocast=False, batch_size=1):
     """The module computing ``layer``'s output of ``model`` on ``device``.
 
     Batch norms are folded into the convolutions before them (in a copy:
     ``model`` keeps its own layers for plotting, pickling and tuning; folding
     is checked on a random image), and the result is compiled with frozen
     weights when ``compile`` says so for ``n_images`` images
-    (``_compile.should_compile``; once compiled, always reused).
+    (``_compile.should_compile``; once compiled, always reused). Under
+    ``"auto"``, the new compiled module is first timed against the eager one
+    on a batch of ``batch_size`` random images: if it is no faster, the
+    eager module is returned, and ``"auto"`` stays eager for this backbone
+    class, device type and dtype for the rest of the process.
     The cache is rebuilt when ``model`` moves to another device, when a
     weight or buffer changes in place (``load_state_dict``, an in-place
     operation on a parameter) or is replaced, and when a layer is replaced.
@@ -51,6 +56,9 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
     autocast : bool, default=False
         The estimator's ``autocast`` parameter (the break-even depends on
         the dtype it picks).
+    batch_size : int, default=1
+        Images per batch of the transform (the shape the compiled module is
+        timed on).
 
     Returns
     -------
@@ -76,14 +84,30 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
         return module
     compiled = cache.get((*key, "compiled"))
     n_done = cache.get((*key, "eager images"), 0)
+    dtype, family = autocast_dtype(device, autocast), type(model).__qualname__
     if not should_compile(compile, device, preprocess.output_size, n_images=n_images,
                           n_done=n_done, compiled=compiled is not None,
-                          dtype=autocast_dtype(device, autocast)):
+                          dtype=dtype, family=family):
         cache[(*key, "eager images")] = n_done + n_images
         return module
     if compiled is None:
-        compiled = cache[(*key, "compiled")] = CompiledOrEager(module)
+        compiled = CompiledOrEager(module)
+        if compile == "auto" and not _runs_faster(compiled, preprocess, device,
+                                                  autocast, batch_size):
+            record_no_gain(device, dtype, family)
+            cache[(*key, "eager images")] = n_done + n_images
+            return module
+        cache[(*key, "compiled")] = compiled
     return compiled
+
+
+def _runs_faster(compiled, preprocess, device, autocast, batch_size):
+    """Whether ``compiled`` (a new ``CompiledOrEager``) runs a batch of
+    ``batch_size`` random images faster compiled than eagerly."""
+    image = preprocess.example_batch(device, random=True)
+    batch = image.expand(batch_size, *image.shape[1:]).contiguous(
+        memory_format=torch.channels_last)
+    return compiled.speedup(batch, inference_autocast(device, autocast)) > 1.0
 
 
 def _on_device(model, device):

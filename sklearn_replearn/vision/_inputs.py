@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .._image_files import IMAGE_EXTENSIONS
 from .._utils import check_image_shape
 
 __all__ = [
@@ -25,9 +26,6 @@ __all__ = [
     "read_images",
 ]
 
-IMAGE_EXTENSIONS = (
-    ".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp",
-)
 _CHANNEL_COUNTS = (1, 2, 3, 4)
 
 

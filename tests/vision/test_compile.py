@@ -27,8 +27,10 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(autouse=True)
 def fresh_compile_state(monkeypatch):
-    """Each test starts with no failure recorded and no warning given."""
+    """Each test starts with no failure or slower compilation recorded and no
+    warning given."""
     monkeypatch.setattr(_compile, "_FAILED_DEVICE_TYPES", set())
+    monkeypatch.setattr(_compile, "_NO_GAIN", set())
     monkeypatch.setattr(_compile, "_WARNED", [])
 
 
@@ -120,9 +122,41 @@ class RecordingCompile:
         return module
 
 
+def fake_clock(compiled_seconds):
+    """Stands for ``_compile._seconds``: the eager module takes 1 s a batch,
+    the compiled one ``compiled_seconds``; records the batch shapes timed."""
+    shapes = []
+
+    def seconds(module, batch, device):
+        shapes.append(tuple(batch.shape))
+        return compiled_seconds if isinstance(module, CompiledModule) else 1.0
+
+    seconds.shapes = shapes
+    return seconds
+
+
+class CompiledModule(nn.Module):
+    """What the fake compiler returns: the module, recognisably wrapped."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, batch):
+        return self.module(batch)
+
+
+class WrappingCompile(RecordingCompile):
+    def __call__(self, module, **options):
+        self.calls.append(options)
+        return CompiledModule(module)
+
+
 def test_auto_compiles_once_the_work_repays_it_then_reuses_it(monkeypatch, crops):
-    fake = RecordingCompile()
+    fake = WrappingCompile()
     monkeypatch.setattr(torch, "compile", fake)
+    clock = fake_clock(compiled_seconds=0.5)
+    monkeypatch.setattr(_compile, "_seconds", clock)
     # 32 x 32 images: break-even of 16 images at 224 x 224 * 49 = 784 / 49.
     monkeypatch.setattr(_compile, "_BREAK_EVEN_IMAGES",
                         {("cpu", torch.float32): 16 / 49})
@@ -132,6 +166,9 @@ def test_auto_compiles_once_the_work_repays_it_then_reuses_it(monkeypatch, crops
     assert fake.calls == []
     estimator.transform(crops[:10])  # 20 images in all: compile
     assert fake.calls == [{"dynamic": False, "options": {"freezing": True}}]
+    # Timed against the eager module on a full batch (4 images of 32 x 32),
+    # twice each, before it was used.
+    assert clock.shapes == [(4, 3, 32, 32)] * 4
     estimator.transform(crops[:1])  # reused, not rebuilt
     estimator.feature_maps(crops[:2], layer="2")  # another layer: still eager
     assert len(fake.calls) == 1 and len(compiled_modules(estimator)) == 1
@@ -139,6 +176,56 @@ def test_auto_compiles_once_the_work_repays_it_then_reuses_it(monkeypatch, crops
     estimator.set_params(compile=False)
     estimator.transform(crops)
     assert len(fake.calls) == 1 and compiled_modules(estimator) == []
+
+
+def test_auto_stays_eager_where_the_compiled_module_is_no_faster(monkeypatch,
+                                                                crops):
+    fake = WrappingCompile()
+    monkeypatch.setattr(torch, "compile", fake)
+    monkeypatch.setattr(_compile, "_seconds", fake_clock(compiled_seconds=1.5))
+    monkeypatch.setattr(_compile, "_BREAK_EVEN_IMAGES",
+                        {("cpu", torch.float32): 16 / 49})
+    eager = features(compile=False).fit(crops[:1]).transform(crops)
+    estimator = features().fit(crops[:1])
+    # Past the break-even: compiled, timed slower, dropped; the whole call ran
+    # eagerly (bit-identical to compile=False).
+    np.testing.assert_array_equal(estimator.transform(crops), eager)
+    assert len(fake.calls) == 1 and compiled_modules(estimator) == []
+    # Neither this estimator nor another of the same backbone class compiles
+    # again in this process; compile=True still does (no timing).
+    other = features().fit(crops[:1])
+    np.testing.assert_array_equal(other.transform(crops), eager)
+    estimator.transform(crops)
+    assert len(fake.calls) == 1
+    assert not should_compile("auto", CPU, (32, 32), n_images=10**9,
+                              family="Sequential")
+    assert should_compile("auto", CPU, (32, 32), n_images=10**9, family="ResNet")
+    forced = features(compile=True).fit(crops[:1])
+    forced.transform(crops[:4])
+    assert len(fake.calls) == 2 and len(compiled_modules(forced)) == 1
+
+
+def test_speedup_times_both_modules_on_the_batch_under_autocast(monkeypatch):
+    module = nn.Linear(3, 2)
+    seen = []
+
+    def compiled(batch):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return module(batch)
+
+    monkeypatch.setattr(_compile, "_seconds", lambda function, batch, device:
+                        0.25 if function is compiled else 1.0)
+    wrapper = CompiledOrEager(module, compiler=lambda m: compiled)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+    assert wrapper.speedup(torch.randn(4, 3), autocast) == 4.0
+    assert seen == [True]  # the warm-up call (the fake clock ran the others)
+
+    def failing(batch):
+        raise RuntimeError("unsupported operation")
+
+    broken = CompiledOrEager(module, compiler=lambda m: failing)
+    with pytest.warns(RuntimeWarning, match="unsupported operation"):
+        assert broken.speedup(torch.randn(4, 3), torch.autocast("cpu")) == 0.0
 
 
 @pytest.mark.slow
