@@ -11,8 +11,10 @@ For each backbone (random weights: speed does not depend on their values) and
 * ``tuned``: the same loop hand-tuned: channels-last model and input,
   ``torch.inference_mode()`` (and float16 autocast on CUDA);
 * ``ours``: ``PretrainedCNNFeatures(...).transform(X)`` on the same uint8 array;
-* ``files``: ``transform`` on the same images saved as JPEG files, loaded with
-  ``num_workers`` DataLoader workers.
+* ``files``: ``transform`` on the same images saved as JPEG files, at its
+  defaults (``num_workers=0``: decoded in the main process);
+* ``files wN``: the same with ``--num-workers`` (N) DataLoader workers,
+  whose start costs each call a fixed time.
 
 On a CPU, ``ours`` and ``files`` run in float32 (``autocast=False``), and two
 more columns compare bfloat16 (run on every CPU; fast only on those with
@@ -23,7 +25,7 @@ AVX512-BF16 or AMX, where ``autocast=True`` picks it by default):
   ``torch.autocast("cpu", dtype=torch.bfloat16)``;
 * ``ours bf16``: ``transform`` with ``autocast=True`` (forced to bfloat16).
 
-Ratios printed: ours/eager, ours/tuned, files/ours, and on a CPU
+Ratios printed: ours/eager, ours/tuned, files/ours, files wN/ours, and on a CPU
 bf16/fp32 (ours bf16 / ours) and ours bf16 / loop bf16. Run it on a quiet machine;
 on a shared one the numbers are noisy::
 
@@ -192,8 +194,11 @@ def bench_backbone(name, images, paths, args):
                                  autocast=fp32, device=device,
                                  random_state=0).fit(images[:1])
     files = PretrainedCNNFeatures(name, weights=None, batch_size=args.batch_size,
-                                  num_workers=args.num_workers, autocast=fp32,
-                                  device=device, random_state=0).fit(images[:1])
+                                  autocast=fp32, device=device,
+                                  random_state=0).fit(images[:1])
+    workers = PretrainedCNNFeatures(name, weights=None, batch_size=args.batch_size,
+                                    num_workers=args.num_workers, autocast=fp32,
+                                    device=device, random_state=0).fit(images[:1])
     methods = {
         "eager": lambda: eager_loop(eager_model, preprocess, images,
                                     args.batch_size, device),
@@ -201,6 +206,7 @@ def bench_backbone(name, images, paths, args):
                                     args.batch_size, device),
         "ours": lambda: ours.transform(images),
         "files": lambda: files.transform(paths),
+        "files wN": lambda: workers.transform(paths),
     }
     if device == "cpu":
         os.environ["SKLEARN_REPLEARN_CPU_BF16"] = "1"  # bfloat16 on any CPU
@@ -333,9 +339,10 @@ def run(args):
             path = os.path.join(folder, f"{index:04d}.jpg")
             Image.fromarray(image).save(path, quality=90)
             paths.append(path)
+        workers = f"files w{args.num_workers}"
         header = (f"{'backbone':<18} {'eager':>7} {'tuned':>7} {'ours':>7} "
-                  f"{'files':>7} {'ours/eager':>10} {'ours/tuned':>10} "
-                  f"{'files/ours':>10}")
+                  f"{'files':>7} {workers:>8} {'ours/eager':>10} "
+                  f"{'ours/tuned':>10} {'files/ours':>10} {workers + '/ours':>13}")
         if args.device == "cpu":
             header += (f" {'loop bf16':>9} {'ours bf16':>9} {'bf16/fp32':>9} "
                        f"{'bf16/loop':>9}")
@@ -347,9 +354,11 @@ def run(args):
             rate = bench_backbone(name, images, paths, args)
             line = (f"{label:<18} {rate['eager']:7.1f} {rate['tuned']:7.1f} "
                     f"{rate['ours']:7.1f} {rate['files']:7.1f} "
+                    f"{rate['files wN']:8.1f} "
                     f"{rate['ours'] / rate['eager']:10.2f} "
                     f"{rate['ours'] / rate['tuned']:10.2f} "
-                    f"{rate['files'] / rate['ours']:10.2f}")
+                    f"{rate['files'] / rate['ours']:10.2f} "
+                    f"{rate['files wN'] / rate['ours']:13.2f}")
             if "ours bf16" in rate:
                 line += (f" {rate['loop bf16']:9.1f} {rate['ours bf16']:9.1f} "
                          f"{rate['ours bf16'] / rate['ours']:9.2f} "

@@ -3,8 +3,8 @@
 A compiled module (``torch.compile`` with inductor's ``freezing``: the frozen
 weights become constants, so batch norms, convolutions and their layouts are
 folded and prepacked once) runs faster than the eager one, but building it
-takes seconds to tens of seconds, and on some CPUs the compiled module is
-no faster at all (float32 on an AVX2 CPU, see the benchmarks page).
+takes seconds to tens of seconds, and how much faster the compiled module
+runs depends on the CPU, the model and the dtype.
 ``compile="auto"`` therefore compiles only when the work is large enough to
 repay that time (:func:`should_compile`), then times the compiled module
 against the eager one before using it (:meth:`CompiledOrEager.speedup`), and

@@ -180,8 +180,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
         float32 and for bfloat16, and scaled by the pixels per image), so a
         short ``transform`` never waits
         for a compilation. It then times the compiled module against the
-        eager one on a batch and keeps the faster: where compiling does not
-        pay on your hardware (float32 on AVX2 CPUs), ``"auto"`` stays eager
+        eager one on a batch and keeps the faster: where the compiled module
+        is no faster on your hardware, ``"auto"`` stays eager
         for that backbone class, device type and dtype for the rest of the
         process. Once compiled, it stays compiled. Devices without
         a measured break-even (CUDA, MPS) stay eager under ``"auto"``.
