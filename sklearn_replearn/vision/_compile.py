@@ -31,7 +31,7 @@ _REFERENCE_PIXELS = 224 * 224
 # Device types on which a compilation failed in this process: "auto" stops
 # trying there (each try costs the tracing time before the failure).
 _FAILED_DEVICE_TYPES = set()
-# (device type, dtype, backbone class) whose compiled module ran no faster
+# (device type, dtype, backbone and layer) whose compiled module ran no faster
 # than the eager one in this process: "auto" keeps them eager (each verdict
 # costs a compilation).
 _NO_GAIN = set()
@@ -95,10 +95,10 @@ def should_compile(compile, device, image_size, *, n_images, n_done=0,
         Whether this estimator already holds a compiled module.
     dtype : torch.dtype or None, default=None
         The autocast dtype; None: float32.
-    family : str, default=None
-        The backbone's class name: where its compiled module ran no faster
-        than the eager one in this process (:func:`record_no_gain`), "auto"
-        stays eager.
+    family : hashable, default=None
+        The backbone (its name and layer): where its compiled module ran no
+        faster than the eager one in this process (:func:`record_no_gain`),
+        "auto" stays eager.
 
     Returns
     -------
@@ -109,7 +109,7 @@ def should_compile(compile, device, image_size, *, n_images, n_done=0,
         already spent eagerly, so the total is at most twice that of the
         better choice made in hindsight. False where a compilation failed on
         this device type in this process, or where the compiled module of
-        this backbone class, device type and dtype ran no faster.
+        this backbone family, device type and dtype ran no faster.
 
     Examples
     --------

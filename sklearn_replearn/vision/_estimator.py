@@ -182,8 +182,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
         for a compilation. It then times the compiled module against the
         eager one on a batch and keeps the faster: where the compiled module
         is no faster on your hardware, ``"auto"`` stays eager
-        for that backbone class, device type and dtype for the rest of the
-        process. Once compiled, it stays compiled. Devices without
+        for that backbone and layer, device type and dtype for the rest of
+        the process. Once compiled, it stays compiled. Devices without
         a measured break-even (CUDA, MPS) stay eager under ``"auto"``.
         torch's on-disk compile caches shorten a compilation but cannot be
         detected before tracing, so the rule does not count on them.
@@ -547,11 +547,14 @@ class PretrainedCNNFeatures(BaseRepresentation):
         After editing weights through ``parameter.data`` (not tracked by
         torch), call ``set_params`` (which clears the cache) or refit.
         """
+        layer = self._fitted("layer") if layer is None else layer
+        backbone = (self.backbone if isinstance(self.backbone, str)
+                    else type(self.backbone).__qualname__)
         return cached_feature_module(
-            self.__dict__.setdefault("_runtime", {}), self.model_,
-            layer=self._fitted("layer") if layer is None else layer, device=device,
-            compile=self.compile, preprocess=self._preprocessor(),
+            self.__dict__.setdefault("_runtime", {}), self.model_, layer=layer,
+            device=device, compile=self.compile, preprocess=self._preprocessor(),
             n_images=n_images, autocast=self.autocast, batch_size=self.batch_size,
+            family=(backbone, layer),
         )
 
     def _run(self, images, module, postprocess, device, out_dtype, description):

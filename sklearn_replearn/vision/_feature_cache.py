@@ -19,7 +19,8 @@ __all__ = ["cached_feature_module"]
 
 
 def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
-                          n_images=None, autocast=False, batch_size=1):
+                          n_images=None, autocast=False, batch_size=1,
+                          family=None):
     """The module computing ``layer``'s output of ``model`` on ``device``.
 
     Batch norms are folded into the convolutions before them (in a copy:
@@ -29,8 +30,8 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
     (``_compile.should_compile``; once compiled, always reused). Under
     ``"auto"``, the new compiled module is first timed against the eager one
     on a batch of ``batch_size`` random images: if it is no faster, the
-    eager module is returned, and ``"auto"`` stays eager for this backbone
-    class, device type and dtype for the rest of the process.
+    eager module is returned, and ``"auto"`` stays eager for this ``family``,
+    device type and dtype for the rest of the process.
     The cache is rebuilt when ``model`` moves to another device, when a
     weight or buffer changes in place (``load_state_dict``, an in-place
     operation on a parameter) or is replaced, and when a layer is replaced.
@@ -59,6 +60,10 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
     batch_size : int, default=1
         Images per batch of the transform (the shape the compiled module is
         timed on).
+    family : hashable, default=None
+        What a compiled module's loss to the eager one is remembered under
+        (``_compile.record_no_gain``): the backbone's name and the layer;
+        None: ``model``'s class name.
 
     Returns
     -------
@@ -84,7 +89,9 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
         return module
     compiled = cache.get((*key, "compiled"))
     n_done = cache.get((*key, "eager images"), 0)
-    dtype, family = autocast_dtype(device, autocast), type(model).__qualname__
+    dtype = autocast_dtype(device, autocast)
+    if family is None:
+        family = type(model).__qualname__
     if not should_compile(compile, device, preprocess.output_size, n_images=n_images,
                           n_done=n_done, compiled=compiled is not None,
                           dtype=dtype, family=family):

@@ -197,9 +197,13 @@ def test_auto_stays_eager_where_the_compiled_module_is_no_faster(monkeypatch,
     np.testing.assert_array_equal(other.transform(crops), eager)
     estimator.transform(crops)
     assert len(fake.calls) == 1
+    (verdict,) = _compile._NO_GAIN
+    assert verdict[0] == "cpu" and verdict[2][0] == "Sequential"
     assert not should_compile("auto", CPU, (32, 32), n_images=10**9,
-                              family="Sequential")
-    assert should_compile("auto", CPU, (32, 32), n_images=10**9, family="ResNet")
+                              dtype=verdict[1], family=verdict[2])
+    # Another backbone (or layer) gets its own verdict.
+    assert should_compile("auto", CPU, (32, 32), n_images=10**9,
+                          dtype=verdict[1], family=("resnet18", None))
     forced = features(compile=True).fit(crops[:1])
     forced.transform(crops[:4])
     assert len(fake.calls) == 2 and len(compiled_modules(forced)) == 1
