@@ -16,8 +16,8 @@ import warnings
 
 import torch
 
-__all__ = ["CompiledOrEager", "break_even_images", "record_no_gain",
-           "should_compile"]
+__all__ = ["MIN_SPEEDUP", "CompiledOrEager", "break_even_images",
+           "record_no_gain", "should_compile"]
 
 # Images of 224 x 224 pixels from which compiling pays for itself: the compile
 # time divided by the time each image saves (`bench_pretrained.py --compiled`
@@ -41,6 +41,11 @@ _WARNED = []
 # call each, the compiled one's compiling): the faster of two, so that one
 # call slowed by another process does not decide.
 _TIMED_CALLS = 2
+# "auto" keeps a compiled module unless it ran below this share of the eager
+# speed: its compilation is paid already, and two timed calls differ by a few
+# percent from run to run (a narrow gain, as 1.02-1.06 for float32 resnet18
+# on an AVX2 CPU, must not flip between runs to a slower eager process).
+MIN_SPEEDUP = 0.95
 
 
 def break_even_images(device, image_size, dtype=None):
@@ -194,7 +199,10 @@ class CompiledOrEager:
         Parameters
         ----------
         batch : torch.Tensor
-            A batch of ``batch_size`` images on the module's device.
+            A batch of ``batch_size`` images on the module's device, made
+            under ``torch.inference_mode`` as the transform's batches are
+            (the compiled module is specialised to that too: an ordinary
+            tensor would compile a second graph).
         autocast : context manager
             The autocast the transform runs under.
         """

@@ -180,11 +180,13 @@ class PretrainedCNNFeatures(BaseRepresentation):
         float32 and for bfloat16, and scaled by the pixels per image), so a
         short ``transform`` never waits
         for a compilation. It then times the compiled module against the
-        eager one on a batch and keeps the faster: where the compiled module
-        is no faster on your hardware, ``"auto"`` stays eager
-        for that backbone and layer, device type and dtype for the rest of
-        the process. Once compiled, it stays compiled. Devices without
-        a measured break-even (CUDA, MPS) stay eager under ``"auto"``.
+        eager one on a batch and keeps the compiled module unless it ran
+        below 0.95 times the eager speed: where it does on your hardware,
+        ``"auto"`` stays eager for that backbone (a module: its class and
+        parameter count), layer, image size, batch size, device type and
+        dtype for the rest of the process. Once compiled, it stays
+        compiled. Devices without a measured break-even (CUDA, MPS) stay
+        eager under ``"auto"``.
         torch's on-disk compile caches shorten a compilation but cannot be
         detected before tracing, so the rule does not count on them.
         True always compiles; False never does. Where compilation fails (no
@@ -548,8 +550,11 @@ class PretrainedCNNFeatures(BaseRepresentation):
         torch), call ``set_params`` (which clears the cache) or refit.
         """
         layer = self._fitted("layer") if layer is None else layer
+        # A module backbone: its class and size (user Sequentials, and
+        # resnet18 and resnet50 instances, get verdicts of their own).
         backbone = (self.backbone if isinstance(self.backbone, str)
-                    else type(self.backbone).__qualname__)
+                    else (type(self.backbone).__qualname__,
+                          sum(p.numel() for p in self.model_.parameters())))
         return cached_feature_module(
             self.__dict__.setdefault("_runtime", {}), self.model_, layer=layer,
             device=device, compile=self.compile, preprocess=self._preprocessor(),

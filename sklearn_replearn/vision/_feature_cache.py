@@ -11,7 +11,7 @@ module is used only if it ran faster than the eager one.
 import torch
 
 from .._utils._precision import autocast_dtype, inference_autocast
-from ._compile import CompiledOrEager, record_no_gain, should_compile
+from ._compile import MIN_SPEEDUP, CompiledOrEager, record_no_gain, should_compile
 from ._folding import fold_batch_norms
 from ._layers import cut_at
 
@@ -29,9 +29,10 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
     weights when ``compile`` says so for ``n_images`` images
     (``_compile.should_compile``; once compiled, always reused). Under
     ``"auto"``, the new compiled module is first timed against the eager one
-    on a batch of ``batch_size`` random images: if it is no faster, the
-    eager module is returned, and ``"auto"`` stays eager for this ``family``,
-    device type and dtype for the rest of the process.
+    on a batch of ``batch_size`` random images: if it runs below
+    ``MIN_SPEEDUP`` (0.95) times the eager speed, the eager module is
+    returned, and ``"auto"`` stays eager for this ``family``, image size,
+    batch size, device type and dtype for the rest of the process.
     The cache is rebuilt when ``model`` moves to another device, when a
     weight or buffer changes in place (``load_state_dict``, an in-place
     operation on a parameter) or is replaced, and when a layer is replaced.
@@ -62,8 +63,9 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
         timed on).
     family : hashable, default=None
         What a compiled module's loss to the eager one is remembered under
-        (``_compile.record_no_gain``): the backbone's name and the layer;
-        None: ``model``'s class name.
+        (``_compile.record_no_gain``), with the image size and
+        ``batch_size``: the backbone and the layer; None: ``model``'s class
+        name.
 
     Returns
     -------
@@ -90,8 +92,9 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
     compiled = cache.get((*key, "compiled"))
     n_done = cache.get((*key, "eager images"), 0)
     dtype = autocast_dtype(device, autocast)
-    if family is None:
-        family = type(model).__qualname__
+    # The verdict of a timing holds for the shape it was timed on.
+    family = (type(model).__qualname__ if family is None else family,
+              preprocess.output_size, batch_size)
     if not should_compile(compile, device, preprocess.output_size, n_images=n_images,
                           n_done=n_done, compiled=compiled is not None,
                           dtype=dtype, family=family):
@@ -110,11 +113,14 @@ def cached_feature_module(cache, model, *, layer, device, compile, preprocess,
 
 def _runs_faster(compiled, preprocess, device, autocast, batch_size):
     """Whether ``compiled`` (a new ``CompiledOrEager``) runs a batch of
-    ``batch_size`` random images faster compiled than eagerly."""
-    image = preprocess.example_batch(device, random=True)
-    batch = image.expand(batch_size, *image.shape[1:]).contiguous(
-        memory_format=torch.channels_last)
-    return compiled.speedup(batch, inference_autocast(device, autocast)) > 1.0
+    ``batch_size`` random images at least ``MIN_SPEEDUP`` times as fast
+    compiled as eagerly."""
+    with torch.inference_mode():  # as the transform's batches are made
+        image = preprocess.example_batch(device, random=True)
+        batch = image.expand(batch_size, *image.shape[1:]).contiguous(
+            memory_format=torch.channels_last)
+    speedup = compiled.speedup(batch, inference_autocast(device, autocast))
+    return speedup >= MIN_SPEEDUP
 
 
 def _on_device(model, device):

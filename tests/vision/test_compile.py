@@ -191,22 +191,56 @@ def test_auto_stays_eager_where_the_compiled_module_is_no_faster(monkeypatch,
     # eagerly (bit-identical to compile=False).
     np.testing.assert_array_equal(estimator.transform(crops), eager)
     assert len(fake.calls) == 1 and compiled_modules(estimator) == []
-    # Neither this estimator nor another of the same backbone class compiles
-    # again in this process; compile=True still does (no timing).
+    # Neither this estimator nor another of the same backbone compiles again
+    # in this process; compile=True still does (no timing).
     other = features().fit(crops[:1])
     np.testing.assert_array_equal(other.transform(crops), eager)
     estimator.transform(crops)
     assert len(fake.calls) == 1
     (verdict,) = _compile._NO_GAIN
-    assert verdict[0] == "cpu" and verdict[2][0] == "Sequential"
-    assert not should_compile("auto", CPU, (32, 32), n_images=10**9,
-                              dtype=verdict[1], family=verdict[2])
-    # Another backbone (or layer) gets its own verdict.
-    assert should_compile("auto", CPU, (32, 32), n_images=10**9,
-                          dtype=verdict[1], family=("resnet18", None))
+    device_type, dtype, ((backbone, layer), size, batch_size) = verdict
+    assert (device_type, backbone[0], size, batch_size) == (
+        "cpu", "Sequential", (32, 32), 4)
+    assert not should_compile("auto", CPU, size, n_images=10**9, dtype=dtype,
+                              family=verdict[2])
+    # Another backbone, layer, image size or batch size gets its own verdict.
+    for other_key in [(("resnet18", layer), size, batch_size),
+                      ((backbone, layer), (64, 64), batch_size),
+                      ((backbone, layer), size, 8)]:
+        assert should_compile("auto", CPU, size, n_images=10**9, dtype=dtype,
+                              family=other_key)
     forced = features(compile=True).fit(crops[:1])
     forced.transform(crops[:4])
     assert len(fake.calls) == 2 and len(compiled_modules(forced)) == 1
+
+
+def test_auto_keeps_a_compiled_module_within_timing_noise(monkeypatch, crops):
+    fake = WrappingCompile()
+    monkeypatch.setattr(torch, "compile", fake)
+    # 0.97 times the eager speed: within two timed calls' noise.
+    monkeypatch.setattr(_compile, "_seconds", fake_clock(compiled_seconds=1.03))
+    monkeypatch.setattr(_compile, "_BREAK_EVEN_IMAGES",
+                        {("cpu", torch.float32): 16 / 49})
+    estimator = features().fit(crops[:1])
+    estimator.transform(crops)
+    assert len(compiled_modules(estimator)) == 1 and not _compile._NO_GAIN
+
+
+@pytest.mark.slow
+def test_auto_compiles_one_graph_for_its_timing_and_the_transform(monkeypatch,
+                                                                  crops):
+    """The timing's batch is made as the transform's are: no second graph."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(_compile, "_BREAK_EVEN_IMAGES",
+                        {("cpu", torch.float32): 0})
+    estimator = features().fit(crops[:1])
+    before = counters["stats"]["unique_graphs"]
+    out = estimator.transform(crops)
+    estimator.transform(crops[:3])
+    assert counters["stats"]["unique_graphs"] - before == 1
+    eager = features(compile=False).fit(crops[:1]).transform(crops)
+    assert cosines(out, eager).min() >= 0.999
 
 
 def test_speedup_times_both_modules_on_the_batch_under_autocast(monkeypatch):
