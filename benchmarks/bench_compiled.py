@@ -179,7 +179,7 @@ def partial_transform(estimator, images):
     return lambda: estimator.transform(images)
 
 
-def compiled_table(names, images, args, reference, fold):
+def compiled_table(names, images, args, reference, fold, labels=None):
     print(dtype_line())
     dtype = autocast_dtype(torch.device(args.device), True)
     label = str(dtype or torch.float32).removeprefix("torch.")
@@ -190,10 +190,10 @@ def compiled_table(names, images, args, reference, fold):
           f"{'compile s':>9} {'break-even':>10} {'peak':>5} "
           f"{'cmp peak':>8} {'ours peak':>9} {'eager 10':>8} {'ours 10':>7} "
           f"{'ours 10 c=F':>11} {'ours10/c=F':>10} {'ours10/eager10':>14}")
-    for name in names:
+    for name, label in zip(names, labels or names):
         rate = bench_compiled(name, images, args, reference, fold)
         share = rate["flops"] / rate["peak"]
-        print(f"{name:<10} {rate['eager']:6.1f} {rate['compiled']:8.1f} "
+        print(f"{label:<10} {rate['eager']:6.1f} {rate['compiled']:8.1f} "
               f"{rate['ours']:6.1f} {rate['ours'] / rate['compiled']:8.2f} "
               f"{rate['auto']:6.1f} {rate['auto is']:>8} "
               f"{rate['auto'] / rate['compiled']:8.2f} "

@@ -328,7 +328,11 @@ def run(args):
         print(f"# {n_images} images 224x224 -> resize 256 / crop 224, batch "
               f"{args.batch_size}, {args.repeats} interleaved repeats, medians "
               "(images/s)")
-        compiled_table(args.backbones, images, args, reference, fold)
+        with tempfile.TemporaryDirectory() as folder:
+            names = [hf_vit_folder(os.path.join(folder, "vit-small"))
+                     if name == "hf:vit-small" else name for name in args.backbones]
+            compiled_table(names, images, args, reference, fold,
+                           labels=args.backbones)
         return
     print(f"# torchvision {torchvision.__version__}; {n_images} images 224x224 "
           f"-> resize 256 / crop 224, batch {args.batch_size}, {args.repeats} "
