@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline
 
 from sklearn_replearn import PretrainedCNNFeatures
 from sklearn_replearn._extract import main as extract_main
+from sklearn_replearn.vision._compile import CompiledOrEager
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -207,3 +208,30 @@ def test_fine_tuning_hf_and_timm_trains_only_their_last_blocks(images,
         assert changed, backbone
         assert all(name.startswith(tuple(blocks)) for name in changed), changed
         assert tuned.transform(images).shape == frozen.transform(images).shape
+
+
+# ------------------------------------------------- compiled timm and HF models
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["timm", "hf"])
+def test_compiled_timm_and_hf_backbones_agree_with_eager(images, vit_folder,
+                                                        source):
+    """compile=True freezes and compiles timm and transformers models too:
+    the same features to float32 rounding, batch-invariant, pickled without
+    the compiled module."""
+    pytest.importorskip("timm" if source == "timm" else "transformers")
+    backbone = "timm:resnet18" if source == "timm" else f"hf:{vit_folder}"
+    params = {"image_size": 32} if source == "timm" else {}
+    eager = _estimator(backbone, **params).fit(images[:1])
+    compiled = _estimator(backbone, compile=True, **params).fit(images[:1])
+    expected, out = eager.transform(images), compiled.transform(images)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    # Compiled indeed, not the eager fallback.
+    (module,) = [module for module in compiled._runtime.values()
+                 if isinstance(module, CompiledOrEager)]
+    assert module.compiled is not None and not module.failed
+    # One image alone gets the features it gets in a batch.
+    np.testing.assert_array_equal(compiled.transform(images[4:5]), out[4:5])
+    restored = pickle.loads(pickle.dumps(compiled))
+    assert "_runtime" not in restored.__dict__
+    np.testing.assert_allclose(restored.transform(images), out, rtol=1e-4,
+                               atol=1e-4)
