@@ -17,7 +17,8 @@ float16 on CUDA, float32 elsewhere), it times, interleaved and repeated
   with ``compile=True`` and compiled outside the timings);
 * ``auto``: ``transform`` at its defaults past the break-even, where
   ``compile="auto"`` has compiled and timed the compiled module against the
-  eager one, and kept the faster (``auto is`` says which); the break-even is
+  eager one, and kept it unless it ran below 0.95 times the eager speed
+  (``auto is`` says which it kept); the break-even is
   lowered to zero for its first call (outside the timings), so that a quick
   run reaches it;
 * ``eager 10`` / ``ours 10`` / ``ours 10 c=F``: the eager loop, and
