@@ -57,7 +57,8 @@ MORE_SETTINGS = [
         nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(),
                       nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(8, 2)),
         weights=None, image_shape=(1, 1, -1), image_size=(3, 5), normalize=False,
-        layer="1", pooling=None, batch_size=5, device="cpu"),
+        layer="1", pooling=None, batch_size=5, batch_invariant=False,
+        device="cpu"),
 ]
 
 EXPECTED_FAILED_CHECKS = {
@@ -76,8 +77,22 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
+# What batch_invariant=False gives up, by design (its docstring): a short last
+# batch runs at its own shape, whose kernels may round differently.
+WITHOUT_BATCH_INVARIANCE = {
+    "check_methods_subset_invariance": (
+        "batch_invariant=False runs the short last batch as it is, so rows may "
+        "differ by float rounding between a full and a by-batch transform "
+        "(1.8e-7 here); batch_invariant=True, the default, passes"
+    ),
+}
+
+
 def _expected_failed_checks(estimator):
-    return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
+    expected = dict(EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {}))
+    if estimator.get_params().get("batch_invariant") is False:
+        expected.update(WITHOUT_BATCH_INVARIANCE)
+    return expected
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)

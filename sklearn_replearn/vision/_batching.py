@@ -2,11 +2,11 @@
 
 Images are loaded, resized and cropped batch by batch (in the main process,
 on the GPU for in-memory arrays, or in ``DataLoader`` workers for files and
-PIL images), normalised, padded to exactly ``batch_size`` images and run
-through the module; the outputs are written into one preallocated array.
-Every batch has the same shape, so an image's output never depends on the
-other images it is run with (CPU kernels round differently for different
-batch shapes).
+PIL images), normalised, padded to exactly ``batch_size`` images (unless
+the caller opts out) and run through the module; the outputs are written into
+one preallocated array. Every batch has the same shape, so an image's output
+never depends on the other images it is run with (CPU kernels round
+differently for different batch shapes).
 """
 
 import sys
@@ -26,7 +26,8 @@ _GPU_RESIZE_MAX_BYTES = 1 << 30
 
 
 def run_batches(images, module, postprocess, preprocess, *, batch_size, num_workers,
-                device, autocast, out_dtype, verbose=0, description="transform"):
+                device, autocast, out_dtype, verbose=0, description="transform",
+                pad=True):
     """Run ``postprocess(module(batch))`` over all images, ``batch_size`` at a time.
 
     Parameters
@@ -51,6 +52,9 @@ def run_batches(images, module, postprocess, preprocess, *, batch_size, num_work
         A progress bar over images when > 0.
     description : str, default="transform"
         The progress bar's label.
+    pad : bool, default=True
+        Pad the last, short batch to ``batch_size`` images (one batch shape:
+        batch-invariant outputs, one compiled graph); False runs it as it is.
 
     Returns
     -------
@@ -71,7 +75,7 @@ def run_batches(images, module, postprocess, preprocess, *, batch_size, num_work
                                                  num_workers, device):
                 n_rows = batch.shape[0]
                 batch = preprocess.finish(batch)
-                if n_rows < batch_size:
+                if pad and n_rows < batch_size:
                     padding = batch.new_zeros((batch_size - n_rows, *batch.shape[1:]))
                     batch = torch.cat([batch, padding]).contiguous(
                         memory_format=torch.channels_last)

@@ -23,6 +23,7 @@ from torch import nn
 from .._utils._sklearn_compat import Interval, StrOptions, fit_context
 from ..base import BaseRepresentation
 from ._batching import run_batches
+from ._compile import CompiledOrEager
 from ._feature_cache import cached_feature_module
 from ._inputs import ArrayImages, read_images
 from ._layers import (
@@ -61,7 +62,8 @@ class PretrainedCNNFeatures(BaseRepresentation):
     require (``weights.transforms()``), on tensors and in batches (on the GPU
     for in-memory arrays when ``device`` is CUDA). Every batch
     the backbone sees holds exactly ``batch_size`` images (the last one is
-    padded), so an image's features never depend on which images it is
+    padded; ``batch_invariant=False`` skips that for speed on small calls),
+    so an image's features never depend on which images it is
     transformed with, nor on how many: one image alone gives bit-identical
     features to the same image in a batch (CPU kernels round differently for
     different batch shapes). Use ``batch_size=1`` for fast single-image calls.
@@ -166,6 +168,17 @@ class PretrainedCNNFeatures(BaseRepresentation):
         Worker processes loading and resizing images given as file paths or
         PIL images (a ``torch.utils.data.DataLoader``); 0 loads in the main
         process. Arrays are always preprocessed in the main process.
+    batch_invariant : bool, default=True
+        Pad the last, short batch of each call to ``batch_size`` images, so
+        that every batch the backbone sees has one shape and an image's
+        features never depend on the other images of the call: bit-identical
+        alone or in any batch. False runs the short batch as it is: a
+        ``transform`` of 10 images at ``batch_size=32`` then costs 10 images'
+        work instead of 32, and an image's features may differ by float
+        rounding between calls that batch it differently (kernels may round
+        differently for other batch shapes; the user guide's performance
+        page gives measured sizes). A compiled backbone always pads (its one
+        static shape serves every call).
     compile : bool or "auto", default="auto"
         Run the backbone through ``torch.compile`` with inductor's
         ``freezing``: the frozen weights become constants (convolutions
@@ -300,6 +313,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
+        "batch_invariant": ["boolean"],
         "compile": ["boolean", StrOptions({"auto"})],
         "autocast": ["boolean"],
         "device": [str, torch.device],
@@ -323,6 +337,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         learning_rate=1e-4,
         batch_size=32,
         num_workers=0,
+        batch_invariant=True,
         compile="auto",
         autocast=True,
         device="auto",
@@ -342,6 +357,7 @@ class PretrainedCNNFeatures(BaseRepresentation):
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.batch_invariant = batch_invariant
         self.compile = compile
         self.autocast = autocast
         self.device = device
@@ -564,11 +580,13 @@ class PretrainedCNNFeatures(BaseRepresentation):
 
     def _run(self, images, module, postprocess, device, out_dtype, description):
         """Run ``module`` over all images in fixed-size batches."""
+        # A compiled module is specialised to one batch shape: always padded.
+        pad = self.batch_invariant or isinstance(module, CompiledOrEager)
         return run_batches(
             images, module, postprocess, self._preprocessor(),
             batch_size=self.batch_size, num_workers=self.num_workers, device=device,
             autocast=self.autocast, out_dtype=out_dtype, verbose=self.verbose,
-            description=description,
+            description=description, pad=pad,
         )
 
     def set_params(self, **params):

@@ -136,6 +136,55 @@ def test_one_image_alone_equals_the_same_image_in_a_batch(photos):
                                   features.transform(floats[1:2])[0])
 
 
+class _ShapeRecorder(nn.Module):
+    """A backbone that records the batch shapes it is given."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+        self.shapes = []
+
+    def forward(self, batch):
+        self.shapes.append(tuple(batch.shape))
+        return self.module(batch)
+
+
+def _recorded_shapes(features):
+    return features.model_.shapes
+
+
+@pytest.mark.parametrize("batch_invariant", [True, False])
+def test_batch_invariant_pads_the_short_batch_or_runs_it_as_it_is(
+        batch_invariant):
+    X = np.random.RandomState(0).randint(0, 256, (6, 16, 16, 3), np.uint8)
+    features = PretrainedCNNFeatures(
+        _ShapeRecorder(small_cnn()), weights=None, image_size=16, batch_size=4,
+        device="cpu", autocast=False, compile=False,
+        batch_invariant=batch_invariant).fit(X[:1])
+    features.model_.shapes.clear()
+    out = features.transform(X)
+    last = (4 if batch_invariant else 2, 3, 16, 16)
+    assert _recorded_shapes(features) == [(4, 3, 16, 16), last]
+    # The same features either way, to float rounding (bit for bit when
+    # padded: an image alone gets its features in a batch).
+    reference = features.set_params(batch_invariant=True).transform(X)
+    np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(features.transform(X[5:]), reference[5:])
+
+
+def test_a_compiled_backbone_pads_even_without_batch_invariance(monkeypatch):
+    """One static shape for the compiled module, whatever batch_invariant."""
+    monkeypatch.setattr(torch, "compile", lambda module, **options: module)
+    X = np.random.RandomState(0).randint(0, 256, (6, 16, 16, 3), np.uint8)
+    features = PretrainedCNNFeatures(
+        _ShapeRecorder(small_cnn()), weights=None, image_size=16, batch_size=4,
+        device="cpu", autocast=False, compile=True,
+        batch_invariant=False).fit(X[:1])
+    features.model_.shapes.clear()
+    features.transform(X)
+    assert _recorded_shapes(features) == [(4, 3, 16, 16)] * 2
+
+
 @pytest.mark.slow
 def test_arrays_pil_images_and_paths_give_the_same_features(photos):
     X, paths = photos
