@@ -62,13 +62,14 @@ class PretrainedCNNFeatures(BaseRepresentation):
     require (``weights.transforms()``), on tensors and in batches (on the GPU
     for in-memory arrays when ``device`` is CUDA). Every batch
     the backbone sees holds exactly ``batch_size`` images (the last one is
-    padded; ``batch_invariant=False`` skips that for speed on small calls),
-    so an image's features never depend on which images it is
+    padded), so an image's features never depend on which images it is
     transformed with, nor on how many: one image alone gives bit-identical
     features to the same image in a batch (CPU kernels round differently for
-    different batch shapes). Use ``batch_size=1`` for fast single-image calls.
-    (This holds among calls run the same way: a call that ``compile="auto"``
-    runs compiled rounds differently from an eager one.)
+    different batch shapes). Use ``batch_size=1`` for fast single-image
+    calls, or ``batch_invariant=False`` to run a short batch as it is,
+    giving up bit-identity for speed. (This holds among calls run the same
+    way: a call that ``compile="auto"`` runs compiled rounds differently from
+    an eager one.)
 
     Parameters
     ----------
