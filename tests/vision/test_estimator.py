@@ -149,22 +149,25 @@ class _ShapeRecorder(nn.Module):
         return self.module(batch)
 
 
-def _recorded_shapes(features):
-    return features.model_.shapes
+def _six_images_through_a_recorder(**params):
+    """Six 16 x 16 images and a fitted estimator (batches of 4) whose backbone
+    records the batch shapes it is given from now on."""
+    X = np.random.RandomState(0).randint(0, 256, (6, 16, 16, 3), np.uint8)
+    features = PretrainedCNNFeatures(
+        _ShapeRecorder(small_cnn()), weights=None, image_size=16, batch_size=4,
+        device="cpu", autocast=False, **params).fit(X[:1])
+    features.model_.shapes.clear()
+    return X, features
 
 
 @pytest.mark.parametrize("batch_invariant", [True, False])
 def test_batch_invariant_pads_the_short_batch_or_runs_it_as_it_is(
         batch_invariant):
-    X = np.random.RandomState(0).randint(0, 256, (6, 16, 16, 3), np.uint8)
-    features = PretrainedCNNFeatures(
-        _ShapeRecorder(small_cnn()), weights=None, image_size=16, batch_size=4,
-        device="cpu", autocast=False, compile=False,
-        batch_invariant=batch_invariant).fit(X[:1])
-    features.model_.shapes.clear()
+    X, features = _six_images_through_a_recorder(
+        compile=False, batch_invariant=batch_invariant)
     out = features.transform(X)
     last = (4 if batch_invariant else 2, 3, 16, 16)
-    assert _recorded_shapes(features) == [(4, 3, 16, 16), last]
+    assert features.model_.shapes == [(4, 3, 16, 16), last]
     # The same features either way, to float rounding (bit for bit when
     # padded: an image alone gets its features in a batch).
     reference = features.set_params(batch_invariant=True).transform(X)
@@ -175,14 +178,10 @@ def test_batch_invariant_pads_the_short_batch_or_runs_it_as_it_is(
 def test_a_compiled_backbone_pads_even_without_batch_invariance(monkeypatch):
     """One static shape for the compiled module, whatever batch_invariant."""
     monkeypatch.setattr(torch, "compile", lambda module, **options: module)
-    X = np.random.RandomState(0).randint(0, 256, (6, 16, 16, 3), np.uint8)
-    features = PretrainedCNNFeatures(
-        _ShapeRecorder(small_cnn()), weights=None, image_size=16, batch_size=4,
-        device="cpu", autocast=False, compile=True,
-        batch_invariant=False).fit(X[:1])
-    features.model_.shapes.clear()
+    X, features = _six_images_through_a_recorder(compile=True,
+                                                 batch_invariant=False)
     features.transform(X)
-    assert _recorded_shapes(features) == [(4, 3, 16, 16)] * 2
+    assert features.model_.shapes == [(4, 3, 16, 16)] * 2
 
 
 @pytest.mark.slow
