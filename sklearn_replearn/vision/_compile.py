@@ -31,9 +31,9 @@ _REFERENCE_PIXELS = 224 * 224
 # Device types on which a compilation failed in this process: "auto" stops
 # trying there (each try costs the tracing time before the failure).
 _FAILED_DEVICE_TYPES = set()
-# (device type, dtype, backbone and layer) whose compiled module ran no faster
-# than the eager one in this process: "auto" keeps them eager (each verdict
-# costs a compilation).
+# (device type, dtype, family: backbone, layer, image size, batch size) whose
+# compiled module ran below MIN_SPEEDUP times the eager speed in this process:
+# "auto" keeps them eager (each verdict costs a compilation).
 _NO_GAIN = set()
 # One warning per process about falling back to eager.
 _WARNED = []
@@ -101,9 +101,9 @@ def should_compile(compile, device, image_size, *, n_images, n_done=0,
     dtype : torch.dtype or None, default=None
         The autocast dtype; None: float32.
     family : hashable, default=None
-        The backbone (its name and layer): where its compiled module ran no
-        faster than the eager one in this process (:func:`record_no_gain`),
-        "auto" stays eager.
+        The backbone, layer, image size and batch size: where its compiled
+        module ran below ``MIN_SPEEDUP`` times the eager speed in this
+        process (:func:`record_no_gain`), "auto" stays eager.
 
     Returns
     -------
@@ -114,7 +114,8 @@ def should_compile(compile, device, image_size, *, n_images, n_done=0,
         already spent eagerly, so the total is at most twice that of the
         better choice made in hindsight. False where a compilation failed on
         this device type in this process, or where the compiled module of
-        this backbone family, device type and dtype ran no faster.
+        this family, device type and dtype ran below ``MIN_SPEEDUP`` times
+        the eager speed.
 
     Examples
     --------
@@ -136,9 +137,10 @@ def should_compile(compile, device, image_size, *, n_images, n_done=0,
 
 
 def record_no_gain(device, dtype, family):
-    """Remember that ``family``'s compiled module ran no faster than its eager
-    one on ``device`` in ``dtype``: :func:`should_compile` then keeps
-    ``"auto"`` eager there for the rest of the process."""
+    """Remember that ``family``'s compiled module ran below ``MIN_SPEEDUP``
+    times its eager one's speed on ``device`` in ``dtype``:
+    :func:`should_compile` then keeps ``"auto"`` eager there for the rest of
+    the process."""
     _NO_GAIN.add((device.type, dtype, family))
 
 
